@@ -1,0 +1,230 @@
+"""The command base class, the registry, and what a running command may use.
+
+A command is a class registered by name.  The runner makes one instance per
+command of a task, calls ``validate(settings)`` (which raises
+``InvalidSettings`` and never has side effects), then ``execute(settings)``
+with the settings ``validate`` returned.  ``execute`` runs in the task runner
+greenlet; killing that greenlet (abort, shutdown) raises ``GreenletExit``
+inside it, and every child process it started is killed with its tree.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import shlex
+import typing
+
+import gevent
+
+from fworker.errors import CommandFailed, DuplicateCommand, InvalidSettings, UnknownCommand
+
+_REGISTRY: dict[str, type["Command"]] = {}
+
+
+def register(cls: type["Command"]) -> type["Command"]:
+    """Class decorator: make ``cls`` available under ``cls.name``."""
+    if not cls.name:
+        raise DuplicateCommand(f"command class {cls.__qualname__} has no name")
+    existing = _REGISTRY.get(cls.name)
+    if existing is not None and existing is not cls:
+        raise DuplicateCommand(
+            f"command name {cls.name!r} is claimed by both "
+            f"{existing.__module__}.{existing.__qualname__} and {cls.__module__}.{cls.__qualname__}"
+        )
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def lookup(name: str) -> type["Command"]:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise UnknownCommand(f"unknown command {name!r}") from None
+
+
+def registered() -> dict[str, type["Command"]]:
+    return dict(_REGISTRY)
+
+
+class Reporter(typing.Protocol):
+    """Where a command's output goes; the runner's implementation queues
+    updates for the Manager, tests may record them."""
+
+    def log_line(self, line: str) -> None: ...
+
+    def activity(self, text: str) -> None: ...
+
+    def command_progress(self, percent: int) -> None: ...
+
+    def output_produced(self, paths: list[str]) -> None: ...
+
+    def timing(self, phase: str, seconds: float) -> None: ...
+
+
+class CommandContext:
+    """The services a command gets: task log, activity, progress, output
+    reporting, child processes, the thread pool, and the worker's settings."""
+
+    def __init__(self, reporter: Reporter, logger: logging.Logger, settings: typing.Any = None):
+        self.reporter = reporter
+        self.logger = logger
+        self.settings = settings  # fworker.config.Settings, or None in unit tests
+
+    def log(self, line: str) -> None:
+        self.reporter.log_line(line)
+
+    def activity(self, text: str) -> None:
+        self.reporter.activity(text)
+
+    def progress(self, percent: float) -> None:
+        self.reporter.command_progress(max(0, min(100, int(percent))))
+
+    def output_produced(self, *paths: str) -> None:
+        if paths:
+            self.reporter.output_produced([os.path.abspath(p) for p in paths])
+
+    def timing(self, phase: str, seconds: float) -> None:
+        self.reporter.timing(phase, seconds)
+
+    def blocking(self, fn: typing.Callable[..., typing.Any], *args: typing.Any) -> typing.Any:
+        """Run blocking file-system work in gevent's thread pool, so the
+        may-i-run poller and the queue flusher keep running meanwhile."""
+        return gevent.get_hub().threadpool.apply(fn, args)
+
+    def sleep(self, seconds: float) -> None:
+        gevent.sleep(seconds)
+
+    def setting(self, name: str, default: typing.Any) -> typing.Any:
+        if self.settings is None:
+            return default
+        return getattr(self.settings, name, default)
+
+    def run_process(
+        self,
+        args: list[str],
+        *,
+        on_line: typing.Callable[[str], None] | None = None,
+        cwd: str | None = None,
+        env: dict[str, str] | None = None,
+        log_lines: bool = True,
+    ) -> int:
+        """Run ``args`` (no shell) to completion, every output line to the task
+        log and to ``on_line``.  A non-zero exit or a signal raises
+        ``CommandFailed`` naming it; killing the caller kills the child's tree."""
+        from fworker.process import ChildProcess  # late: process imports psutil
+
+        def handle(line: str) -> None:
+            if log_lines:
+                self.log(line)
+            if on_line is not None:
+                on_line(line)
+
+        child = ChildProcess(
+            args,
+            on_line=handle,
+            cwd=cwd,
+            env=child_environment(env),
+            grace=self.setting("abort_grace_period", 10.0),
+            logger=self.logger,
+        )
+        returncode = child.run()
+        if returncode < 0:
+            raise CommandFailed(f"{os.path.basename(args[0])} was killed by signal {-returncode}")
+        if returncode > 0:
+            raise CommandFailed(f"{os.path.basename(args[0])} exited with code {returncode}")
+        return returncode
+
+
+def child_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The worker's environment minus what must not leak into renders."""
+    env = {k: v for k, v in os.environ.items() if k != "LD_LIBRARY_PATH"}
+    if extra:
+        env.update(extra)
+    return env
+
+
+class Command:
+    """Base class of every command.  Subclasses set ``name`` and implement
+    ``validate`` and ``execute``."""
+
+    name: typing.ClassVar[str] = ""
+
+    def __init__(self, ctx: CommandContext):
+        self.ctx = ctx
+
+    def validate(self, settings: dict) -> dict:
+        """Check ``settings`` and return them normalised; raise
+        ``InvalidSettings``.  Must not change anything on disk."""
+        return dict(settings)
+
+    def execute(self, settings: dict) -> None:
+        raise NotImplementedError
+
+    # Helpers for validate(): each raises InvalidSettings naming the setting.
+
+    def _invalid(self, setting: str, problem: str) -> InvalidSettings:
+        return InvalidSettings(self.name, setting, problem)
+
+    def require_str(self, settings: dict, key: str, *, allow_empty: bool = False) -> str:
+        if key not in settings:
+            raise self._invalid(key, "is required")
+        return self.optional_str(settings, key, None, allow_empty=allow_empty)  # type: ignore[return-value]
+
+    def optional_str(self, settings: dict, key: str, default: str | None, *, allow_empty: bool = True) -> str | None:
+        value = settings.get(key, default)
+        if value is None:
+            return default
+        if not isinstance(value, str):
+            raise self._invalid(key, f"must be a string, not {type(value).__name__} {value!r}")
+        if not allow_empty and not value.strip():
+            raise self._invalid(key, "must not be empty")
+        return value
+
+    def require_number(self, settings: dict, key: str, *, minimum: float | None = None) -> float:
+        if key not in settings:
+            raise self._invalid(key, "is required")
+        return self.optional_number(settings, key, None, minimum=minimum)  # type: ignore[return-value]
+
+    def optional_number(self, settings: dict, key: str, default: float | None, *, minimum: float | None = None) -> float | None:
+        value = settings.get(key, default)
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self._invalid(key, f"must be a number, not {type(value).__name__} {value!r}")
+        if minimum is not None and value < minimum:
+            raise self._invalid(key, f"must be at least {minimum}, not {value!r}")
+        return value
+
+    def require_int(self, settings: dict, key: str, *, minimum: int | None = None) -> int:
+        if key not in settings:
+            raise self._invalid(key, "is required")
+        return self.optional_int(settings, key, None, minimum=minimum)  # type: ignore[return-value]
+
+    def optional_int(self, settings: dict, key: str, default: int | None, *, minimum: int | None = None) -> int | None:
+        value = settings.get(key, default)
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self._invalid(key, f"must be an integer, not {type(value).__name__} {value!r}")
+        if minimum is not None and value < minimum:
+            raise self._invalid(key, f"must be at least {minimum}, not {value!r}")
+        return value
+
+    def require_cmdline(self, settings: dict, key: str, default: str | None = None) -> list[str]:
+        """A command line setting, split with shlex; its program must exist."""
+        if default is None:
+            text = self.require_str(settings, key)
+        else:
+            text = self.optional_str(settings, key, default) or default
+        try:
+            args = shlex.split(text)
+        except ValueError as ex:
+            raise self._invalid(key, f"cannot be split into arguments ({ex}): {text!r}") from None
+        if not args:
+            raise self._invalid(key, "must not be empty")
+        program = args[0]
+        found = shutil.which(program) if os.sep not in program else (program if os.access(program, os.X_OK) else None)
+        if found is None:
+            raise self._invalid(key, f"names a program that does not exist or is not executable: {program!r}")
+        return args

@@ -1,0 +1,73 @@
+"""Exceptions, grouped by how the caller reacts to them.
+
+- ``RetryLater``: a transient problem (network, 5xx, timeout); keep the work
+  and try again after a backoff.
+- ``DropItem``: this one item (an update) will never be accepted; remove it and
+  carry on with the next.
+- ``TaskFailed``: the running task cannot succeed; report it ``failed``.
+- ``TaskLost``: the task is no longer ours (cancelled, reassigned); stop it and
+  give it back without judging it.
+- ``Fatal``: the worker cannot work at all; exit with ``exit_code``.
+"""
+
+
+class FworkerError(Exception):
+    """Base class of every error fworker raises on purpose."""
+
+
+class RetryLater(FworkerError):
+    """A transient failure: try again after a backoff."""
+
+
+class DropItem(FworkerError):
+    """This item will never be accepted: drop it, keep going."""
+
+
+class TaskFailed(FworkerError):
+    """The running task fails; the message becomes its activity."""
+
+
+class InvalidSettings(TaskFailed):
+    """A command's settings are wrong; names the command, setting and problem."""
+
+    def __init__(self, command: str, setting: str, problem: str):
+        self.command = command
+        self.setting = setting
+        self.problem = problem
+        super().__init__(f"command {command!r}: setting {setting!r} {problem}")
+
+
+class UnknownCommand(TaskFailed):
+    """The task names a command this worker does not have."""
+
+
+class CommandFailed(TaskFailed):
+    """A command ran and did not succeed (exit code, signal, missing output)."""
+
+
+class TaskLost(FworkerError):
+    """The Manager no longer wants this worker to run the task."""
+
+
+class Fatal(FworkerError):
+    """The worker cannot go on; ``exit_code`` is what the process exits with."""
+
+    exit_code = 1
+
+
+class ConfigError(Fatal):
+    """The configuration cannot be used (bad file, key, type or value)."""
+
+    exit_code = 2
+
+
+class RegistrationRefused(Fatal):
+    """The Manager refused to register this worker (bad registration secret)."""
+
+    exit_code = 3
+
+
+class DuplicateCommand(Fatal):
+    """Two command classes claim the same name."""
+
+    exit_code = 4

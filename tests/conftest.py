@@ -1,0 +1,57 @@
+"""Shared fixtures.  Importing fworker first monkey-patches the test process,
+so the in-process development Manager and worker run under gevent."""
+import fworker  # noqa: F401  (must come first)
+
+import logging
+
+import pytest
+
+from fworker.commands import base
+
+
+class RecordingReporter:
+    """A Reporter that keeps everything a command reports, in order."""
+
+    def __init__(self):
+        self.events: list[tuple[str, object]] = []
+
+    def log_line(self, line):
+        self.events.append(("log", line))
+
+    def activity(self, text):
+        self.events.append(("activity", text))
+
+    def command_progress(self, percent):
+        self.events.append(("progress", percent))
+
+    def output_produced(self, paths):
+        self.events.append(("output", list(paths)))
+
+    def timing(self, phase, seconds):
+        self.events.append(("timing", (phase, seconds)))
+
+    def of(self, kind):
+        return [value for k, value in self.events if k == kind]
+
+    @property
+    def log(self):
+        return self.of("log")
+
+
+@pytest.fixture
+def recorder():
+    return RecordingReporter()
+
+
+@pytest.fixture
+def run_command(recorder):
+    """run_command(name, settings) validates and executes one registered
+    command against a RecordingReporter and returns the reporter."""
+    import fworker.commands  # noqa: F401  (registers every built-in command)
+
+    def run(name, settings, settings_obj=None):
+        cmd = base.lookup(name)(base.CommandContext(recorder, logging.getLogger("test." + name), settings_obj))
+        cmd.execute(cmd.validate(settings))
+        return recorder
+
+    return run
