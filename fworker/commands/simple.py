@@ -1,0 +1,71 @@
+"""Commands that need nothing but the worker: echo, log_a_lot, sleep, exec."""
+from __future__ import annotations
+
+import shlex
+import time
+
+from fworker.commands.base import Command, register
+
+
+@register
+class Echo(Command):
+    name = "echo"
+
+    def validate(self, settings: dict) -> dict:
+        return {"message": self.require_str(settings, "message", allow_empty=True)}
+
+    def execute(self, settings: dict) -> None:
+        self.ctx.log(settings["message"])
+
+
+@register
+class LogALot(Command):
+    """A load test of log shipping."""
+
+    name = "log_a_lot"
+
+    def validate(self, settings: dict) -> dict:
+        lines = self.optional_number(settings, "lines", 20000, minimum=0)
+        return {"lines": int(lines)}
+
+    def execute(self, settings: dict) -> None:
+        lines = settings["lines"]
+        self.ctx.activity(f"logging {lines} lines")
+        filler = "This is a long log line produced to exercise log shipping. " * 2
+        for i in range(lines):
+            self.ctx.log(f"{i + 1}/{lines} {filler}")
+            if i % 1000 == 999:
+                self.ctx.progress(100 * (i + 1) / lines)
+                self.ctx.sleep(0)  # let the flusher and the may-i-run poller run
+
+
+@register
+class Sleep(Command):
+    name = "sleep"
+
+    def validate(self, settings: dict) -> dict:
+        return {"time_in_seconds": self.require_number(settings, "time_in_seconds", minimum=0)}
+
+    def execute(self, settings: dict) -> None:
+        seconds = settings["time_in_seconds"]
+        self.ctx.log(f"sleeping {seconds} seconds")
+        # gevent timers may fire a hair early; the command promises the full time.
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            self.ctx.sleep(left)
+        self.ctx.log(f"slept {seconds} seconds")
+
+
+@register
+class Exec(Command):
+    """Run a command line as a subprocess (split with shlex, no shell)."""
+
+    name = "exec"
+
+    def validate(self, settings: dict) -> dict:
+        return {"args": self.require_cmdline(settings, "cmd")}
+
+    def execute(self, settings: dict) -> None:
+        args = settings["args"]
+        self.ctx.activity(f"running {shlex.join(args)}")
+        self.ctx.run_process(args)
