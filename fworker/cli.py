@@ -1,0 +1,100 @@
+"""``flamenco-worker``: argument parsing and wiring, nothing else.
+
+Exit codes:
+  0  clean shutdown (or, with --single, the task completed)
+  1  fatal error while running
+  2  bad configuration or command line
+  3  the Manager refused registration (bad worker_registration_secret)
+  4  two commands claim the same name
+  5  --single: the task did not complete (failed, or given back)
+  130 a second SIGINT/SIGTERM: exited at once, the queue kept on disk
+"""
+from __future__ import annotations
+
+import fworker  # noqa: F401  (monkey-patches before anything else is imported)
+
+import argparse
+import logging
+import sys
+
+from fworker import config
+from fworker.errors import ConfigError, Fatal
+
+log = logging.getLogger("fworker")
+
+EXIT_CODES = __doc__.split("Exit codes:\n", 1)[1]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="flamenco-worker",
+        description="Flamenco render-farm Worker: asks a Flamenco Manager for tasks and runs them.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=config.help_epilog() + "\n\nexit codes:\n" + EXIT_CODES,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {fworker.__version__}")
+    parser.add_argument("-c", "--config", metavar="FILE", help="read FILE after the default configuration files")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more (INFO and up from every module)")
+    parser.add_argument("-d", "--debug", action="store_true", help="log everything (DEBUG)")
+    parser.add_argument("-r", "--reregister", action="store_true", help="register as a new worker even if credentials exist")
+    parser.add_argument("-1", "--single", action="store_true", help="exit after one task (exit code 0 only if it completed)")
+    parser.add_argument("-t", "--test", action="store_true",
+                        help="test mode: only task type test-blender-render, status 'testing'")
+    parser.add_argument("--check-config", action="store_true",
+                        help="validate the configuration, print the effective settings (secrets masked) and exit")
+    parser.add_argument("--demo", action="store_true",
+                        help="run a built-in development Manager with a demo job on 127.0.0.1 and work on it")
+    return parser
+
+
+def setup_logging(verbose: bool, debug: bool) -> None:
+    level = logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-8s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    if not (verbose or debug):
+        # Life-cycle messages are worth seeing by default; library chatter is not.
+        logging.getLogger("fworker").setLevel(logging.INFO)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.verbose, args.debug)
+    try:
+        if args.demo:
+            from fworker import demo
+
+            return demo.run(args)
+        settings = config.load(args.config)
+        if args.check_config:
+            return print_config(settings)
+        return run_worker(settings, args)
+    except ConfigError as ex:
+        print(f"flamenco-worker: configuration error: {ex}", file=sys.stderr)
+        return ex.exit_code
+    except Fatal as ex:
+        log.critical("%s", ex)
+        return ex.exit_code
+
+
+def run_worker(settings: config.Settings, args: argparse.Namespace) -> int:
+    import fworker.commands  # noqa: F401  (registers the built-in commands)
+    from fworker.worker import Worker
+
+    if not settings.manager_url:
+        raise ConfigError("manager_url is not set (discovery of the Manager is not available yet)")
+    worker = Worker(settings, credentials_path=config.credentials_path(), reregister=args.reregister,
+                    single=args.single, test_mode=args.test)
+    worker.install_signal_handlers()
+    log.info("fworker %s: Manager %s, task types %s, queue %s", fworker.__version__, settings.manager_url,
+             " ".join(worker.registrar.task_types), worker.queue.path)
+    return worker.run()
+
+
+def print_config(settings: config.Settings) -> int:
+    print("files read: " + (", ".join(settings.files) or "none"))
+    for name, value in settings.masked().items():
+        print(f"{name} = {config.format_value(value)}    # from {settings.sources[name]}")
+    return 0

@@ -1,0 +1,137 @@
+"""The queue flusher: sends queued task updates to the Manager, in order.
+
+``run()`` loops over ``run_once()``, which sends one batch from the head of
+the queue.  Consecutive updates of one task are coalesced into one request
+when that loses nothing: their log texts are joined and no other field
+appears in both (so no activity or progress value is overwritten).
+"""
+from __future__ import annotations
+
+import logging
+import typing
+
+import gevent.event
+
+from fworker.errors import RetryLater
+from fworker.queue import QueuedUpdate, UpdateQueue
+from fworker.upstream import Backoff, Upstream
+
+log = logging.getLogger(__name__)
+
+# A coalesced request stays below this much log text, whatever the backlog.
+MAX_COALESCED_LOG = 1_000_000
+# A 400 may come from a proxy mangling one request; after this many the
+# update is set aside in the rejected table instead of blocking the queue.
+MAX_BAD_REQUEST_TRIES = 3
+
+
+class Batch(typing.NamedTuple):
+    task_id: str
+    payload: dict
+    ids: list[int]
+
+
+def coalesce(items: list[QueuedUpdate]) -> list[Batch]:
+    batches: list[Batch] = []
+    for item in items:
+        if batches and _mergeable(batches[-1], item):
+            last = batches[-1]
+            merged = dict(last.payload)
+            for key, value in item.payload.items():
+                merged[key] = merged["log"] + "\n" + value if key == "log" and "log" in merged else value
+            batches[-1] = Batch(last.task_id, merged, last.ids + [item.id])
+        else:
+            batches.append(Batch(item.task_id, dict(item.payload), [item.id]))
+    return batches
+
+
+def _mergeable(batch: Batch, item: QueuedUpdate) -> bool:
+    if batch.task_id != item.task_id:
+        return False
+    if (set(batch.payload) - {"log"}) & (set(item.payload) - {"log"}):
+        return False
+    size = len(batch.payload.get("log", "")) + len(item.payload.get("log", ""))
+    return size <= MAX_COALESCED_LOG
+
+
+class Flusher:
+    def __init__(self, queue: UpdateQueue, upstream: Upstream, *, backoff: Backoff,
+                 on_task_lost: typing.Callable[[str, str], None],
+                 on_unauthorized: typing.Callable[[], None] | None = None,
+                 batch_size: int = 200):
+        self.queue = queue
+        self.upstream = upstream
+        self.backoff = backoff
+        self.on_task_lost = on_task_lost
+        self.on_unauthorized = on_unauthorized
+        self.batch_size = batch_size
+        self.stopping = gevent.event.Event()
+        self.idle = gevent.event.Event()  # set while the queue is empty
+        self.sent = 0  # updates accepted by the Manager, for tests and metrics
+        self._bad_request_tries: dict[int, int] = {}
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                progressed = self.run_once()
+            except RetryLater as ex:
+                delay = self.backoff.next_delay()
+                log.warning("cannot send task updates (%d queued), retrying in %.1fs: %s", len(self.queue), delay, ex)
+                self.stopping.wait(delay)
+                continue
+            if not progressed:
+                self.idle.set()
+                self.queue.pushed.wait()
+                self.queue.pushed.clear()
+
+    def run_once(self) -> bool:
+        """Send one batch; False when the queue was empty."""
+        items = self.queue.head(self.batch_size)
+        if not items:
+            return False
+        self.idle.clear()
+        for batch in coalesce(items):
+            self._send(batch, items)
+        return True
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.queue.pushed.set()  # wake run() if it waits for work
+
+    def _send(self, batch: Batch, items: list[QueuedUpdate]) -> None:
+        answer = self.upstream.send_update(batch.task_id, batch.payload)
+        if answer.status == 204:
+            self.queue.delete(batch.ids)
+            self.sent += len(batch.ids)
+            self.backoff.reset()
+        elif answer.status in (404, 409):
+            log.warning("Manager will never accept updates of task %s (%d %s); dropping %d update(s)",
+                        batch.task_id, answer.status, answer.text.strip(), len(batch.ids))
+            self.queue.delete(batch.ids)
+            self.on_task_lost(batch.task_id, answer.text.strip())
+        elif answer.status == 400:
+            self._bad_request(batch, items, answer.text.strip())
+        elif answer.status == 401:
+            if self.on_unauthorized is not None:
+                self.on_unauthorized()
+            raise RetryLater(f"update of task {batch.task_id}: 401 Unauthorized")
+        else:
+            raise RetryLater(f"update of task {batch.task_id}: unexpected answer {answer.status} {answer.text.strip()!r}")
+
+    def _bad_request(self, batch: Batch, items: list[QueuedUpdate], answer: str) -> None:
+        if len(batch.ids) > 1:
+            # Send the parts one by one so that only the bad one is set aside.
+            for item in items:
+                if item.id in batch.ids:
+                    self._send(Batch(item.task_id, item.payload, [item.id]), items)
+            return
+        item_id = batch.ids[0]
+        tries = self._bad_request_tries.get(item_id, 0) + 1
+        self._bad_request_tries[item_id] = tries
+        if tries < MAX_BAD_REQUEST_TRIES:
+            raise RetryLater(f"update of task {batch.task_id} refused (400 {answer}), try {tries}")
+        item = next(i for i in items if i.id == item_id)
+        log.error("Manager cannot decode update %d of task %s (400 %s); moved to the rejected_updates table of %s",
+                  item_id, batch.task_id, answer, self.queue.path)
+        self.queue.reject(item, f"400 {answer}")
+        del self._bad_request_tries[item_id]

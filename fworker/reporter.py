@@ -1,0 +1,135 @@
+"""Turns what a running task says into queued updates for the Manager.
+
+Log lines are timestamped and batched; activity and progress are throttled
+to one update per ``push_act_max_interval`` (the newest value wins, nothing is
+starved: a ticker greenlet pushes what waited).  Before any update that is
+not a log batch, the pending log lines are queued first, so the Manager sees
+everything in the order it happened.
+"""
+from __future__ import annotations
+
+import datetime
+import logging
+import time
+import typing
+
+import gevent
+
+from fworker.queue import UpdateQueue
+
+log = logging.getLogger(__name__)
+
+
+def log_timestamp() -> str:
+    # Wall clock on purpose: these timestamps are read by people upstream.
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class TaskReporter:
+    def __init__(self, task_id: str, queue: UpdateQueue, settings: typing.Any, *,
+                 command_count: int = 1, task_logger: logging.Logger | None = None,
+                 on_output: typing.Callable[[list[str]], None] | None = None):
+        self.task_id = task_id
+        self.queue = queue
+        self.log_interval = settings.push_log_max_interval
+        self.log_max_lines = settings.push_log_max_lines
+        self.act_interval = settings.push_act_max_interval
+        self.command_count = max(1, command_count)
+        self.command_idx = 0
+        self.task_logger = task_logger or log
+        self.on_output = on_output
+        self.timings: dict[str, float] = {}
+        self._lines: list[str] = []
+        self._lines_since = time.monotonic()
+        self._pending: dict[str, typing.Any] = {}
+        self._last_act_push = 0.0
+        self._ticker: gevent.Greenlet | None = None
+
+    # The Reporter protocol (fworker.commands.base.Reporter).
+
+    def log_line(self, line: str) -> None:
+        if not self._lines:
+            self._lines_since = time.monotonic()
+        self._lines.append(f"{log_timestamp()}: {line}")
+        if len(self._lines) >= self.log_max_lines or self.log_interval <= 0:
+            self.flush_log()
+
+    def activity(self, text: str) -> None:
+        self._pending["activity"] = text
+        self.task_logger.debug("activity: %s", text)
+        self._maybe_push_pending()
+
+    def command_progress(self, percent: int) -> None:
+        self._pending["command_progress_percentage"] = percent
+        done = (self.command_idx + percent / 100) / self.command_count
+        self._pending["task_progress_percentage"] = max(0, min(100, int(done * 100)))
+        self._maybe_push_pending()
+
+    def output_produced(self, paths: list[str]) -> None:
+        if self.on_output is not None:
+            self.on_output(paths)
+
+    def timing(self, phase: str, seconds: float) -> None:
+        self.timings[phase] = round(self.timings.get(phase, 0.0) + seconds, 3)
+
+    # Used by the runner.
+
+    def start(self) -> None:
+        period = max(0.05, min(self.log_interval, self.act_interval) or 0.05)
+        self._ticker = gevent.spawn(self._tick_loop, period)
+
+    def stop(self) -> None:
+        if self._ticker is not None:
+            self._ticker.kill()
+            self._ticker = None
+        self.flush()
+
+    def push_now(self, payload: dict) -> None:
+        """Queue ``payload`` at once, after whatever was pending; pending
+        activity/progress values it does not override go with it."""
+        self.flush_log()
+        merged = {**self._pending, **payload}
+        self._pending.clear()
+        self._last_act_push = time.monotonic()
+        self.queue.push(self.task_id, merged)
+
+    def command_started(self, index: int, name: str) -> None:
+        self.command_idx = index
+        self.push_now({"activity": f"starting {name}", "current_command_idx": index,
+                       "command_progress_percentage": 0,
+                       "task_progress_percentage": int(100 * index / self.command_count)})
+
+    def command_finished(self, index: int, name: str) -> None:
+        self.push_now({"activity": f"finished {name}", "current_command_idx": index,
+                       "command_progress_percentage": 100,
+                       "task_progress_percentage": int(100 * (index + 1) / self.command_count)})
+
+    def flush(self) -> None:
+        self.flush_log()
+        if self._pending:
+            self.push_now({})
+
+    def flush_log(self) -> None:
+        if self._lines:
+            text = "\n".join(self._lines)
+            self._lines = []
+            self.queue.push(self.task_id, {"log": text})
+
+    def final_payload(self, status: str, activity: str) -> dict:
+        payload: dict[str, typing.Any] = {"task_status": status, "activity": activity}
+        if self.timings:
+            payload["metrics"] = {"timing": dict(self.timings)}
+        return payload
+
+    def _maybe_push_pending(self) -> None:
+        if time.monotonic() - self._last_act_push >= self.act_interval:
+            self.push_now({})
+
+    def _tick_loop(self, period: float) -> None:
+        while True:
+            gevent.sleep(period)
+            now = time.monotonic()
+            if self._lines and now - self._lines_since >= self.log_interval:
+                self.flush_log()
+            if self._pending and now - self._last_act_push >= self.act_interval:
+                self.push_now({})

@@ -1,0 +1,110 @@
+"""Runs one task's commands, in order, in its own greenlet.
+
+The worker kills the runner greenlet with an ``Abort`` to stop a task (a
+shutdown, or the Manager taking the task back); since ``Abort`` is a
+``GreenletExit`` it passes through commands' ``except Exception`` blocks,
+and every child process the command started is killed with its whole tree
+on the way out.
+"""
+from __future__ import annotations
+
+import enum
+import logging
+import typing
+
+import gevent
+
+from fworker.commands import base as commands
+from fworker.errors import TaskFailed
+from fworker.queue import UpdateQueue
+from fworker.reporter import TaskReporter
+from fworker.task import Task
+
+log = logging.getLogger(__name__)
+
+
+class Outcome(str, enum.Enum):
+    COMPLETED = "completed"
+    FAILED = "failed"
+    # Stopped without a verdict: the task goes back to the Manager.
+    RETURNED = "returned"
+
+
+class Abort(gevent.GreenletExit):
+    """Stop the task now.  ``give_back``: return it to the Manager without
+    judging it (it was cancelled or reassigned, or the worker goes to sleep);
+    otherwise report it failed with ``reason`` (the worker shuts down)."""
+
+    def __init__(self, reason: str, *, give_back: bool):
+        super().__init__(reason)
+        self.reason = reason
+        self.give_back = give_back
+
+
+class TaskRunner:
+    def __init__(self, task: Task, queue: UpdateQueue, settings: typing.Any,
+                 on_output: typing.Callable[[list[str]], None] | None = None):
+        self.task = task
+        self.settings = settings
+        self.logger = logging.getLogger("fworker.task").getChild(task.short_id)
+        self.reporter = TaskReporter(task.id, queue, settings, command_count=len(task.commands),
+                                     task_logger=self.logger, on_output=on_output)
+        self.current_command: str | None = None
+
+    def run(self) -> Outcome:
+        reporter = self.reporter
+        reporter.start()
+        try:
+            reporter.push_now({"task_status": "active", "activity": f"task {self.task.name or self.task.id} started"})
+            prepared = self._prepare()
+            for index, (cmd, settings) in enumerate(prepared):
+                self._run_command(index, cmd, settings)
+        except Abort as ex:
+            return self._aborted(ex)
+        except TaskFailed as ex:
+            return self._finish(Outcome.FAILED, str(ex))
+        except Exception as ex:  # a bug in a command must not take the worker down
+            self.logger.exception("command %s crashed", self.current_command)
+            return self._finish(Outcome.FAILED, f"internal error in command {self.current_command}: {ex!r}")
+        finally:
+            reporter.stop()
+        return self._finish(Outcome.COMPLETED, "Task completed")
+
+    def _prepare(self) -> list[tuple[commands.Command, dict]]:
+        """Look up and validate every command before running any, so a typo in
+        the last command does not waste a render in the first."""
+        prepared = []
+        for index, spec in enumerate(self.task.commands):
+            cls = commands.lookup(spec.name)
+            cmd = cls(commands.CommandContext(self.reporter, self.logger, self.settings))
+            try:
+                prepared.append((cmd, cmd.validate(spec.settings)))
+            except TaskFailed as ex:
+                raise TaskFailed(f"commands[{index}]: {ex}") from None
+        return prepared
+
+    def _run_command(self, index: int, cmd: commands.Command, settings: dict) -> None:
+        self.current_command = cmd.name
+        self.logger.info("starting command %d/%d: %s", index + 1, len(self.task.commands), cmd.name)
+        self.reporter.command_started(index, cmd.name)
+        cmd.execute(settings)
+        self.reporter.command_finished(index, cmd.name)
+        self.logger.info("finished command %s", cmd.name)
+
+    def _aborted(self, ex: Abort) -> Outcome:
+        if ex.give_back:
+            self.logger.warning("task stopped: %s", ex.reason)
+            self.reporter.log_line(f"task stopped by the worker: {ex.reason}")
+            self.reporter.flush_log()
+            return Outcome.RETURNED
+        return self._finish(Outcome.FAILED, ex.reason)
+
+    def _finish(self, outcome: Outcome, activity: str) -> Outcome:
+        if outcome is Outcome.FAILED:
+            self.logger.error("task failed: %s", activity)
+            self.reporter.log_line(f"task failed: {activity}")
+        else:
+            self.logger.info("task completed")
+        self.reporter.stop()
+        self.reporter.push_now(self.reporter.final_payload(outcome.value, activity))
+        return outcome

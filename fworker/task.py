@@ -1,0 +1,76 @@
+"""The Task JSON the Manager hands out, checked before anything runs."""
+from __future__ import annotations
+
+import dataclasses
+import re
+import typing
+
+from fworker.errors import TaskFailed
+
+OBJECT_ID = re.compile(r"^[0-9a-f]{24}$")
+
+
+class BadTask(TaskFailed):
+    """The Manager's Task JSON is malformed.  ``task_id`` is set when the
+    task can still be identified (and so be reported failed)."""
+
+    def __init__(self, message: str, task_id: str | None = None):
+        super().__init__(message)
+        self.task_id = task_id
+
+
+@dataclasses.dataclass(frozen=True)
+class CommandSpec:
+    name: str
+    settings: dict
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    id: str
+    name: str
+    job: str
+    task_type: str
+    commands: tuple[CommandSpec, ...]
+    raw: dict = dataclasses.field(repr=False, compare=False)
+
+    @property
+    def short_id(self) -> str:
+        return self.id[-8:]
+
+
+def parse_task(body: typing.Any) -> Task:
+    if not isinstance(body, dict):
+        raise BadTask(f"task is not a JSON object but {type(body).__name__}")
+    task_id = body.get("_id")
+    if not isinstance(task_id, str) or not OBJECT_ID.match(task_id):
+        raise BadTask(f"task has no valid _id: {task_id!r}")
+
+    def text(key: str) -> str:
+        value = body.get(key, "")
+        if value is None:
+            return ""
+        if not isinstance(value, str):
+            raise BadTask(f"task {task_id}: field {key!r} must be a string, not {type(value).__name__}", task_id)
+        return value
+
+    commands = body.get("commands")
+    if commands is None:
+        commands = []
+    if not isinstance(commands, list):
+        raise BadTask(f"task {task_id}: field 'commands' must be a list, not {type(commands).__name__}", task_id)
+    specs = []
+    for index, cmd in enumerate(commands):
+        where = f"task {task_id}: commands[{index}]"
+        if not isinstance(cmd, dict):
+            raise BadTask(f"{where} must be an object, not {type(cmd).__name__}", task_id)
+        name = cmd.get("name")
+        if not isinstance(name, str) or not name:
+            raise BadTask(f"{where} has no command name (got {name!r})", task_id)
+        settings = cmd.get("settings")
+        if settings is None:
+            settings = {}
+        if not isinstance(settings, dict):
+            raise BadTask(f"{where} ({name}): 'settings' must be an object, not {type(settings).__name__}", task_id)
+        specs.append(CommandSpec(name, settings))
+    return Task(task_id, text("name"), text("job"), text("task_type"), tuple(specs), body)

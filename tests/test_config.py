@@ -1,0 +1,141 @@
+"""The settings table, config files, and the credentials file."""
+import os
+import re
+import stat
+import subprocess
+import sys
+
+import pytest
+
+from fworker import config
+from fworker.errors import ConfigError
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def write(path, text):
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def test_sample_config_matches_the_settings_table():
+    with open(os.path.join(REPO, "etc", "flamenco-worker.cfg"), encoding="utf-8") as f:
+        assert f.read() == config.sample_config(), "regenerate: python -m fworker.config > etc/flamenco-worker.cfg"
+
+
+def test_sample_config_with_every_line_uncommented_loads_as_the_defaults(tmp_path):
+    lines = []
+    for line in config.sample_config().splitlines():
+        match = re.match(r"# (\w+) =", line)
+        lines.append(line[2:] if match and match.group(1) in config.BY_NAME else line)
+    path = write(tmp_path / "all.cfg", "\n".join(lines))
+    loaded = config.load(files=[path])
+    defaults = config.load(files=[])
+    for s in config.SETTINGS:
+        assert getattr(loaded, s.name) == getattr(defaults, s.name), s.name
+        assert loaded.sources[s.name] == path
+
+
+def test_files_override_in_order_and_missing_files_are_skipped(tmp_path):
+    a = write(tmp_path / "a.cfg", "[flamenco-worker]\nhttp_timeout = 5\nnickname = first\n")
+    b = write(tmp_path / "b.cfg", "[flamenco-worker]\nnickname = second\njob_types = a b  c\n")
+    s = config.load(files=[a, str(tmp_path / "missing.cfg"), b])
+    assert s.http_timeout == 5.0 and s.sources["http_timeout"] == a
+    assert s.nickname == "second" and s.sources["nickname"] == b
+    assert s.task_types == ["a", "b", "c"]
+    assert s.files == [a, b]
+
+
+def test_extra_file_comes_last_and_must_exist(tmp_path):
+    a = write(tmp_path / "a.cfg", "[flamenco-worker]\nnickname = first\n")
+    c = write(tmp_path / "c.cfg", "[flamenco-worker]\nnickname = extra\n")
+    assert config.load(c, files=[a]).nickname == "extra"
+    with pytest.raises(ConfigError, match="not found"):
+        config.load(str(tmp_path / "nope.cfg"), files=[])
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[flamenco-worker]\nhttp_timeout = soon\n", "http_timeout = 'soon': must be a number"),
+    ("[flamenco-worker]\npush_log_max_lines = 1.5\n", "push_log_max_lines = '1.5': must be a whole number"),
+    ("[flamenco-worker]\nhttp_timeout = -1\n", "must be at least"),
+    ("[flamenco-worker]\nfrobnicate = 1\n", "unknown key 'frobnicate'"),
+    ("[elsewhere]\nnickname = x\n", "unknown section [elsewhere]"),
+    ("nickname = x\n", "outside section"),
+    ("[flamenco-worker]\nmanager_url = ftp://x/\n", "must be an http:// or https:// URL"),
+    ("[flamenco-worker]\nmanager_url = not a url\n", "must be an http:// or https:// URL"),
+    ("[flamenco-worker]\nmanager_url = http://x:99999/\n", "bad port"),
+    ("[flamenco-worker]\nnickname = a, b\n", "unquoted comma"),
+    ("[flamenco-worker]\nnickname = a\nnickname = b\n", "cannot be parsed"),
+    ("[flamenco-worker\nnickname = a\n", "cannot be parsed"),
+    ("[flamenco-worker]\nbackoff_initial = 10\nbackoff_max = 1\n", "backoff_max"),
+])
+def test_bad_files_name_the_file_key_and_value(tmp_path, text, message):
+    path = write(tmp_path / "bad.cfg", text)
+    with pytest.raises(ConfigError) as info:
+        config.load(files=[path])
+    assert message in str(info.value)
+    assert path in str(info.value)
+
+
+def test_bad_encoding_is_a_clear_error(tmp_path):
+    path = tmp_path / "latin1.cfg"
+    path.write_bytes("[flamenco-worker]\nnickname = caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match="not valid UTF-8"):
+        config.load(files=[str(path)])
+
+
+def test_secret_values_are_masked_in_errors_and_listings(tmp_path):
+    path = write(tmp_path / "s.cfg", '[flamenco-worker]\nworker_secret = "abc, def"\nworker_id = w\n')
+    s = config.load(files=[path])
+    assert s.masked()["worker_secret"] == "*****"
+    bad = write(tmp_path / "b.cfg", "[flamenco-worker]\nworker_secret = abc, def\n")
+    with pytest.raises(ConfigError) as info:
+        config.load(files=[bad])
+    assert "abc" not in str(info.value)
+
+
+def test_urls_get_a_trailing_slash_and_quoted_values_keep_commas(tmp_path):
+    path = write(tmp_path / "u.cfg", '[flamenco-worker]\nmanager_url = "http://m:8080/x?a=1,2"\n')
+    assert config.load(files=[path]).manager_url == "http://m:8080/x?a=1,2/"
+    path = write(tmp_path / "v.cfg", "[flamenco-worker]\nmanager_url = http://m:8080\n")
+    assert config.load(files=[path]).manager_url == "http://m:8080/"
+
+
+def test_save_credentials_keeps_other_content_and_is_private(tmp_path):
+    path = tmp_path / "creds.cfg"
+    path.write_text("# my comment\n[flamenco-worker]\n# about the url\nmanager_url = http://m/\n\n[other]\nx = 1\n")
+    os.chmod(path, 0o644)
+    config.save_credentials("0123456789abcdef01234567", "s3cret", str(path))
+    text = path.read_text()
+    assert "# my comment" in text and "# about the url" in text and "[other]" in text
+    assert "worker_id = 0123456789abcdef01234567" in text and "worker_secret = s3cret" in text
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == ["creds.cfg"], "no temporary file left behind"
+
+
+def test_save_credentials_creates_a_new_file_0600(tmp_path):
+    path = tmp_path / "new.cfg"
+    config.save_credentials("0123456789abcdef01234567", "s3cret", str(path))
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    s = config.load(files=[str(path)])
+    assert (s.worker_id, s.worker_secret) == ("0123456789abcdef01234567", "s3cret")
+
+
+def test_importing_fworker_monkey_patches_before_anything_else():
+    code = ("import fworker, socket, threading, gevent.monkey;"
+            "assert gevent.monkey.is_module_patched('socket');"
+            "assert gevent.monkey.is_module_patched('threading');"
+            "import fworker.cli;"
+            "print('ok')")
+    out = subprocess.run([sys.executable, "-W", "error", "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
+
+
+def test_console_entry_imports_fworker_first():
+    # The CLI module and __main__ must import fworker (and so patch) first.
+    for rel in ("fworker/cli.py", "fworker/__main__.py"):
+        with open(os.path.join(REPO, rel), encoding="utf-8") as f:
+            code = [line for line in f if line.startswith(("import ", "from "))]
+        first = [line for line in code if "__future__" not in line][0]
+        assert first.startswith("import fworker"), rel
