@@ -84,7 +84,9 @@ def run_worker(settings: config.Settings, args: argparse.Namespace) -> int:
     from fworker.worker import Worker
 
     if not settings.manager_url:
-        raise ConfigError("manager_url is not set (discovery of the Manager is not available yet)")
+        from fworker import discovery
+
+        settings.manager_url = discovery.discover(settings.discovery_timeout)
     worker = Worker(settings, credentials_path=config.credentials_path(), reregister=args.reregister,
                     single=args.single, test_mode=args.test)
     worker.install_signal_handlers()

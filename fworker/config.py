@@ -17,6 +17,7 @@ import urllib.parse
 
 import configobj
 
+from fworker import pretask
 from fworker.errors import ConfigError
 
 SECTION = "flamenco-worker"
@@ -41,6 +42,8 @@ def _s(name, type_, default, help_, unit="", secret=False, minimum=None) -> Sett
 SETTINGS: tuple[Setting, ...] = (
     _s("manager_url", "url", "", "URL of the Flamenco Manager, e.g. http://manager:8080/. "
        "Empty: find the Manager on the local network with UPnP/SSDP."),
+    _s("discovery_timeout", "float", 5.0, "With no manager_url: how long to wait for a Manager to answer "
+       "the UPnP/SSDP search.", "seconds", minimum=0.1),
     _s("task_types", "list", DEFAULT_TASK_TYPES, "Task types this worker runs, separated by spaces. "
        "The legacy name job_types is accepted too."),
     _s("nickname", "str", "", "Name shown in the Manager's dashboard. Empty: this machine's host name."),
@@ -78,6 +81,9 @@ SETTINGS: tuple[Setting, ...] = (
        "before signing off; what is left stays queued for the next start.", "seconds", minimum=0.0),
     _s("queue_backlog_limit", "int", 10000, "Take no new task while the update queue holds more than "
        "this many updates.", "updates", minimum=1),
+    _s("pre_task_check_interval", "float", 60.0, "After a failed pre-task check (section "
+       "[pre_task_check], read.NAME / write.NAME = path), check again after this long.",
+       "seconds", minimum=0.01),
     _s("blender_filepath_wait", "float", 10.0, "How long a Blender command waits for a .blend file "
        "that does not exist yet (a network share catching up).", "seconds", minimum=0.0),
 )
@@ -90,10 +96,13 @@ class Settings:
     """The effective settings: one attribute per Setting, plus where each
     value came from (``sources``) and which files were read."""
 
-    def __init__(self, values: dict[str, typing.Any], sources: dict[str, str], files: list[str]):
+    def __init__(self, values: dict[str, typing.Any], sources: dict[str, str], files: list[str],
+                 checks: dict[str, str] | None = None):
         self.__dict__.update(values)
         self.sources = sources
         self.files = files
+        # [pre_task_check]: read.NAME / write.NAME = path
+        self.pre_task_checks = dict(checks or {})
 
     def effective_nickname(self) -> str:
         return self.nickname or socket.gethostname()
@@ -106,7 +115,7 @@ class Settings:
         values = {s.name: getattr(self, s.name) for s in SETTINGS}
         values.update(changes)
         sources = dict(self.sources, **{k: "override" for k in changes})
-        return Settings(values, sources, list(self.files))
+        return Settings(values, sources, list(self.files), self.pre_task_checks)
 
 
 def default_files() -> list[str]:
@@ -128,21 +137,25 @@ def load(extra_file: str | None = None, *, overrides: dict[str, typing.Any] | No
             raise ConfigError(f"configuration file {extra_file}: not found")
         paths.append(os.path.abspath(extra_file))
     read = []
+    checks: dict[str, str] = {}
     for path in paths:
         if not os.path.isfile(path):
             continue
-        for name, value in read_file(path).items():
+        values, file_checks = read_file(path)
+        for name, value in values.items():
             raw[name], sources[name] = value, path
+        checks.update(file_checks)
         read.append(path)
     for name, value in (overrides or {}).items():
         raw[name], sources[name] = value, "override"
     values = {name: convert(BY_NAME[name], raw[name], sources[name]) for name in raw}
     _check_together(values, sources)
-    return Settings(values, sources, read)
+    return Settings(values, sources, read, checks)
 
 
-def read_file(path: str) -> dict[str, typing.Any]:
-    """The raw [flamenco-worker] values of one file, names checked."""
+def read_file(path: str) -> tuple[dict[str, typing.Any], dict[str, str]]:
+    """The raw [flamenco-worker] values of one file, names checked, and its
+    [pre_task_check] entries."""
     try:
         cfg = configobj.ConfigObj(path, encoding="utf-8", interpolation=False, file_error=True)
     except UnicodeDecodeError as ex:
@@ -153,14 +166,16 @@ def read_file(path: str) -> dict[str, typing.Any]:
     for key in cfg.scalars:
         raise ConfigError(f"configuration file {path}: key {key!r} is outside section [{SECTION}]")
     for section in cfg.sections:
-        if section != SECTION:
+        if section not in (SECTION, pretask.SECTION):
             raise ConfigError(f"configuration file {path}: unknown section [{section}]")
     for key, value in cfg.get(SECTION, {}).items():
         name = LEGACY_NAMES.get(key, key)
         if name not in BY_NAME:
             raise ConfigError(f"configuration file {path}: unknown key {key!r} in [{SECTION}]")
         values[name] = value
-    return values
+    checks = dict(cfg.get(pretask.SECTION, {}))
+    pretask.parse_section(checks, path)
+    return values, checks
 
 
 def convert(setting: Setting, value: typing.Any, source: str) -> typing.Any:
@@ -273,6 +288,15 @@ def sample_config() -> str:
         if s.unit:
             lines.append(f"# Unit: {s.unit}.")
         lines.append(f"# {s.name} = {format_value(s.default)}".rstrip())
+    lines += [
+        "",
+        f"[{pretask.SECTION}]",
+        "# Checked before asking for each task; on failure the worker goes to state",
+        "# 'error' and checks again after pre_task_check_interval. read.NAME paths must",
+        "# be readable, write.NAME paths writable (tested with a temporary file).",
+        "# read.textures = /mnt/shared/textures",
+        "# write.renders = /mnt/shared/renders",
+    ]
     return "\n".join(lines) + "\n"
 
 

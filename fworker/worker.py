@@ -17,7 +17,7 @@ import gevent
 import gevent.event
 import psutil
 
-from fworker import states
+from fworker import pretask, states
 from fworker.errors import RetryLater
 from fworker.flusher import Flusher
 from fworker.queue import UpdateQueue
@@ -52,6 +52,7 @@ class Worker:
         self.wakeup = gevent.event.Event()
         self.shutdown_reason: str | None = None
         self.signals_received = 0
+        self.local_request: State | None = None  # from SIGUSR1/SIGUSR2, applied by the loop
         self.runner: TaskRunner | None = None
         self.runner_greenlet: gevent.Greenlet | None = None
         self.last_outcome: Outcome | None = None
@@ -66,9 +67,16 @@ class Worker:
             self.shutdown_reason = reason
         self.wakeup.set()
 
+    def request_state(self, state: State) -> None:
+        self.local_request = state
+        self.wakeup.set()
+
     def install_signal_handlers(self) -> None:
         for signum in (signal.SIGINT, signal.SIGTERM):
             gevent.signal_handler(signum, self._on_signal, signum)
+        # Operators' local switches; a running task finishes first (like a lazy request).
+        gevent.signal_handler(signal.SIGUSR1, self.request_state, State.ASLEEP)
+        gevent.signal_handler(signal.SIGUSR2, self.request_state, State.AWAKE)
 
     def _on_signal(self, signum: int) -> None:
         self.signals_received += 1
@@ -102,8 +110,15 @@ class Worker:
         """One step: a fetch (and the task it brings), or one wait."""
         if self.shutdown_reason is not None:
             return
-        if not self.machine.working:
+        if self.local_request is not None:
+            state, self.local_request = self.local_request, None
+            self._change_state(state, "local signal")
+        elif self.machine.state is State.ERROR:
+            self._recheck()
+        elif not self.machine.working:
             self._poll_status_change()
+        elif not self._pre_task_checks_pass():
+            return
         elif len(self.queue) > self.settings.queue_backlog_limit:
             log.warning("%d updates wait to be sent; taking no new task until they are", len(self.queue))
             self._wait(self.settings.fetch_task_interval or 1.0)
@@ -197,7 +212,35 @@ class Worker:
             return
         if new.value != requested:
             log.warning("%s asked for unknown status %r; going to sleep instead", source, requested)
-        self.machine.change(new, f"requested by {source}")
+        self._change_state(new, f"requested by {source}")
+
+    def _change_state(self, new: State, reason: str) -> None:
+        if not self.machine.change(new, reason) and new is self.machine.state:
+            # Already there: acknowledge anyway, or the Manager keeps asking.
+            self._tell_manager(new, new)
+
+    def _pre_task_checks_pass(self) -> bool:
+        found = self._check_problems()
+        if found:
+            log.error("pre-task check failed, taking no task: %s", "; ".join(found))
+            self.machine.change(State.ERROR, "pre-task check failed")
+            self._wait(self.settings.pre_task_check_interval)
+        return not found
+
+    def _recheck(self) -> None:
+        found = self._check_problems()
+        if not found:
+            self.machine.change(State.TESTING if self.test_mode else State.AWAKE, "pre-task check passes again")
+        else:
+            log.warning("pre-task check still fails: %s", "; ".join(found))
+            self._wait(self.settings.pre_task_check_interval)
+
+    def _check_problems(self) -> list[str]:
+        checks = self.settings.pre_task_checks
+        if not checks:
+            return []
+        readable, writable = pretask.parse_section(checks, "pre_task_check")
+        return pretask.problems(readable, writable)
 
     def _poll_status_change(self) -> None:
         try:
