@@ -57,6 +57,8 @@ def setup_logging(verbose: bool, debug: bool) -> None:
     if not (verbose or debug):
         # Life-cycle messages are worth seeing by default; library chatter is not.
         logging.getLogger("fworker").setLevel(logging.INFO)
+    # Schema set-up chatter from dataset's migration library, even with -v.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -79,11 +79,23 @@ SETTINGS: tuple[Setting, ...] = (
        "wait this long before killing them (SIGKILL).", "seconds", minimum=0.0),
     _s("shutdown_flush_timeout", "float", 15.0, "At shutdown, try this long to send queued updates "
        "before signing off; what is left stays queued for the next start.", "seconds", minimum=0.0),
-    _s("queue_backlog_limit", "int", 10000, "Take no new task while the update queue holds more than "
-       "this many updates.", "updates", minimum=1),
     _s("pre_task_check_interval", "float", 60.0, "After a failed pre-task check (section "
        "[pre_task_check], read.NAME / write.NAME = path), check again after this long.",
        "seconds", minimum=0.01),
+    _s("log_file", "str", "", "Write the worker's own log to this file instead of stderr. Reopened on "
+       "SIGHUP, so logrotate can move it away. Empty: log to stderr."),
+    _s("log_max_bytes", "int", 10485760, "Rotate log_file when it grows past this size, keeping "
+       "log_backup_count old files. 0: never rotate here (leave it to logrotate).", "bytes", minimum=0),
+    _s("log_backup_count", "int", 5, "How many rotated log files (log_file.1, .2, ...) to keep.",
+       "files", minimum=0),
+    _s("task_log_folder", "str", "", "Also keep each task's log locally, as task-<task id>.txt in this "
+       "folder (created private to this user). Empty: off."),
+    _s("task_log_keep", "int", 100, "Keep at most this many task log files in task_log_folder; the "
+       "oldest are deleted first.", "files", minimum=1),
+    _s("metrics_port", "int", 0, "Serve /health (JSON) and /metrics (Prometheus) on this TCP port. "
+       "0: off.", "port", minimum=0),
+    _s("metrics_host", "str", "127.0.0.1", "Address the metrics server listens on. Use 0.0.0.0 only "
+       "on a trusted network: the endpoints have no authentication."),
     _s("blender_filepath_wait", "float", 10.0, "How long a Blender command waits for a .blend file "
        "that does not exist yet (a network share catching up).", "seconds", minimum=0.0),
 )

@@ -119,9 +119,14 @@ class Worker:
             self._poll_status_change()
         elif not self._pre_task_checks_pass():
             return
-        elif len(self.queue) > self.settings.queue_backlog_limit:
-            log.warning("%d updates wait to be sent; taking no new task until they are", len(self.queue))
-            self._wait(self.settings.fetch_task_interval or 1.0)
+        elif len(self.queue):
+            # The Manager hands an 'active' task to its worker again until the
+            # final status arrives: asking before the queue is drained would
+            # run the last task twice.  A backlog also means the Manager is
+            # slow or away, no time to take more work.
+            self._wait_for_flush(max(self.settings.fetch_task_interval, 0.5))
+            if len(self.queue):
+                log.info("%d update(s) still to be sent; taking no new task until they are", len(self.queue))
         else:
             self._fetch()
 

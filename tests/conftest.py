@@ -55,3 +55,34 @@ def run_command(recorder):
         return recorder
 
     return run
+
+
+@pytest.fixture
+def manager(tmp_path):
+    """The development Manager, in this process, on a free loopback port."""
+    from fworker.devmanager import DevManager
+
+    m = DevManager(str(tmp_path / "manager.sqlite"))
+    m.start()
+    yield m
+    m.stop()
+
+
+@pytest.fixture
+def worker_process(tmp_path):
+    """worker_process(url, settings=None, args=None) -> a started WorkerProcess;
+    every one started is killed at the end of the test."""
+    from workerproc import WorkerProcess
+
+    started = []
+
+    def start(url, settings=None, args=None, root=None):
+        folder = root or tmp_path / f"w{len(started)}"
+        folder.mkdir(exist_ok=True)
+        proc = WorkerProcess(folder, url, settings, args).start()
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.stop()

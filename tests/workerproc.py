@@ -1,0 +1,97 @@
+"""Running the real worker as a separate process, for end-to-end tests."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+FAST = {
+    "fetch_task_interval": "0.1",
+    "backoff_initial": "0.05",
+    "backoff_max": "0.3",
+    "may_i_run_interval": "0.3",
+    "push_log_max_interval": "0.05",
+    "push_act_max_interval": "0.05",
+    "shutdown_flush_timeout": "5",
+    "abort_grace_period": "1",
+    "http_timeout": "5",
+}
+
+
+def wait_until(predicate, timeout=20.0, interval=0.02, what="condition"):
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        # A poll interval, not a wait for "long enough"; cooperative under gevent.
+        time.sleep(interval)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class WorkerProcess:
+    """``python -m fworker`` with its own HOME, config file and queue."""
+
+    def __init__(self, root, manager_url: str, settings: dict | None = None, args: list[str] | None = None):
+        self.root = root
+        self.home = root / "home"
+        self.workdir = root / "work"
+        self.home.mkdir(exist_ok=True)
+        self.workdir.mkdir(exist_ok=True)
+        self.config = root / "worker.cfg"
+        self.queue_db = root / "queue.sqlite"
+        values = {"manager_url": manager_url, "task_update_queue_db": str(self.queue_db),
+                  "nickname": "test-worker", **FAST, **(settings or {})}
+        lines = ["[flamenco-worker]"] + [f'{k} = "{v}"' for k, v in values.items()]
+        self.config.write_text("\n".join(lines) + "\n")
+        self.args = args or []
+        self.stderr_path = root / f"worker-{len(list(root.glob('worker-*.log')))}.log"
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def credentials_file(self):
+        return self.home / ".flamenco-worker.cfg"
+
+    def start(self) -> "WorkerProcess":
+        env = dict(os.environ, HOME=str(self.home), PYTHONUNBUFFERED="1")
+        self._stderr = open(self.stderr_path, "wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "fworker", "-c", str(self.config), "-v", *self.args],
+            cwd=self.workdir, env=env, stdin=subprocess.DEVNULL, stdout=self._stderr, stderr=subprocess.STDOUT)
+        return self
+
+    @property
+    def output(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+    def wait_for_output(self, text: str, timeout: float = 20.0) -> None:
+        wait_until(lambda: text in self.output or self.proc.poll() is not None, timeout, what=repr(text))
+        assert text in self.output, f"worker exited ({self.proc.returncode}) before printing {text!r}:\n{self.output}"
+
+    def send(self, sig: int = signal.SIGTERM) -> None:
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout: float = 30.0) -> int:
+        try:
+            return self.proc.wait(timeout)
+        finally:
+            self._stderr.close()
+
+    def stop(self) -> int | None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        if hasattr(self, "_stderr"):
+            self._stderr.close()
+        return self.proc.returncode if self.proc else None
