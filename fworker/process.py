@@ -1,0 +1,357 @@
+"""One child process and its whole tree, from start to the death of its last descendant.
+
+Render tools start helpers that may leave the process group (setsid) or outlive their
+parent, so ``abort()`` signals the group *and* every descendant it finds: the child's
+subtree; orphans re-parented to the worker (``enable_subreaper()``) that carry the child's
+token in their environment (``TOKEN_VAR``) or are in its session, with their subtrees; and
+every process seen before, known by pid *and* create_time so that a reused pid is not.
+
+gevent's SIGCHLD handler (libev) calls ``waitpid(-1)``: it reaps *every* child of the
+worker, adopted orphans included.  Nothing here calls ``waitpid`` (that would steal exit
+statuses from gevent's Popen): a pid may vanish at any moment; a zombie counts as gone.
+"""
+from __future__ import annotations
+
+import collections
+import ctypes
+import logging
+import os
+import re
+import shlex
+import signal
+import sys
+import time
+import uuid
+from typing import Callable
+
+import gevent
+import gevent.event
+import gevent.lock
+import gevent.socket
+import gevent.subprocess
+import psutil
+
+log = logging.getLogger(__name__)
+
+TOKEN_VAR = "FWORKER_CHILD_TOKEN"
+_CHUNK = 65536
+_EOL = re.compile(rb"\r\n|\r|\n")
+_PR_SET_CHILD_SUBREAPER = 36  # from <linux/prctl.h>
+_KILL_TIMEOUT = 5.0  # after SIGKILL only a process in uninterruptible sleep takes long
+
+
+def enable_subreaper() -> bool:
+    """Make this process adopt its orphaned descendants instead of init (Linux), so they
+    can still be found, killed, and reaped by gevent.  Process-wide."""
+    try:  # elsewhere libc has no prctl: AttributeError
+        libc = ctypes.CDLL(None, use_errno=True)
+        one, zero = ctypes.c_ulong(1), ctypes.c_ulong(0)
+        result = libc.prctl(_PR_SET_CHILD_SUBREAPER, one, zero, zero, zero)
+    except (OSError, AttributeError) as exc:
+        log.debug("no child subreaper on %s: %s", sys.platform, exc)
+        return False
+    if result != 0:
+        log.debug("prctl(PR_SET_CHILD_SUBREAPER) failed: %s", os.strerror(ctypes.get_errno()))
+    return result == 0
+
+
+def describe_exit(returncode: int) -> str:
+    """``exit code 3`` or ``signal 9 (SIGKILL)`` (Popen's negative return codes)."""
+    if returncode >= 0:
+        return f"exit code {returncode}"
+    try:
+        return f"signal {-returncode} ({signal.Signals(-returncode).name})"
+    except ValueError:
+        return f"signal {-returncode}"
+
+
+def _alive(proc: psutil.Process) -> bool:
+    """Running with the same create_time (so not a reused pid), and not a zombie."""
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:  # includes ZombieProcess
+        return False
+
+
+def _pids(procs: list[psutil.Process]) -> str:
+    return ", ".join(str(proc.pid) for proc in procs)
+
+
+class _LineSplitter:
+    """Bytes in, decoded lines out.  A line ends with \\n, \\r\\n or a lone \\r (progress
+    lines); a line longer than ``limit`` bytes comes out in pieces: memory stays bounded."""
+
+    def __init__(self, emit: Callable[[str], None], limit: int):
+        self._emit = emit
+        self._limit = max(limit, 4)  # room for a whole UTF-8 character
+        self._rest = b""
+        self._cut = False  # the current line was already partly emitted
+
+    def feed(self, data: bytes) -> None:
+        buf, start = self._rest + data, 0
+        for match in _EOL.finditer(buf):
+            if match.end() == len(buf) and match.group() == b"\r":
+                break  # the \n of a \r\n may come with the next chunk
+            self._line_end(buf[start:match.start()])
+            start = match.end()
+        # A held trailing \r stays in the rest: a piece is always shorter than the rest.
+        self._rest = self._send_pieces(buf[start:])
+
+    def close(self) -> None:
+        """End of output: deliver what is left, terminated or not."""
+        rest, self._rest = self._rest, b""
+        if rest:
+            self._line_end(rest.removesuffix(b"\r"))
+
+    def _send_pieces(self, data: bytes) -> bytes:
+        """Send pieces of ``data`` while it is longer than the limit; return the rest."""
+        while len(data) > self._limit:
+            cut = self._limit
+            while cut > self._limit - 3 and data[cut] & 0xC0 == 0x80:
+                cut -= 1  # not inside a UTF-8 character: it would become two U+FFFD
+            self._send(data[:cut])
+            self._cut, data = True, data[cut:]
+        return data
+
+    def _line_end(self, content: bytes) -> None:
+        content = self._send_pieces(content)
+        if content or not self._cut:  # after a cut right at the end, nothing is left
+            self._send(content)
+        self._cut = False
+
+    def _send(self, raw: bytes) -> None:
+        self._emit(raw.decode("utf-8", errors="replace"))
+
+
+class ChildProcess:
+    """Runs one program (an argument list, never a shell) in its own session, feeds its
+    output (stdout and stderr together) to ``on_line``, and can end its whole tree."""
+
+    track_interval = 1.0  # seconds between descendant scans while run() runs
+    linger = 5.0  # seconds output may stay open after the child exited (_stop_leftovers)
+
+    def __init__(self, args: list[str], *, on_line: Callable[[str], None], cwd: str | None = None,
+                 env: dict[str, str] | None = None, grace: float = 10.0,
+                 logger: logging.Logger | None = None, max_line_bytes: int = 65536):
+        self.args = list(args)
+        self.pid: int | None = None
+        self._on_line, self._cwd, self._env = on_line, cwd, env
+        self._grace, self._log, self._max_line_bytes = grace, logger or log, max_line_bytes
+        self._token = uuid.uuid4().hex
+        self._popen: gevent.subprocess.Popen | None = None
+        self._leader: psutil.Process | None = None  # pins the child's pid by create_time
+        self._seen: dict[int, psutil.Process] = {}
+        self._abort_lock = gevent.lock.Semaphore()
+        self._aborted = False
+        self._eof = gevent.event.Event()
+        self._stopping_leftovers = False
+
+    def start(self) -> None:
+        with self._abort_lock:  # an abort() meanwhile waits for the pid, then kills it
+            if self._popen is not None or self._aborted:
+                raise RuntimeError(f"{self._name()}: already started or aborted")
+            env = dict(os.environ if self._env is None else self._env)
+            env[TOKEN_VAR] = self._token
+            starting = gevent.spawn(
+                gevent.subprocess.Popen, self.args, cwd=self._cwd, env=env, bufsize=0,
+                start_new_session=True, stdin=gevent.subprocess.DEVNULL,
+                stdout=gevent.subprocess.PIPE, stderr=gevent.subprocess.STDOUT)
+            try:
+                starting.join()
+            finally:
+                # Popen waits for the exec cooperatively; if this greenlet is killed then,
+                # the child exists all the same: finish the start so abort() can find it.
+                starting.join()
+                if starting.value is not None:  # None when Popen raised
+                    self._started(starting.value)
+            starting.get()  # Popen's own error, e.g. FileNotFoundError
+
+    def _started(self, popen: gevent.subprocess.Popen) -> None:
+        self._popen, self.pid = popen, popen.pid
+        try:
+            self._leader = psutil.Process(self.pid)
+        except psutil.NoSuchProcess:
+            pass  # it exited and gevent reaped it while Popen waited for the exec
+        self._log.debug("started %s: %s", self._name(), shlex.join(self.args))
+
+    def run(self) -> int:
+        """Run to the end; the return code, negative when killed by that signal."""
+        helpers: list[gevent.Greenlet] = []
+        try:
+            if self._popen is None:
+                self.start()
+            helpers = [gevent.spawn(self._track), gevent.spawn(self._stop_leftovers)]
+            self._pump()
+            returncode = self._popen.wait()
+        except BaseException:
+            # Killed (GreenletExit: the task was aborted) or failed (on_line raised):
+            # the child's tree must not outlive this call.
+            self.abort()
+            raise
+        finally:
+            if self._stopping_leftovers:
+                helpers[1].join()  # let its abort() finish rather than interrupt it
+            gevent.killall(helpers)
+            if self._popen is not None:
+                self._popen.stdout.close()
+        self._log.debug("%s ended with %s", self._name(), describe_exit(returncode))
+        left = self.descendants()
+        if left:  # detached helpers: they let go of the output, so they are only logged
+            self._log.warning("%s ended, leaving pids %s running", self._name(), _pids(left))
+        return returncode
+
+    def abort(self) -> None:
+        """Stop the whole tree: SIGTERM, ``grace`` seconds, SIGKILL, check.  Idempotent;
+        a concurrent call waits for the first to finish."""
+        with self._abort_lock:
+            if not self._aborted and self._popen is not None:
+                self._stop_tree()
+            self._aborted = True
+
+    def descendants(self) -> list[psutil.Process]:
+        """The child and all its descendants currently alive (zombies are gone)."""
+        found = {proc.pid: proc for proc in self._scan_worker_tree()}
+        for pid, proc in self._seen.items():
+            found.setdefault(pid, proc)  # e.g. re-parented to init: no subreaper
+        me = os.getpid()
+        self._seen = {pid: proc for pid, proc in found.items() if pid != me and _alive(proc)}
+        return list(self._seen.values())
+
+    def _name(self) -> str:
+        return f"pid {self.pid} ({os.path.basename(self.args[0]) if self.args else '?'})"
+
+    def _pump(self) -> None:
+        splitter, stdout = _LineSplitter(self._on_line, self._max_line_bytes), self._popen.stdout
+        while True:
+            # A read only waits when the pipe is empty, and gevent.sleep(0) does not cycle
+            # the event loop: against a child that never pauses, timers and other I/O
+            # waited ~50-100 ms.  Waiting for readability first lets them in each chunk.
+            gevent.socket.wait_read(stdout.fileno())
+            chunk = stdout.read(_CHUNK)
+            if not chunk:
+                break
+            splitter.feed(chunk)
+        self._eof.set()
+        splitter.close()
+
+    def _track(self) -> None:
+        # Remember descendants while they are findable: a grandchild whose parent dies
+        # may end up under init (no subreaper) where only its remembered pid finds it.
+        while True:
+            self.descendants()
+            gevent.sleep(self.track_interval)
+
+    def _stop_leftovers(self) -> None:
+        # A descendant that inherited the output pipe keeps it open after the child
+        # exited (`sh -c 'daemon & ...'`): run() would wait for it forever.
+        self._popen.wait()
+        if not self._eof.wait(self.linger):
+            self._stopping_leftovers = True
+            self._log.warning("%s exited, but %.1fs later its descendants still hold its "
+                              "output open: stopping them", self._name(), self.linger)
+            self.abort()
+
+    def _scan_worker_tree(self) -> list[psutil.Process]:
+        """The subtrees of the worker's children that are ours: the child, and orphans
+        of its tree re-parented to the worker."""
+        me = os.getpid()
+        roots, kids = [], collections.defaultdict(list)
+        for proc in psutil.Process(me).children(recursive=True):
+            try:
+                ppid = proc.ppid()
+            except psutil.NoSuchProcess:
+                continue
+            if ppid != me:
+                kids[ppid].append(proc)
+            elif self._is_ours(proc):
+                roots.append(proc)
+        ours = []
+        while roots:
+            ours.append(roots.pop())
+            roots.extend(kids.pop(ours[-1].pid, ()))
+        return ours
+
+    def _is_ours(self, proc: psutil.Process) -> bool:
+        if proc == self._leader or proc == self._seen.get(proc.pid):  # pid + create_time
+            return True
+        try:
+            # The session id is the child's only while the child holds its pid.
+            if self._leader and os.getsid(proc.pid) == self.pid and self._leader.is_running():
+                return True
+            return proc.environ().get(TOKEN_VAR) == self._token
+        except (ProcessLookupError, psutil.NoSuchProcess, psutil.AccessDenied):
+            return False
+
+    def _group(self, procs: list[psutil.Process]) -> int | None:
+        """The child's process group id while it is certainly still ours: the child
+        holds the pid, or one of ``procs`` is in the group (the id cannot be reused)."""
+        pgid = self.pid
+        if pgid is None or pgid == os.getpgrp():
+            return None
+        if self._leader is not None and self._leader.is_running():
+            return pgid
+        for proc in procs:
+            try:
+                if os.getpgid(proc.pid) == pgid:
+                    return pgid
+            except ProcessLookupError:
+                continue
+        return None
+
+    def _signal(self, procs: list[psutil.Process], sig: int) -> bool:
+        """Signal the group and every process in ``procs`` (they may have left the
+        group); whether the group still had members.  Signal 0 only checks."""
+        pgid = self._group(procs)
+        group_alive = pgid is not None
+        if group_alive:
+            try:
+                os.killpg(pgid, sig)
+            except ProcessLookupError:
+                group_alive = False
+            except PermissionError as exc:  # a member we may not signal is still a member
+                self._log.warning("cannot signal process group %d: %s", pgid, exc)
+        for proc in procs:
+            try:
+                proc.send_signal(sig)  # psutil refuses a reused pid (NoSuchProcess)
+            except psutil.NoSuchProcess:
+                pass  # gone already
+            except psutil.AccessDenied as exc:
+                self._log.warning("cannot signal pid %d: %s", proc.pid, exc)
+        return group_alive
+
+    def _stop_tree(self) -> None:
+        procs = self.descendants()
+        if not self._signal(procs, 0) and not procs:
+            return
+        self._log.info("stopping %s: SIGTERM to group %d and pids %s, SIGKILL after %.1fs",
+                       self._name(), self.pid, _pids(procs), self._grace)
+        self._signal(procs, signal.SIGTERM)
+        try:
+            left = self._wait_gone(self._grace)
+            if left:
+                self._log.warning("%s: %s still alive %.1fs after SIGTERM, sending SIGKILL",
+                                  self._name(), left, self._grace)
+                left = self._wait_gone(_KILL_TIMEOUT, kill=True)
+        except BaseException:
+            # Interrupted while waiting (killed again, a timeout): no more patience, but
+            # nothing may outlive the worker's interest in it.
+            self._signal(self.descendants(), signal.SIGKILL)
+            raise
+        if left:
+            self._log.warning("%s: %s survived SIGKILL", self._name(), left)
+
+    def _wait_gone(self, timeout: float, kill: bool = False) -> str:
+        """Poll until the tree is gone or ``timeout`` passes (SIGKILL each round if
+        ``kill``: a dying parent may still have forked); names what is left."""
+        deadline = time.monotonic() + timeout
+        delay = 0.01
+        while True:
+            procs = self.descendants()
+            group_alive = self._signal(procs, signal.SIGKILL if kill else 0)
+            if not procs and not group_alive:
+                return ""
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return f"pids {_pids(procs)}" if procs else f"process group {self.pid}"
+            gevent.sleep(min(delay, remaining))
+            delay = min(delay * 2, 0.2)

@@ -1,0 +1,280 @@
+"""fworker.process: real child processes, their output, exit codes and abort of the tree."""
+import fworker  # noqa: F401  (monkey-patches first)
+
+import os
+import signal
+import sys
+import textwrap
+import time
+
+import gevent
+import gevent.subprocess
+import psutil
+import pytest
+
+from fworker.process import ChildProcess, _LineSplitter, describe_exit, enable_subreaper
+
+PY = sys.executable
+
+
+def wait_until(predicate, timeout=5.0, what="condition"):
+    """Wait, cooperatively, for ``predicate()`` to be true; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            what = what() if callable(what) else what
+            raise AssertionError(f"{what} not met within {timeout}s")
+        gevent.sleep(0.01)
+
+
+def gone(pid):
+    """Dead: no such process, or a zombie nobody has reaped yet."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def py(code):
+    return [PY, "-c", textwrap.dedent(code)]
+
+
+def run_collect(args, **kwargs):
+    lines = []
+    returncode = ChildProcess(args, on_line=lines.append, **kwargs).run()
+    return returncode, lines
+
+
+# --- output -------------------------------------------------------------------------
+
+def test_lines_in_order_with_every_line_ending_and_bad_utf8():
+    code = r"""
+        import sys
+        out = sys.stdout.buffer
+        out.write(b"one\ntwo\r\nthree\rfour\n\n")
+        out.flush()
+        out.write(b"caf\xc3\xa9 \xff\xfe ok\r\nFra:1 Sample 1/4\rFra:1 Sample 2/4\rlast")
+    """
+    returncode, lines = run_collect(py(code))
+    assert returncode == 0
+    assert lines == ["one", "two", "three", "four", "", "caf\u00e9 \ufffd\ufffd ok",
+                     "Fra:1 Sample 1/4", "Fra:1 Sample 2/4", "last"]
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 5, 64])
+def test_splitter_gives_the_same_lines_whatever_the_chunking(chunk):
+    data = "a\r\nb\rc\n\r\n\u00e9\u00e9\u00e9\u00e9\u00e9|xyzxyzxyz\r".encode() + b"\xffend"
+    lines = []
+    splitter = _LineSplitter(lines.append, limit=4)
+    for i in range(0, len(data), chunk):
+        splitter.feed(data[i:i + chunk])
+    splitter.close()
+    # é is two bytes and a piece never splits one; the last piece ends right before
+    # the \r, which adds no empty line.
+    assert lines == ["a", "b", "c", "", "\u00e9\u00e9", "\u00e9\u00e9", "\u00e9|x",
+                     "yzxy", "zxyz", "\ufffdend"]
+
+
+def test_a_piece_ending_right_before_the_line_end_adds_no_empty_line():
+    lines = []
+    splitter = _LineSplitter(lines.append, limit=4)
+    for part in (b"abcd", b"efgh\r", b"\nnext\r"):
+        splitter.feed(part)
+    splitter.close()
+    assert lines == ["abcd", "efgh", "next"]
+
+
+def test_a_1mb_line_comes_in_pieces():
+    code = "import sys; sys.stdout.buffer.write(b'y' * 1_000_000 + b'\\nnext\\n')"
+    returncode, lines = run_collect(py(code), max_line_bytes=65536)
+    assert returncode == 0
+    assert lines[-1] == "next"
+    assert all(len(piece) <= 65536 for piece in lines)
+    assert len(lines) == 1 + -(-1_000_000 // 65536)
+    assert "".join(lines[:-1]) == "y" * 1_000_000
+
+
+def test_50mb_of_output_neither_deadlocks_nor_starves_other_greenlets():
+    gaps = []
+
+    def ticker():
+        last = time.monotonic()
+        while True:
+            gevent.sleep(0.005)
+            now = time.monotonic()
+            gaps.append(now - last)
+            last = now
+
+    received = [0, 0]  # lines, characters
+
+    def on_line(line):
+        received[0] += 1
+        received[1] += len(line)
+
+    ticking = gevent.spawn(ticker)
+    code = "import sys; sys.stdout.buffer.write((b'x' * 1023 + b'\\n') * 51200)"
+    returncode = ChildProcess(py(code), on_line=on_line).run()
+    ticking.kill()
+    assert returncode == 0
+    assert received == [51200, 51200 * 1023]
+    assert len(gaps) > 10 and max(gaps) < 0.5, f"ticker starved for {max(gaps):.3f}s"
+
+
+def test_cwd_and_env_reach_the_child(tmp_path):
+    code = "import os; print(os.getcwd()); print(os.environ['FWORKER_TEST'])"
+    returncode, lines = run_collect(py(code), cwd=str(tmp_path), env={"FWORKER_TEST": "yes"})
+    assert (returncode, lines) == (0, [str(tmp_path), "yes"])
+
+
+# --- exit codes ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("code, returncode, description", [
+    ("pass", 0, "exit code 0"),
+    ("import sys; sys.exit(3)", 3, "exit code 3"),
+    ("import os, signal; os.kill(os.getpid(), signal.SIGKILL)", -9, "signal 9 (SIGKILL)"),
+    ("import os, signal; os.kill(os.getpid(), signal.SIGTERM)", -15, "signal 15 (SIGTERM)"),
+])
+def test_exit_codes_and_signals(code, returncode, description):
+    assert run_collect(py(code))[0] == returncode
+    assert describe_exit(returncode) == description
+
+
+def test_describe_exit_of_an_unknown_signal():
+    assert describe_exit(-200) == "signal 200"
+
+
+# --- abort ---------------------------------------------------------------------------
+
+TREE = r"""
+import os, signal, subprocess, sys, time
+role = sys.argv[1]
+
+def spawn(*args):
+    return subprocess.Popen([sys.executable, __file__, *args])
+
+if role == "child":
+    spawn("same-group")
+    spawn("escaped")
+    spawn("parent")
+elif role == "escaped":
+    os.setsid()
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+elif role == "parent":
+    spawn("orphan", str(os.getpid()))
+    os.write(1, f"parent {os.getpid()}\n".encode())
+    sys.exit(0)
+elif role == "orphan":
+    os.setsid()
+    while os.getppid() == int(sys.argv[2]):  # report only once really orphaned
+        time.sleep(0.01)
+# One write() of less than PIPE_BUF bytes: the lines of the tree's processes do not mix.
+os.write(1, f"{role} {os.getpid()} {os.getppid()}\n".encode())
+time.sleep(60)
+"""
+
+
+def test_killing_run_aborts_the_whole_tree_and_nothing_else(tmp_path):
+    assert enable_subreaper()
+    script = tmp_path / "tree.py"
+    script.write_text(TREE)
+    lines = []
+    child = ChildProcess([PY, str(script), "child"], on_line=lines.append, grace=0.5)
+    bystander = gevent.subprocess.Popen([PY, "-c", "import time; time.sleep(60)"])
+    runner = gevent.spawn(child.run)
+    try:
+        roles = {"child", "same-group", "escaped", "parent", "orphan"}
+        wait_until(lambda: {line.split()[0] for line in lines} == roles, 10,
+                   lambda: f"every process ready ({lines})")
+        pids = {line.split()[0]: int(line.split()[1]) for line in lines}
+        orphan_ppid = int(next(line for line in lines if line.startswith("orphan")).split()[2])
+        assert orphan_ppid == os.getpid(), "the subreaper adopted the orphan"
+        alive = {role: pid for role, pid in pids.items() if role != "parent"}
+        assert set(alive.values()) <= {proc.pid for proc in child.descendants()}
+
+        runner.kill()  # waits until run() has aborted the tree and re-raised
+        assert isinstance(runner.value, gevent.GreenletExit)
+        for role, pid in alive.items():
+            wait_until(lambda pid=pid: gone(pid), 2, f"{role} {pid} gone")
+        # gevent's SIGCHLD handler reaps adopted orphans too: no zombies pile up.
+        wait_until(lambda: not psutil.pid_exists(pids["orphan"]), 2, "orphan reaped")
+        assert bystander.poll() is None, "an unrelated child of the worker was killed"
+        child.abort()  # a second abort is harmless
+    finally:
+        runner.kill()  # when an assertion failed before, it still cleans up the tree
+        bystander.kill()
+        bystander.wait()
+
+
+def test_a_child_ignoring_sigterm_is_killed_after_the_grace_period():
+    lines = []
+    code = """
+        import signal, time
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        print("ready", flush=True)
+        time.sleep(60)
+    """
+    child = ChildProcess(py(code), on_line=lines.append, grace=0.5)
+    runner = gevent.spawn(child.run)
+    wait_until(lambda: lines == ["ready"])
+    started = time.monotonic()
+    child.abort()
+    assert time.monotonic() - started >= 0.45  # it did get its grace period
+    assert runner.get(timeout=5) == -signal.SIGKILL
+    child.abort()
+    assert gone(child.pid)
+
+
+def test_abort_returns_as_soon_as_the_tree_is_gone():
+    lines = []
+    code = "import time; print('ready', flush=True); time.sleep(60)"
+    child = ChildProcess(py(code), on_line=lines.append, grace=30)
+    runner = gevent.spawn(child.run)
+    wait_until(lambda: lines == ["ready"])
+    started = time.monotonic()
+    child.abort()
+    assert time.monotonic() - started < 5
+    assert runner.get(timeout=5) == -signal.SIGTERM
+
+
+def test_on_line_raising_aborts_the_child():
+    def on_line(line):
+        raise ValueError(line)
+
+    child = ChildProcess(py("import os, time; print(os.getpid(), flush=True); time.sleep(60)"),
+                         on_line=on_line, grace=2)
+    with pytest.raises(ValueError) as raised:
+        child.run()
+    assert int(str(raised.value)) == child.pid
+    assert gone(child.pid)
+
+
+def test_output_held_open_by_a_leftover_is_not_waited_for_forever():
+    lines = []
+    child = ChildProcess(["/bin/sh", "-c", "sleep 60 & echo $!"], on_line=lines.append, grace=1)
+    child.linger = 0.3
+    assert child.run() == 0
+    wait_until(lambda: gone(int(lines[0])), 2, "leftover gone")
+
+
+def test_abort_before_start_prevents_the_start():
+    child = ChildProcess(py("pass"), on_line=print)
+    child.abort()
+    child.abort()
+    with pytest.raises(RuntimeError):
+        child.run()
+    assert child.pid is None
+
+
+def test_killed_while_popen_waits_for_the_exec_the_child_is_still_stopped():
+    child = ChildProcess(py("import time; time.sleep(60)"), on_line=print, grace=2)
+    runner = gevent.spawn(child.run)
+    gevent.sleep(0)  # the runner is now inside start(), waiting for the exec
+    assert child.pid is None
+    runner.kill()
+    assert child.pid is not None
+    assert gone(child.pid)
+
+
+def test_a_missing_program_raises_file_not_found():
+    with pytest.raises(FileNotFoundError):
+        ChildProcess(["/nonexistent/renderer"], on_line=print).run()
