@@ -1,0 +1,190 @@
+"""DevManager: the development Manager as one object, for tests and demos.
+
+It wires the Store, the rules (Roster for workers, Dispatcher for tasks),
+the WSGI app and the server together, runs the timeout watcher, and offers
+the Python API that tests use to drive and inspect the Manager.
+"""
+import inspect
+import logging
+import time
+import typing
+
+import gevent
+
+from .app import App
+from .dispatch import Dispatcher
+from .liveness import Liveness
+from .roster import Roster
+from .server import make_server
+from .store import Store
+
+logger = logging.getLogger(__name__)
+
+# How often the watcher looks for silent workers and tasks, at most; it looks
+# more often with small timeouts, so that tests with tiny ones stay quick.
+_MAX_WATCH_INTERVAL = 5.0
+_MIN_WATCH_INTERVAL = 0.01
+# Seconds that stop() lets requests being served finish.
+_STOP_GRACE = 0.1
+
+
+class DevManager:
+    """A Flamenco Manager 2.x worker API on 127.0.0.1, state in SQLite."""
+
+    def __init__(self, db_path, host: str = "127.0.0.1", port: int = 0,
+                 registration_secret: str | None = None, worker_timeout: float = 60.0,
+                 task_ping_timeout: float = 600.0,
+                 variables: dict[str, dict[str, str]] | None = None):
+        self.host = host
+        self.worker_timeout = worker_timeout
+        self.task_ping_timeout = task_ping_timeout
+        self.store = Store(db_path)
+        self.dispatcher = Dispatcher(self.store, Liveness(), variables)
+        self.roster = Roster(self.store, self.dispatcher, Liveness(), registration_secret)
+        self.app = App(self.roster, self.dispatcher)
+        self._requested_port = port
+        self._server = None
+        self._watcher: gevent.Greenlet | None = None
+        self.port: int | None = None
+
+    # Running
+
+    def start(self) -> "DevManager":
+        """Start serving in the background (greenlets); returns self."""
+        if self._server is not None:
+            raise RuntimeError("DevManager already started")
+        self._server = make_server(self.host, self._requested_port, self.app)
+        self._server.start()
+        self.port = self._server.server_port
+        self._watcher = gevent.spawn(self._watch_timeouts)
+        logger.info("Development Manager %s serving on %s (database %s)",
+                    self.store.manager_id, self.url, self.store.path)
+        return self
+
+    def stop(self) -> None:
+        """Stop serving; the Python API stays usable for inspection."""
+        if self._watcher is not None:
+            self._watcher.kill()
+            self._watcher = None
+        if self._server is not None:
+            # In-flight requests take milliseconds; what remains after this
+            # grace is mostly idle keep-alive connections, which are closed.
+            self._server.stop(timeout=_STOP_GRACE)
+            self._server = None
+        self.store.close()
+
+    def __enter__(self) -> "DevManager":
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/"
+
+    def _watch_timeouts(self) -> None:
+        interval = min(self.worker_timeout, self.task_ping_timeout) / 4
+        interval = max(_MIN_WATCH_INTERVAL, min(_MAX_WATCH_INTERVAL, interval))
+        while True:
+            gevent.sleep(interval)
+            try:
+                self.check_timeouts()
+            except Exception:  # keep watching: one bad round must not end timeouts for good
+                logger.exception("Checking for timed-out workers and tasks failed")
+
+    def check_timeouts(self) -> None:
+        """Time out silent workers and fail unpinged tasks (the watcher calls this)."""
+        self.roster.time_out_silent_workers(self.worker_timeout)
+        self.dispatcher.fail_silent_tasks(self.task_ping_timeout)
+
+    # Jobs and tasks
+
+    def submit_job(self, job: dict) -> dict:
+        """Queue a job (format: see jobs.py); {"job_id", "task_ids"}."""
+        return self.dispatcher.submit_job(job)
+
+    def job(self, job_id: str) -> dict:
+        return self.dispatcher.job_view(job_id)
+
+    def jobs(self) -> list[dict]:
+        return self.dispatcher.jobs_view()
+
+    def task(self, task_id: str) -> dict:
+        return self.dispatcher.task_view(task_id)
+
+    def tasks(self, job_id: str | None = None) -> list[dict]:
+        return self.dispatcher.tasks_view(job_id)
+
+    def task_updates(self, task_id: str) -> list[dict]:
+        """Every accepted TaskUpdate body of the task, as received, in order."""
+        return self.store.task_updates(task_id)
+
+    def task_log(self, task_id: str) -> str:
+        return self.store.task_log(task_id)
+
+    def cancel_task(self, task_id: str) -> str:
+        return self.dispatcher.cancel_task(task_id)
+
+    def cancel_job(self, job_id: str) -> None:
+        self.dispatcher.cancel_job(job_id)
+
+    def reassign_task(self, task_id: str, other_worker_id: str = "") -> None:
+        self.dispatcher.reassign_task(task_id, other_worker_id)
+
+    def forget_task(self, task_id: str) -> None:
+        self.dispatcher.forget_task(task_id)
+
+    # Workers
+
+    def workers(self) -> list[dict]:
+        return self.roster.workers_view()
+
+    def worker(self, worker_id: str) -> dict:
+        return self.roster.worker_view(worker_id)
+
+    def request_status(self, worker_id: str, status: str, lazy: bool = False) -> None:
+        self.roster.request_status(worker_id, status, lazy)
+
+    def forget_worker(self, worker_id: str) -> None:
+        self.roster.forget(worker_id)
+
+    # Records
+
+    @property
+    def requests_log(self) -> list[tuple[str, str, int]]:
+        """(method, path, status) of the last 10,000 requests served."""
+        return list(self.app.requests_log)
+
+    @property
+    def acks(self) -> list[tuple[str, str]]:
+        return [(row["worker"], row["status"]) for row in self.store.acks()]
+
+    def output_produced(self, worker_id: str | None = None) -> list[list[str]]:
+        filters = {"worker": worker_id} if worker_id else {}
+        return [row["paths"] for row in self.store.outputs(**filters)]
+
+    # For tests
+
+    def wait_for(self, predicate: typing.Callable[[], typing.Any], timeout: float = 10.0,
+                 interval: float = 0.02) -> typing.Any:
+        """Poll predicate until it returns something truthy, and return that;
+        AssertionError naming the predicate when timeout seconds pass."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = predicate()
+            if value:
+                return value
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"Timed out after {timeout:g} s waiting for "
+                                     f"{_describe(predicate)}")
+            gevent.sleep(interval)
+
+
+def _describe(predicate: typing.Callable) -> str:
+    """The predicate's source if we can find it, else its name."""
+    try:
+        return inspect.getsource(predicate).strip()
+    except (OSError, TypeError):
+        return getattr(predicate, "__qualname__", repr(predicate))

@@ -1,0 +1,193 @@
+"""Workers: registration, authentication, presence and status changes.
+
+Worker statuses: ``""`` after registration, ``starting`` after sign-on,
+``awake`` once it asks for work (or acknowledges ``awake``), whatever it
+acknowledges (``asleep``, ``testing``, ``error``...), ``offline`` after
+sign-off, ``timeout`` when it went silent.
+
+A worker that is ``awake``, ``starting`` or ``testing`` (the statuses in
+which it should keep talking) and is silent for ``worker_timeout`` seconds
+is marked ``timeout`` and its tasks are taken back.  A timed-out worker that
+talks again is ``awake``.  Asleep workers are not timed out.
+
+A status request is ``status_requested`` plus ``lazy_status_request``; it is
+cleared when the worker acknowledges that same status.
+"""
+import hashlib
+import hmac
+import logging
+
+from . import auth, common
+from .dispatch import Dispatcher, worker_identifier
+from .liveness import Liveness
+from .store import Store
+
+logger = logging.getLogger(__name__)
+
+TIMEOUT_STATUSES = ["awake", "starting", "testing"]
+# Statuses a worker keeps when it asks for work; any other becomes awake.
+_KEPT_WHEN_ASKING = ("awake", "testing", "error")
+
+
+class Roster:
+    """Owns the worker rules; the Dispatcher takes back tasks when needed."""
+
+    def __init__(self, store: Store, dispatcher: Dispatcher, heard: Liveness,
+                 registration_secret: str | None = None):
+        self.store = store
+        self.dispatcher = dispatcher
+        self.heard = heard
+        self.registration_secret = registration_secret
+        # worker id -> SHA-256 of the last secret that passed the slow check,
+        # so that each request does not pay for PBKDF2.  Memory only.
+        self._verified: dict[str, bytes] = {}
+
+    # Registration and authentication
+
+    def check_registration(self, authorization: str) -> str | None:
+        """None when registration may go ahead, else the 403 message."""
+        if not self.registration_secret:
+            return None
+        return auth.check_registration_token(authorization, self.registration_secret)
+
+    def register(self, fields: dict, user_agent: str, address: str) -> dict:
+        task_types = fields.get("supported_task_types") or fields.get("supported_job_types") or []
+        worker = {
+            "id": common.new_id(), "secret_hash": auth.hash_secret(fields["secret"]),
+            "nickname": fields.get("nickname", ""), "platform": fields.get("platform", ""),
+            "supported_task_types": task_types, "status": "", "status_requested": "",
+            "lazy_status_request": False, "address": address, "software": user_agent,
+            "registered": common.utc_timestamp(), "last_seen": common.utc_timestamp(),
+            "signed_off": 0,
+        }
+        self.store.add_worker(worker)
+        logger.info("Registered worker %s (%r, %s, %s)", worker["id"], worker["nickname"],
+                    worker["platform"], ", ".join(task_types))
+        return worker
+
+    def authenticate(self, authorization: str) -> dict | None:
+        """The worker whose id and secret are in a Basic header, or None."""
+        credentials = auth.parse_basic(authorization)
+        if credentials is None or not common.is_object_id(credentials[0]):
+            return None
+        worker = self.store.worker(credentials[0].lower())
+        if worker is None:
+            return None
+        digest = hashlib.sha256(credentials[1].encode("utf-8")).digest()
+        known = self._verified.get(worker["id"])
+        if known is not None and hmac.compare_digest(known, digest):
+            return worker
+        if not auth.verify_secret(credentials[1], worker["secret_hash"]):
+            logger.warning("Wrong secret for worker %s", worker["id"])
+            return None
+        self._verified[worker["id"]] = digest
+        return worker
+
+    # Presence
+
+    def seen(self, worker: dict, user_agent: str, address: str) -> dict:
+        """Note an authenticated request; returns the updated worker."""
+        changes = {"last_seen": common.utc_timestamp(), "software": user_agent,
+                   "address": address}
+        if worker["status"] == "timeout":
+            changes["status"] = "awake"
+            logger.info("Worker %s is back after a timeout", worker["id"])
+        self.store.update_worker(worker["id"], **changes)
+        self.heard.heard(worker["id"])
+        return dict(worker, **changes)
+
+    def sign_on(self, worker: dict, fields: dict) -> None:
+        changes = {"status": "starting"}
+        if fields.get("nickname"):
+            changes["nickname"] = fields["nickname"]
+        if fields.get("supported_task_types"):
+            changes["supported_task_types"] = fields["supported_task_types"]
+        self.store.update_worker(worker["id"], **changes)
+        logger.info("Worker %s signed on", worker["id"])
+
+    def sign_off(self, worker: dict) -> None:
+        with self.store.transaction():
+            released = self.dispatcher.release_tasks_of(
+                worker["id"], f"Re-queued after worker {worker_identifier(worker)} signed off")
+            count = self.store.worker(worker["id"])["signed_off"] or 0
+            self.store.update_worker(worker["id"], status="offline", signed_off=count + 1)
+        self.heard.forget(worker["id"])
+        logger.info("Worker %s signed off; re-queued %d tasks", worker["id"], len(released))
+
+    def asking_for_work(self, worker: dict) -> None:
+        """A worker that asks for a task is awake, unless testing or in error."""
+        if worker["status"] not in _KEPT_WHEN_ASKING:
+            self.store.update_worker(worker["id"], status="awake")
+
+    def time_out_silent_workers(self, timeout: float) -> list[str]:
+        with self.store.transaction():
+            talking = {worker["id"]: worker for worker in self.store.workers(status=TIMEOUT_STATUSES)}
+            silent = self.heard.expired(talking, timeout)
+            for worker_id in silent:
+                self.store.update_worker(worker_id, status="timeout")
+                self.dispatcher.release_tasks_of(
+                    worker_id, f"Re-queued after worker {worker_identifier(talking[worker_id])} "
+                               f"timed out")
+                logger.warning("Worker %s timed out (silent for more than %g s)",
+                               worker_id, timeout)
+        return silent
+
+    # Status changes
+
+    def request_status(self, worker_id: str, status: str, lazy: bool = False) -> None:
+        """Ask a worker to change status; "" withdraws the request."""
+        with self.store.transaction():
+            self._existing(worker_id)
+            self.store.update_worker(worker_id, status_requested=status,
+                                     lazy_status_request=bool(status) and lazy)
+        logger.info("Requested status %r of worker %s (lazy=%s)", status, worker_id, lazy)
+
+    def acknowledge(self, worker: dict, status: str) -> None:
+        changes = {"status": status}
+        if worker["status_requested"] == status:
+            changes.update(status_requested="", lazy_status_request=False)
+        else:
+            logger.info("Worker %s acknowledged %r; the pending request is %r", worker["id"],
+                        status, worker["status_requested"])
+        with self.store.transaction():
+            self.store.update_worker(worker["id"], **changes)
+            self.store.add_ack(worker["id"], status)
+
+    def record_output(self, worker: dict, paths: list[str]) -> None:
+        self.store.add_output(worker["id"], paths)
+
+    def forget(self, worker_id: str) -> None:
+        """Remove a worker: its tasks are taken back and its next request is a 401."""
+        with self.store.transaction():
+            self._existing(worker_id)
+            self.dispatcher.release_tasks_of(worker_id, "Re-queued: its worker was removed")
+            self.store.delete_worker(worker_id)
+        self._verified.pop(worker_id, None)
+        self.heard.forget(worker_id)
+        logger.info("Forgot worker %s", worker_id)
+
+    # Views
+
+    def _existing(self, worker_id: str) -> dict:
+        worker = self.store.worker(worker_id)
+        if worker is None:
+            raise common.NotFound(f"Worker {worker_id} is unknown.")
+        return worker
+
+    def worker_view(self, worker_id: str) -> dict:
+        worker = self._existing(worker_id)
+        view = {key: value for key, value in worker.items() if key not in ("secret_hash", "seq")}
+        view["failures"] = len(self.store.failures(worker=worker_id))
+        return view
+
+    def workers_view(self) -> list[dict]:
+        return [self.worker_view(worker["id"]) for worker in self.store.workers()]
+
+    @staticmethod
+    def registration_doc(worker: dict) -> dict:
+        """The Worker document answered to POST /register-worker."""
+        return {"_id": worker["id"], "nickname": worker["nickname"],
+                "address": worker["address"], "status": worker["status"],
+                "platform": worker["platform"],
+                "supported_task_types": worker["supported_task_types"],
+                "software": worker["software"], "status_requested": worker["status_requested"]}
