@@ -1,0 +1,196 @@
+"""What the worker is doing, for operators: ``/health`` (JSON) and
+``/metrics`` (Prometheus text format), off unless ``metrics_port`` is set.
+
+The worker updates the plain attributes of one ``Stats`` object as it goes;
+nothing here holds its own counters, so a scrape always shows the same
+numbers as ``/health``.  The Prometheus text is produced by the official
+``prometheus_client`` from a private registry (the global one would also
+carry whatever else the process registered, and tests would share it), with
+a collector that reads ``Stats`` on each scrape.  The HTTP server is gevent's
+pywsgi, not prometheus_client's thread-based one.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import time
+import typing
+
+import gevent.pool
+import gevent.pywsgi
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily,
+                                    StateSetMetricFamily)
+from prometheus_client.registry import Collector
+
+import fworker
+from fworker.errors import ConfigError
+from fworker.states import State
+
+log = logging.getLogger(__name__)
+
+# A scrape or health check holds a connection only briefly; this bounds what
+# a misbehaving client can make the worker keep open.
+MAX_CONNECTIONS = 20
+
+COUNTERS = (
+    ("tasks_completed", "Tasks this worker completed."),
+    ("tasks_failed", "Tasks this worker reported as failed."),
+    ("tasks_returned", "Tasks given back to the Manager without a verdict (aborted, shutdown)."),
+    ("updates_sent", "Task updates the Manager accepted."),
+    ("updates_retried", "Attempts to send a task update that will be retried."),
+    ("log_bytes_sent", "Bytes of task log sent to the Manager."),
+)
+
+
+class Stats:
+    """The worker's live numbers.  The worker assigns and increments the
+    attributes directly; ``last_manager_contact`` is ``time.time()`` of the
+    last answer from the Manager (any status), or None before the first."""
+
+    def __init__(self) -> None:
+        self.state: str = State.STARTING.value
+        self.task_id: str | None = None
+        self.task_progress: int = 0
+        self.queue_depth: int = 0
+        self.tasks_completed: int = 0
+        self.tasks_failed: int = 0
+        self.tasks_returned: int = 0
+        self.updates_sent: int = 0
+        self.updates_retried: int = 0
+        self.log_bytes_sent: int = 0
+        self.last_manager_contact: float | None = None
+        self.started_at: float = time.time()
+
+    def snapshot(self) -> dict[str, typing.Any]:
+        """A JSON-ready copy of every attribute."""
+        values = dict(vars(self))
+        # The state may be a State enum; JSON and labels want its plain value.
+        values["state"] = str(getattr(self.state, "value", self.state))
+        return values
+
+
+class StatsCollector(Collector):
+    """Turns one ``Stats`` into metric families, freshly on every scrape."""
+
+    def __init__(self, stats: Stats):
+        self.stats = stats
+
+    def collect(self) -> typing.Iterator[typing.Any]:
+        snap = self.stats.snapshot()
+        yield InfoMetricFamily("fworker_build", "Version of this worker.", value={"version": fworker.__version__})
+        yield _state_set(snap["state"])
+        for name, help_text in COUNTERS:
+            yield CounterMetricFamily(f"fworker_{name}", help_text, value=snap[name])
+        yield GaugeMetricFamily("fworker_task_running", "1 while a task runs, else 0.",
+                                value=int(snap["task_id"] is not None))
+        yield GaugeMetricFamily("fworker_task_progress_percent", "Progress of the running task.",
+                                value=snap["task_progress"])
+        yield GaugeMetricFamily("fworker_queue_depth", "Task updates waiting in the local queue.",
+                                value=snap["queue_depth"])
+        yield GaugeMetricFamily("fworker_start_time_seconds", "When the worker started (Unix time).",
+                                value=snap["started_at"])
+        if snap["last_manager_contact"] is not None:
+            # A timestamp rather than an age: alert on time() - this in PromQL.
+            yield GaugeMetricFamily("fworker_last_manager_contact_timestamp_seconds",
+                                    "When the Manager last answered (Unix time).",
+                                    value=snap["last_manager_contact"])
+
+
+def _state_set(current: str) -> StateSetMetricFamily:
+    known = [s.value for s in State]
+    if current not in known:
+        known.append(current)  # show an unexpected state rather than hide it
+    return StateSetMetricFamily("fworker_state", "The worker's state.", value={s: s == current for s in known})
+
+
+class _NoDelayServer(gevent.pywsgi.WSGIServer):
+    def handle(self, sock: socket.socket, address: typing.Any) -> None:
+        # Nagle + delayed ACK make small keep-alive answers take ~44 ms
+        # (FIELD-NOTES); scrapers keep connections alive.
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError as ex:
+            log.debug("cannot set TCP_NODELAY for %s: %s", address, ex)
+        super().handle(sock, address)
+
+
+class MetricsServer:
+    """``/health`` and ``/metrics`` for ``stats`` on ``host``:``port``.
+
+    ``port=None`` lets the system pick a free port (tests; read ``.port``
+    after ``start()``).  ``port=0`` is refused: in the configuration 0 means
+    "off", so the caller must not start a server then (see ``from_settings``).
+    """
+
+    def __init__(self, stats: Stats, host: str = "127.0.0.1", port: int | None = None):
+        if port == 0:
+            raise ValueError("metrics port 0 means 'off'; pass None for a free port")
+        self.stats = stats
+        self.host = host
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(StatsCollector(stats))
+        # The access log goes to DEBUG: a scrape every 15 s is not news.
+        access_log = gevent.pywsgi.LoggingLogAdapter(log, logging.DEBUG)
+        self._server = _NoDelayServer((host, port or 0), self._app, spawn=gevent.pool.Pool(MAX_CONNECTIONS),
+                                      log=access_log, error_log=log)
+
+    def start(self) -> "MetricsServer":
+        self._server.start()
+        log.info("metrics on %smetrics and %shealth", self.url, self.url)
+        return self
+
+    def stop(self, timeout: float = 2.0) -> None:
+        # The pool ends idle keep-alive handlers too, so the port is free after.
+        self._server.stop(timeout=timeout)
+
+    @property
+    def port(self) -> int:
+        return self._server.server_port
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/"
+
+    def _app(self, environ: dict, start_response: typing.Callable) -> list[bytes]:
+        path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "")
+        if path not in ("/health", "/metrics"):
+            return _respond(start_response, "404 Not Found", "text/plain; charset=utf-8", b"not found\n")
+        if method not in ("GET", "HEAD"):
+            return _respond(start_response, "405 Method Not Allowed", "text/plain; charset=utf-8",
+                            b"use GET\n", [("Allow", "GET, HEAD")])
+        if path == "/health":
+            body = json.dumps(dict(self.stats.snapshot(), ok=True), sort_keys=True).encode() + b"\n"
+            content_type = "application/json"
+        else:
+            # Negotiated like prometheus_client's own servers: the classic text
+            # format unless the scraper asks for OpenMetrics.
+            encoder, content_type = choose_encoder(environ.get("HTTP_ACCEPT", ""))
+            body = encoder(self.registry)
+        return _respond(start_response, "200 OK", content_type, b"" if method == "HEAD" else body)
+
+
+def _respond(start_response: typing.Callable, status: str, content_type: str, body: bytes,
+             extra: list[tuple[str, str]] | None = None) -> list[bytes]:
+    start_response(status, [("Content-Type", content_type), ("Content-Length", str(len(body))),
+                            ("Cache-Control", "no-store"), *(extra or [])])
+    return [body]
+
+
+def from_settings(settings: typing.Any, stats: Stats) -> MetricsServer | None:
+    """A started server when ``metrics_port`` is set, None when it is 0 (off).
+    A port that cannot be listened on is a configuration error: an operator
+    who asked for metrics would rather know at once than find a gap later."""
+    host, port = settings.metrics_host, settings.metrics_port
+    if not port:
+        return None
+    if not 0 < port < 65536:
+        raise ConfigError(f"metrics_port = {port}: must be between 1 and 65535 (0: off)")
+    try:
+        return MetricsServer(stats, host, port).start()
+    except OSError as ex:
+        raise ConfigError(f"metrics_host = {host!r}, metrics_port = {port}: cannot listen: "
+                          f"{ex.strerror or ex}") from None
