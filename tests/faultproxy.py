@@ -26,6 +26,7 @@ class FaultProxy:
         self.target_url = target_url.rstrip("/")
         self.port = port
         self.rules: list[Rule] = []
+        self.rewrites: list[list] = []
         self.log: list[tuple[str, str, int]] = []
         self.session = requests.Session()
         self.server: gevent.pywsgi.WSGIServer | None = None
@@ -42,7 +43,9 @@ class FaultProxy:
 
     def down(self) -> None:
         if self.server is not None:
-            self.server.stop(timeout=1)
+            # No grace: keep-alive connections must die with the listener, or
+            # a "down" Manager would go on answering the worker.
+            self.server.stop(timeout=0)
             self.server = None
 
     def answer(self, method: str, path_regex: str, status: int, body: typing.Any = b"",
@@ -51,6 +54,11 @@ class FaultProxy:
             body = (json.dumps(body) + "\n").encode()
             content_type = "application/json"
         self.rules.append(Rule(method, re.compile(path_regex), status, body, content_type, times))
+
+    def rewrite(self, method: str, path_regex: str, fn: typing.Callable[[typing.Any], typing.Any],
+                times: int = 1) -> None:
+        """Forward the request, then answer with ``fn(decoded JSON answer)``."""
+        self.rewrites.append([method, re.compile(path_regex), fn, times])
 
     def clear(self) -> None:
         self.rules.clear()
@@ -80,5 +88,11 @@ class FaultProxy:
         self.log.append((method, path, resp.status_code))
         out_headers = [(k, v) for k, v in resp.headers.items()
                        if k.lower() in ("content-type", "www-authenticate", "location")]
+        content = resp.content
+        for rewrite in self.rewrites:
+            if rewrite[3] != 0 and rewrite[0] == method and rewrite[1].search(path) and content:
+                rewrite[3] -= 1
+                content = (json.dumps(rewrite[2](json.loads(content))) + "\n").encode()
+                break
         start_response(f"{resp.status_code} X", out_headers)
-        return [resp.content]
+        return [content]
