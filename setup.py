@@ -24,6 +24,9 @@ setup(
         # PyJWT: HS256 tokens for registration with a pre-shared secret;
         # a well-kept library instead of our own JOSE encoding.
         "PyJWT>=2.8,<3",
+        # prometheus-client: the official metrics text encoder (served by our
+        # own gevent server, not its threaded one).
+        "prometheus-client>=0.16,<1",
     ],
     extras_require={
         "test": ["pytest>=8,<10", "pytest-timeout>=2.2,<3"],

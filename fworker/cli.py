@@ -17,7 +17,7 @@ import argparse
 import logging
 import sys
 
-from fworker import config
+from fworker import config, logsetup
 from fworker.errors import ConfigError, Fatal
 
 log = logging.getLogger("fworker")
@@ -72,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = config.load(args.config)
         if args.check_config:
             return print_config(settings)
+        logsetup.configure(settings, args.verbose, args.debug)
+        logging.getLogger("alembic").setLevel(logging.WARNING)
         return run_worker(settings, args)
     except ConfigError as ex:
         print(f"flamenco-worker: configuration error: {ex}", file=sys.stderr)
@@ -92,8 +94,7 @@ def run_worker(settings: config.Settings, args: argparse.Namespace) -> int:
     worker = Worker(settings, credentials_path=config.credentials_path(), reregister=args.reregister,
                     single=args.single, test_mode=args.test)
     worker.install_signal_handlers()
-    log.info("fworker %s: Manager %s, task types %s, queue %s", fworker.__version__, settings.manager_url,
-             " ".join(worker.registrar.task_types), worker.queue.path)
+    log.info("%s", logsetup.banner(settings, fworker.__version__, settings.worker_id or None, worker.queue.path))
     return worker.run()
 
 

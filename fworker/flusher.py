@@ -58,16 +58,19 @@ class Flusher:
     def __init__(self, queue: UpdateQueue, upstream: Upstream, *, backoff: Backoff,
                  on_task_lost: typing.Callable[[str, str], None],
                  on_unauthorized: typing.Callable[[], None] | None = None,
+                 on_delivered: typing.Callable[[Batch], None] | None = None,
                  batch_size: int = 200):
         self.queue = queue
         self.upstream = upstream
         self.backoff = backoff
         self.on_task_lost = on_task_lost
         self.on_unauthorized = on_unauthorized
+        self.on_delivered = on_delivered
         self.batch_size = batch_size
         self.stopping = gevent.event.Event()
         self.idle = gevent.event.Event()  # set while the queue is empty
         self.sent = 0  # updates accepted by the Manager, for tests and metrics
+        self.retries = 0  # failed attempts to send, for metrics
         self._bad_request_tries: dict[int, int] = {}
 
     def run(self) -> None:
@@ -75,6 +78,7 @@ class Flusher:
             try:
                 progressed = self.run_once()
             except RetryLater as ex:
+                self.retries += 1
                 delay = self.backoff.next_delay()
                 log.warning("cannot send task updates (%d queued), retrying in %.1fs: %s", len(self.queue), delay, ex)
                 self.stopping.wait(delay)
@@ -104,6 +108,8 @@ class Flusher:
             self.queue.delete(batch.ids)
             self.sent += len(batch.ids)
             self.backoff.reset()
+            if self.on_delivered is not None:
+                self.on_delivered(batch)
         elif answer.status in (404, 409):
             log.warning("Manager will never accept updates of task %s (%d %s); dropping %d update(s)",
                         batch.task_id, answer.status, answer.text.strip(), len(batch.ids))

@@ -45,16 +45,17 @@ class UpdateQueue:
             f"sqlite:///{self.path}",
             on_connect_statements=["PRAGMA synchronous=NORMAL"],
         )
+        # Schema changes outside a transaction: dataset warns (rightly) otherwise.
+        self._updates = self._db.create_table("task_updates", primary_id="id", primary_type=self._db.types.integer)
+        self._updates.create_column("task_id", self._db.types.string(32))
+        self._updates.create_column("payload", self._db.types.text)
+        self._updates.create_column("queued_at", self._db.types.float)
+        self._rejected = self._db.create_table("rejected_updates", primary_id="id", primary_type=self._db.types.integer)
+        self._rejected.create_column("task_id", self._db.types.string(32))
+        self._rejected.create_column("payload", self._db.types.text)
+        self._rejected.create_column("answer", self._db.types.text)
+        self._rejected.create_column("rejected_at", self._db.types.float)
         with self._db:
-            self._updates = self._db.create_table("task_updates", primary_id="id", primary_type=self._db.types.integer)
-            self._updates.create_column("task_id", self._db.types.string(32))
-            self._updates.create_column("payload", self._db.types.text)
-            self._updates.create_column("queued_at", self._db.types.float)
-            self._rejected = self._db.create_table("rejected_updates", primary_id="id", primary_type=self._db.types.integer)
-            self._rejected.create_column("task_id", self._db.types.string(32))
-            self._rejected.create_column("payload", self._db.types.text)
-            self._rejected.create_column("answer", self._db.types.text)
-            self._rejected.create_column("rejected_at", self._db.types.float)
             self._depth = self._updates.count()
         # Set whenever something is queued, so the flusher wakes at once.
         self.pushed = gevent.event.Event()

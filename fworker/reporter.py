@@ -28,7 +28,8 @@ def log_timestamp() -> str:
 class TaskReporter:
     def __init__(self, task_id: str, queue: UpdateQueue, settings: typing.Any, *,
                  command_count: int = 1, task_logger: logging.Logger | None = None,
-                 on_output: typing.Callable[[list[str]], None] | None = None):
+                 on_output: typing.Callable[[list[str]], None] | None = None,
+                 local_log: typing.Any = None):
         self.task_id = task_id
         self.queue = queue
         self.log_interval = settings.push_log_max_interval
@@ -38,6 +39,7 @@ class TaskReporter:
         self.command_idx = 0
         self.task_logger = task_logger or log
         self.on_output = on_output
+        self.local_log = local_log  # a logsetup.TaskLog: the task log kept on this machine
         self.timings: dict[str, float] = {}
         self._lines: list[str] = []
         self._lines_since = time.monotonic()
@@ -111,9 +113,10 @@ class TaskReporter:
 
     def flush_log(self) -> None:
         if self._lines:
-            text = "\n".join(self._lines)
-            self._lines = []
-            self.queue.push(self.task_id, {"log": text})
+            lines, self._lines = self._lines, []
+            if self.local_log is not None:
+                self.local_log.write_lines(lines)
+            self.queue.push(self.task_id, {"log": "\n".join(lines)})
 
     def final_payload(self, status: str, activity: str) -> dict:
         payload: dict[str, typing.Any] = {"task_status": status, "activity": activity}

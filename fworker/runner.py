@@ -16,6 +16,7 @@ import gevent
 
 from fworker.commands import base as commands
 from fworker.errors import TaskFailed
+from fworker.events import EventBus
 from fworker.queue import UpdateQueue
 from fworker.reporter import TaskReporter
 from fworker.task import Task
@@ -43,12 +44,14 @@ class Abort(gevent.GreenletExit):
 
 class TaskRunner:
     def __init__(self, task: Task, queue: UpdateQueue, settings: typing.Any,
-                 on_output: typing.Callable[[list[str]], None] | None = None):
+                 on_output: typing.Callable[[list[str]], None] | None = None,
+                 events: EventBus | None = None, local_log: typing.Any = None):
         self.task = task
         self.settings = settings
+        self.events = events or EventBus()
         self.logger = logging.getLogger("fworker.task").getChild(task.short_id)
         self.reporter = TaskReporter(task.id, queue, settings, command_count=len(task.commands),
-                                     task_logger=self.logger, on_output=on_output)
+                                     task_logger=self.logger, on_output=on_output, local_log=local_log)
         self.current_command: str | None = None
 
     def run(self) -> Outcome:
@@ -87,8 +90,10 @@ class TaskRunner:
         self.current_command = cmd.name
         self.logger.info("starting command %d/%d: %s", index + 1, len(self.task.commands), cmd.name)
         self.reporter.command_started(index, cmd.name)
+        self.events.emit("command_started", task_id=self.task.id, index=index, name=cmd.name)
         cmd.execute(settings)
         self.reporter.command_finished(index, cmd.name)
+        self.events.emit("command_finished", task_id=self.task.id, index=index, name=cmd.name)
         self.logger.info("finished command %s", cmd.name)
 
     def _aborted(self, ex: Abort) -> Outcome:

@@ -11,15 +11,18 @@ import logging
 import os
 import random
 import signal
+import time
 import typing
 
 import gevent
 import gevent.event
 import psutil
 
-from fworker import pretask, states
+from fworker import logsetup, metrics, pretask, states
 from fworker.errors import RetryLater
+from fworker.events import EventBus
 from fworker.flusher import Flusher
+from fworker.process import enable_subreaper
 from fworker.queue import UpdateQueue
 from fworker.registration import Registrar
 from fworker.runner import Abort, Outcome, TaskRunner
@@ -44,10 +47,14 @@ class Worker:
         self.registrar = Registrar(self.upstream, settings, credentials_path)
         self.queue = UpdateQueue(settings.task_update_queue_db)
         self.backoff = Backoff(settings.backoff_initial, settings.backoff_max)
+        self.events = EventBus()
+        self.stats = metrics.Stats()
         self.flusher = Flusher(self.queue, self.upstream,
                                backoff=Backoff(settings.backoff_initial, settings.backoff_max),
-                               on_task_lost=self._on_task_lost)
-        self.machine = states.StateMachine(self._tell_manager)
+                               on_task_lost=self._on_task_lost, on_delivered=self._delivered)
+        self.machine = states.StateMachine(self._state_changed)
+        self.task_logs = logsetup.TaskLogFiles(settings.task_log_folder, settings.task_log_keep)
+        self.metrics_server: metrics.MetricsServer | None = None
         self.output = OutputThrottle(self.upstream, settings.output_produced_interval)
         self.wakeup = gevent.event.Event()
         self.shutdown_reason: str | None = None
@@ -77,6 +84,7 @@ class Worker:
         # Operators' local switches; a running task finishes first (like a lazy request).
         gevent.signal_handler(signal.SIGUSR1, self.request_state, State.ASLEEP)
         gevent.signal_handler(signal.SIGUSR2, self.request_state, State.AWAKE)
+        gevent.signal_handler(signal.SIGHUP, logsetup.reopen)
 
     def _on_signal(self, signum: int) -> None:
         self.signals_received += 1
@@ -102,6 +110,10 @@ class Worker:
         return 0
 
     def start(self) -> None:
+        # Orphaned grandchildren of renders become our children, so an abort
+        # can still find them and gevent reaps them.
+        enable_subreaper()
+        self.metrics_server = metrics.from_settings(self.settings, self.stats)
         self._spawn_linked(self.flusher.run, "queue flusher")
         if self._retrying("sign-on", lambda: self.registrar.establish(self.reregister)):
             self.machine.change(State.TESTING if self.test_mode else State.AWAKE, "started")
@@ -159,7 +171,11 @@ class Worker:
 
     def run_task(self, task: Task) -> Outcome:
         log.info("task %s (%s, %s): %d command(s)", task.id, task.name, task.task_type, len(task.commands))
-        self.runner = TaskRunner(task, self.queue, self.settings, on_output=self.output.add)
+        local_log = self.task_logs.open(task.id)
+        self.runner = TaskRunner(task, self.queue, self.settings, on_output=self.output.add,
+                                 events=self.events, local_log=local_log)
+        self.stats.task_id, self.stats.task_progress = task.id, 0
+        self.events.emit("task_started", task_id=task.id, name=task.name)
         greenlet = self.runner_greenlet = gevent.spawn(self.runner.run)
         greenlet.link(lambda _: self.wakeup.set())
         poller = MayIRunPoller(self.upstream, task.id, self.settings.may_i_run_interval, self._stop_task)
@@ -173,12 +189,18 @@ class Worker:
             outcome = greenlet.get()
         finally:
             poller_greenlet.kill()
+            local_log.close()
             self.runner = self.runner_greenlet = None
+            self.stats.task_id = None
         if outcome is Outcome.RETURNED:
             self._give_back(task)
         self.last_outcome = outcome
         self.tasks_done += 1
+        counter = {Outcome.COMPLETED: "tasks_completed", Outcome.FAILED: "tasks_failed",
+                   Outcome.RETURNED: "tasks_returned"}[outcome]
+        setattr(self.stats, counter, getattr(self.stats, counter) + 1)
         log.info("task %s: %s", task.id, outcome.value)
+        self.events.emit("task_finished", task_id=task.id, outcome=outcome.value)
         if self.single:
             self.request_shutdown("single mode: one task done")
         return outcome
@@ -256,6 +278,22 @@ class Worker:
             return self._status_requested(answer.body.get("status_requested"), "Manager")
         self._wait(_jitter(self.settings.fetch_task_interval))
 
+    def _state_changed(self, old: State, new: State) -> None:
+        self.stats.state = new.value
+        self._tell_manager(old, new)
+        self.events.emit("state_changed", old=old.value, new=new.value)
+
+    def _delivered(self, batch: typing.Any) -> None:
+        stats = self.stats
+        stats.updates_sent += len(batch.ids)
+        stats.updates_retried = self.flusher.retries
+        stats.log_bytes_sent += len(batch.payload.get("log", "").encode("utf-8"))
+        stats.last_manager_contact = time.time()  # wall clock: shown to people
+        stats.queue_depth = len(self.queue)
+        if "task_progress_percentage" in batch.payload and batch.task_id == stats.task_id:
+            stats.task_progress = batch.payload["task_progress_percentage"]
+        self.events.emit("update_delivered", task_id=batch.task_id, count=len(batch.ids))
+
     def _tell_manager(self, old: State, new: State) -> None:
         if new in (State.SHUTDOWN, State.STARTING):
             return
@@ -286,6 +324,8 @@ class Worker:
             except RetryLater as ex:
                 log.warning("could not sign off: %s", ex)
         self.queue.close()
+        if self.metrics_server is not None:
+            self.metrics_server.stop()
 
     def _wait_for_flush(self, timeout: float) -> bool:
         with gevent.Timeout(timeout, False):

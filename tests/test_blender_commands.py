@@ -229,7 +229,7 @@ def test_error_line_is_in_the_failure(run_command, blender_media, tmp_path):
             blender_media.blend, python_expr="import bpy; bpy.context.scene.cycles.use_denoising = True",
             render_output=str(tmp_path / "f_#"), frames="1"), FAST)
     message = str(err.value)
-    assert "exited with code 1" in message and "Error: Build without OpenImageDenoiser" in message
+    assert "exit code 1" in message and "Error: Build without OpenImageDenoiser" in message
 
 
 def test_exit_0_without_saved_image_fails(run_command, blender_media, tmp_path):

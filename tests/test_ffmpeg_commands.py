@@ -111,7 +111,7 @@ def test_ffmpeg_error_is_in_the_failure(run_command, ffmpeg_media, tmp_path):
         run_command("encode_audio", {"input_file": ffmpeg_media.wav, "codec": "no_such_codec",
                                      "bitrate": "64k", "output_file": str(tmp_path / "x.m4a")})
     message = str(err.value)
-    assert "encode_audio" in message and "exited with code" in message
+    assert "encode_audio" in message and "exit code" in message
     assert "Unknown encoder 'no_such_codec'" in message
 
 

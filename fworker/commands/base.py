@@ -112,7 +112,7 @@ class CommandContext:
         """Run ``args`` (no shell) to completion, every output line to the task
         log and to ``on_line``.  A non-zero exit or a signal raises
         ``CommandFailed`` naming it; killing the caller kills the child's tree."""
-        from fworker.process import ChildProcess  # late: process imports psutil
+        from fworker.process import ChildProcess, describe_exit  # late: process imports psutil
 
         def handle(line: str) -> None:
             if log_lines:
@@ -128,11 +128,14 @@ class CommandContext:
             grace=self.setting("abort_grace_period", 10.0),
             logger=self.logger,
         )
-        returncode = child.run()
-        if returncode < 0:
-            raise CommandFailed(f"{os.path.basename(args[0])} was killed by signal {-returncode}")
-        if returncode > 0:
-            raise CommandFailed(f"{os.path.basename(args[0])} exited with code {returncode}")
+        try:
+            returncode = child.run()
+        except FileNotFoundError:
+            raise CommandFailed(f"program not found: {args[0]!r}") from None
+        except PermissionError:
+            raise CommandFailed(f"program not executable: {args[0]!r}") from None
+        if returncode != 0:
+            raise CommandFailed(f"{os.path.basename(args[0])} failed: {describe_exit(returncode)}")
         return returncode
 
 
