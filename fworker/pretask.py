@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import typing
 
 from fworker.errors import ConfigError
 
@@ -24,6 +25,15 @@ def parse_section(values: dict[str, str], source: str) -> tuple[list[str], list[
             raise ConfigError(f"{source}: [{SECTION}] {key} must be one path")
         (readable if kind == "read" else writable).append(value.strip())
     return readable, writable
+
+
+def check(settings: typing.Any) -> list[str]:
+    """Every reason not to take a task now; empty when all is well."""
+    checks = getattr(settings, "pre_task_checks", None)
+    if not checks:
+        return []
+    readable, writable = parse_section(checks, SECTION)
+    return problems(readable, writable)
 
 
 def problems(readable: list[str], writable: list[str]) -> list[str]:

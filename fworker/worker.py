@@ -263,11 +263,7 @@ class Worker:
             self._wait(self.settings.pre_task_check_interval)
 
     def _check_problems(self) -> list[str]:
-        checks = self.settings.pre_task_checks
-        if not checks:
-            return []
-        readable, writable = pretask.parse_section(checks, "pre_task_check")
-        return pretask.problems(readable, writable)
+        return pretask.check(self.settings)
 
     def _poll_status_change(self) -> None:
         try:
