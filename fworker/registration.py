@@ -49,9 +49,11 @@ class Registrar:
             token = registration_token(self.settings.worker_registration_secret)
         answer = self.upstream.register(secret, self.task_types, self.nickname, token)
         if answer.status == 403:
+            hint = ("worker_registration_secret is not the one the Manager has"
+                    if token else "the Manager requires a registration secret: set worker_registration_secret")
             raise RegistrationRefused(
-                f"the Manager at {self.upstream.manager_url} refused to register this worker: "
-                f"{answer.text.strip()} (check worker_registration_secret)")
+                f"the Manager at {self.upstream.manager_url} refused to register this worker "
+                f"({answer.status} {answer.text.strip()[:200]}): {hint}")
         if answer.status != 200 or not isinstance(answer.body, dict):
             raise RetryLater(f"registration: unexpected answer {answer.status} {answer.text.strip()[:200]!r}")
         worker_id = answer.body.get("_id")

@@ -7,7 +7,6 @@ import time
 import typing
 
 import gevent
-import gevent.event
 
 from fworker.errors import RetryLater
 from fworker.upstream import Upstream
@@ -17,9 +16,12 @@ log = logging.getLogger(__name__)
 
 class MayIRunPoller:
     """Asks ``GET /may-i-run/{task}`` every ``interval`` seconds.  On a
-    ``false`` answer calls ``stop(reason, status_requested)`` once and ends.
-    A failed or malformed answer is logged and asked again: it never ends
-    the poller, since only the Manager's explicit ``false`` may stop a task."""
+    ``false`` answer calls ``stop(reason, status_requested)`` once and ends;
+    a ``true`` answer that carries a (lazy) status request goes to
+    ``on_request``.  A failed or malformed answer is logged and asked again:
+    only the Manager's explicit ``false`` may stop a task.  ``start()`` links
+    the greenlet, so that a bug in here is logged and the poller restarted
+    instead of the abort channel going quiet."""
 
     def __init__(self, upstream: Upstream, task_id: str, interval: float,
                  stop: typing.Callable[[str, str | None], None],
@@ -30,6 +32,25 @@ class MayIRunPoller:
         self.stop = stop
         self.on_request = on_request
         self.stopped = False
+        self.restarts = 0
+        self._greenlet: gevent.Greenlet | None = None
+
+    def start(self) -> "MayIRunPoller":
+        self._greenlet = gevent.spawn(self.run)
+        self._greenlet.link_exception(self._died)
+        return self
+
+    def kill(self) -> None:
+        self.stopped = True
+        if self._greenlet is not None:
+            self._greenlet.unlink_all()
+            self._greenlet.kill()
+
+    def _died(self, greenlet: gevent.Greenlet) -> None:
+        log.error("may-i-run poller of task %s crashed: %r; starting it again", self.task_id, greenlet.exception)
+        if not self.stopped:
+            self.restarts += 1
+            self.start()
 
     def run(self) -> None:
         while not self.stopped:
@@ -52,7 +73,7 @@ class MayIRunPoller:
             if requested and self.on_request is not None:
                 self.on_request(requested)
             return
-        reason = body.get("reason") or "no reason given"
+        reason = str(body.get("reason") or "no reason given")
         log.warning("the Manager says task %s may not keep running: %s", self.task_id, reason)
         self.stopped = True
         self.stop(f"the Manager says stop: {reason}", requested)
@@ -74,28 +95,35 @@ class OutputThrottle:
         self.sent_calls = 0
 
     def add(self, paths: list[str]) -> None:
-        self._paths = (self._paths + [p for p in paths if p not in self._paths])[-self.KEEP:]
+        # A path reported again moves to the end: it is the newest now.
+        kept = [p for p in self._paths if p not in paths]
+        self._paths = (kept + list(dict.fromkeys(paths)))[-self.KEEP:]
         if self._sender is None or self._sender.ready():
-            self._sender = gevent.spawn(self._send_when_due)
+            self._sender = gevent.spawn(self._send_while_pending)
 
     def flush(self) -> None:
+        """Send what is pending now (at shutdown), throttle or not."""
         if self._sender is not None:
             self._sender.kill()
         if self._paths:
             self._send()
 
-    def _send_when_due(self) -> None:
-        gevent.sleep(max(0.0, self._last_sent + self.interval - time.monotonic()))
-        self._send()
+    def _send_while_pending(self) -> None:
+        # Loop: paths that arrive while a report is on its way go out with
+        # the next one instead of waiting for some later add().
+        while self._paths:
+            gevent.sleep(max(0.0, self._last_sent + self.interval - time.monotonic()))
+            self._send()
 
     def _send(self) -> None:
         paths, self._paths = self._paths, []
         self._last_sent = time.monotonic()
         try:
             answer = self.upstream.output_produced(paths)
-            self.sent_calls += 1
-            if answer.status != 204:
-                log.warning("output-produced: Manager answered %d %s", answer.status, answer.text.strip()[:200])
         except RetryLater as ex:
             # Fire and forget: a missed preview is not worth a retry queue.
             log.warning("could not report produced output %s: %s", paths, ex)
+            return
+        self.sent_calls += 1
+        if answer.status != 204:
+            log.warning("output-produced: Manager answered %d %s", answer.status, answer.text.strip()[:200])

@@ -1,14 +1,15 @@
 """The worker's life cycle: start up, ask for tasks, run them, shut down.
 
-``Worker.run()`` loops over ``run_once()`` (one fetch, or one task) until a
-shutdown is requested; tests can call ``start()``, ``run_once()`` and
-``shutdown()`` themselves.  Signal handlers only record the request
-(``request_shutdown``); the loop acts on it.
+``Worker.run()`` loops over ``run_once()`` (one fetch, or one task, or one
+poll while taking no work) until a shutdown is requested; tests can call
+``start()``, ``run_once()`` and ``shutdown()`` themselves.  Signal handlers
+only record the request (``request_shutdown``, ``request_state``); the loop
+acts on it.  Status requests from the Manager go through
+``fworker.statuschange``, state changes through ``fworker.states``.
 """
 from __future__ import annotations
 
 import logging
-import os
 import random
 import signal
 import time
@@ -16,9 +17,8 @@ import typing
 
 import gevent
 import gevent.event
-import psutil
 
-from fworker import logsetup, metrics, pretask, states
+from fworker import logsetup, metrics, pretask
 from fworker.errors import RetryLater
 from fworker.events import EventBus
 from fworker.flusher import Flusher
@@ -26,12 +26,22 @@ from fworker.process import enable_subreaper
 from fworker.queue import UpdateQueue
 from fworker.registration import Registrar
 from fworker.runner import Abort, Outcome, TaskRunner
+from fworker.shutdown import exit_at_once, run as shut_down
 from fworker.states import State
+from fworker.statuschange import StatusChanges
 from fworker.task import BadTask, Task, parse_task
 from fworker.taskwatch import MayIRunPoller, OutputThrottle
 from fworker.upstream import Backoff, Upstream
 
 log = logging.getLogger(__name__)
+
+# The Manager marks an awake worker that is silent for a minute as timed out
+# and takes its tasks back: an idle worker asks at least this often, whatever
+# fetch_task_interval says, leaving room for a slow answer or two.
+IDLE_MAX = 20.0
+
+_OUTCOME_COUNTERS = {Outcome.COMPLETED: "tasks_completed", Outcome.FAILED: "tasks_failed",
+                     Outcome.RETURNED: "tasks_returned"}
 
 
 class Worker:
@@ -52,26 +62,33 @@ class Worker:
         self.flusher = Flusher(self.queue, self.upstream,
                                backoff=Backoff(settings.backoff_initial, settings.backoff_max),
                                on_task_lost=self._on_task_lost, on_delivered=self._delivered)
-        self.machine = states.StateMachine(self._state_changed)
+        self.status = StatusChanges(self.upstream, on_change=self._state_changed,
+                                    on_shutdown=lambda reason: self.request_shutdown(reason, give_back=True))
+        self.machine = self.status.machine
         self.task_logs = logsetup.TaskLogFiles(settings.task_log_folder, settings.task_log_keep)
         self.metrics_server: metrics.MetricsServer | None = None
         self.output = OutputThrottle(self.upstream, settings.output_produced_interval)
         self.wakeup = gevent.event.Event()
         self.shutdown_reason: str | None = None
+        self.shutdown_gives_back = False  # a running task is returned (Manager's request), not failed
         self.signals_received = 0
         self.local_request: State | None = None  # from SIGUSR1/SIGUSR2, applied by the loop
         self.runner: TaskRunner | None = None
         self.runner_greenlet: gevent.Greenlet | None = None
         self.last_outcome: Outcome | None = None
         self.tasks_done = 0
-        self._greenlets: list[gevent.Greenlet] = []
+        self._aborting = False  # the running task is being stopped already
+        self._recheck_at = 0.0  # monotonic time of the next pre-task check while in error
+        self._stopped = False
+        self.helpers: list[gevent.Greenlet] = []  # linked greenlets beside the loop (the flusher)
 
     # Requests from outside the loop: they only record and wake.
 
-    def request_shutdown(self, reason: str) -> None:
+    def request_shutdown(self, reason: str, *, give_back: bool = False) -> None:
         if self.shutdown_reason is None:
             log.info("shutdown requested: %s", reason)
             self.shutdown_reason = reason
+            self.shutdown_gives_back = give_back
         self.wakeup.set()
 
     def request_state(self, state: State) -> None:
@@ -90,9 +107,7 @@ class Worker:
         self.signals_received += 1
         name = signal.Signals(signum).name
         if self.signals_received > 1:
-            log.warning("second %s: exiting at once; queued updates stay in %s", name, self.queue.path)
-            _kill_descendants()
-            os._exit(130)
+            exit_at_once(name, self.queue.path)
         self.request_shutdown(f"received {name}")
 
     # The loop.
@@ -113,20 +128,23 @@ class Worker:
         # Orphaned grandchildren of renders become our children, so an abort
         # can still find them and gevent reaps them.
         enable_subreaper()
+        if self.settings.fetch_task_interval > IDLE_MAX:
+            log.warning("fetch_task_interval = %g s would let the Manager time this worker out; "
+                        "an idle worker asks every %g s instead", self.settings.fetch_task_interval, IDLE_MAX)
         self.metrics_server = metrics.from_settings(self.settings, self.stats)
         self._spawn_linked(self.flusher.run, "queue flusher")
         if self._retrying("sign-on", lambda: self.registrar.establish(self.reregister)):
-            self.machine.change(State.TESTING if self.test_mode else State.AWAKE, "started")
+            self.machine.change(self._working_state(), "started")
 
     def run_once(self) -> None:
-        """One step: a fetch (and the task it brings), or one wait."""
+        """One step: a fetch (and the task it brings), or one poll or wait."""
         if self.shutdown_reason is not None:
             return
         if self.local_request is not None:
             state, self.local_request = self.local_request, None
-            self._change_state(state, "local signal")
+            self.machine.change(state, "local signal")
         elif self.machine.state is State.ERROR:
-            self._recheck()
+            self._in_error()
         elif not self.machine.working:
             self._poll_status_change()
         elif not self._pre_task_checks_pass():
@@ -136,7 +154,7 @@ class Worker:
             # final status arrives: asking before the queue is drained would
             # run the last task twice.  A backlog also means the Manager is
             # slow or away, no time to take more work.
-            self._wait_for_flush(max(self.settings.fetch_task_interval, 0.5))
+            self.wait_for_flush(max(self.settings.fetch_task_interval, 0.5))
             if len(self.queue):
                 log.info("%d update(s) still to be sent; taking no new task until they are", len(self.queue))
         else:
@@ -148,15 +166,37 @@ class Worker:
         except RetryLater as ex:
             return self._back_off(ex)
         self.backoff.reset()
+        self.machine.catch_up()
         if answer.status == 200:
             return self._accept(answer.body)
         if answer.status == 204:
-            return self._wait(_jitter(self.settings.fetch_task_interval))
+            return self._wait(self._idle_delay())
         if answer.status == 423 and isinstance(answer.body, dict):
-            return self._status_requested(answer.body.get("status_requested"), "Manager (on task fetch)")
+            self.status.apply(answer.body.get("status_requested"), "Manager (on task fetch)")
+            if self.machine.working:
+                # Still asked to work (a malformed or repeated request): no hammering.
+                self._wait(self._idle_delay())
+            return None
         if answer.status == 401:
-            return self._retrying("sign-on", self.registrar.sign_on)
+            return self._sign_on_again()
         self._back_off(RetryLater(f"asking for a task: Manager answered {answer.status} {answer.text.strip()[:200]!r}"))
+
+    def _poll_status_change(self) -> None:
+        """Asleep or in error: no work, but keep talking, so the Manager can
+        wake (or shut down) this worker and does not think it gone."""
+        try:
+            answer = self.status.poll()
+        except RetryLater as ex:
+            return self._back_off(ex, "polling for status changes")
+        self.backoff.reset()
+        self.machine.catch_up()
+        if answer.status == 401:
+            return self._sign_on_again()
+        if answer.status not in (200, 204):
+            log.warning("polling for status changes: Manager answered %d %s", answer.status,
+                        answer.text.strip()[:200])
+        if not self.machine.working:
+            self._wait(self._idle_delay())
 
     def _accept(self, body: typing.Any) -> None:
         try:
@@ -169,6 +209,8 @@ class Worker:
             return self._back_off(RetryLater(str(ex)))
         self.run_task(task)
 
+    # Running a task.
+
     def run_task(self, task: Task) -> Outcome:
         log.info("task %s (%s, %s): %d command(s)", task.id, task.name, task.task_type, len(task.commands))
         local_log = self.task_logs.open(task.id)
@@ -176,19 +218,15 @@ class Worker:
                                  events=self.events, local_log=local_log)
         self.stats.task_id, self.stats.task_progress = task.id, 0
         self.events.emit("task_started", task_id=task.id, name=task.name)
+        self._aborting = False
         greenlet = self.runner_greenlet = gevent.spawn(self.runner.run)
         greenlet.link(lambda _: self.wakeup.set())
-        poller = MayIRunPoller(self.upstream, task.id, self.settings.may_i_run_interval, self._stop_task)
-        poller_greenlet = gevent.spawn(poller.run)
+        poller = MayIRunPoller(self.upstream, task.id, self.settings.may_i_run_interval, self._stop_task,
+                               on_request=self.status.note_lazy).start()
         try:
-            while not greenlet.ready():
-                self.wakeup.wait()
-                self.wakeup.clear()
-                if self.shutdown_reason is not None and not greenlet.ready():
-                    greenlet.kill(Abort("worker shut down", give_back=False), block=False)
-            outcome = greenlet.get()
+            outcome = self._supervise(greenlet)
         finally:
-            poller_greenlet.kill()
+            poller.kill()
             local_log.close()
             self.runner = self.runner_greenlet = None
             self.stats.task_id = None
@@ -196,8 +234,7 @@ class Worker:
             self._give_back(task)
         self.last_outcome = outcome
         self.tasks_done += 1
-        counter = {Outcome.COMPLETED: "tasks_completed", Outcome.FAILED: "tasks_failed",
-                   Outcome.RETURNED: "tasks_returned"}[outcome]
+        counter = _OUTCOME_COUNTERS[outcome]
         setattr(self.stats, counter, getattr(self.stats, counter) + 1)
         log.info("task %s: %s", task.id, outcome.value)
         self.events.emit("task_finished", task_id=task.id, outcome=outcome.value)
@@ -205,78 +242,87 @@ class Worker:
             self.request_shutdown("single mode: one task done")
         return outcome
 
+    def _supervise(self, greenlet: gevent.Greenlet) -> Outcome:
+        """Wait for the runner; stop it if the worker is asked to shut down."""
+        while not greenlet.ready():
+            self.wakeup.wait()
+            self.wakeup.clear()
+            if self.shutdown_reason is not None:
+                self._abort_task(f"worker shut down: {self.shutdown_reason}", give_back=self.shutdown_gives_back)
+        outcome = greenlet.get()
+        if not isinstance(outcome, Outcome):
+            # Killed before it ran a single line: nothing was reported, give it back.
+            log.warning("the task was stopped before it started (%r)", outcome)
+            return Outcome.RETURNED
+        return outcome
+
     def _stop_task(self, reason: str, requested: str | None = None) -> None:
-        """Stop the running task and give it back (the Manager said so)."""
+        """The Manager said stop (may-i-run): switch to the status it asks
+        for, if any, then stop the task and give it back."""
         if requested is not None:
-            self._status_requested(requested, "Manager (may-i-run)")
-        greenlet = self.runner_greenlet
-        if greenlet is not None and not greenlet.ready():
-            log.warning("stopping the running task: %s", reason)
-            greenlet.kill(Abort(reason, give_back=True), block=False)
+            self.status.apply(requested, "Manager (may-i-run)")
+        self._abort_task(reason, give_back=True)
 
     def _on_task_lost(self, task_id: str, why: str) -> None:
         if self.runner is not None and self.runner.task.id == task_id:
-            self._stop_task(f"the Manager refused its updates: {why}")
+            self._abort_task(f"the Manager refused its updates: {why}", give_back=True)
+
+    def _abort_task(self, reason: str, *, give_back: bool) -> None:
+        greenlet = self.runner_greenlet
+        # Once only: a second kill would interrupt the first one's clean-up.
+        if greenlet is None or greenlet.ready() or self._aborting:
+            return
+        self._aborting = True
+        log.warning("stopping the running task: %s", reason)
+        greenlet.kill(Abort(reason, give_back=give_back), block=False)
 
     def _give_back(self, task: Task) -> None:
         """Send the task's remaining log, then return it."""
-        self._wait_for_flush(self.settings.shutdown_flush_timeout)
+        self.wait_for_flush(self.settings.shutdown_flush_timeout)
         try:
-            self.upstream.return_task(task.id)
-            log.info("task %s returned to the Manager", task.id)
+            answer = self.upstream.return_task(task.id)
         except RetryLater as ex:
             log.warning("could not return task %s (the Manager re-queues it on sign-off or timeout): %s", task.id, ex)
-
-    # Status changes.
-
-    def _status_requested(self, requested: typing.Any, source: str) -> None:
-        if not isinstance(requested, str):
-            log.warning("%s sent a malformed status request %r; ignoring it", source, requested)
             return
-        new = states.from_request(requested)
-        if new is State.SHUTDOWN:
-            self.request_shutdown(f"{source} asked for shutdown")
-            return
-        if new.value != requested:
-            log.warning("%s asked for unknown status %r; going to sleep instead", source, requested)
-        self._change_state(new, f"requested by {source}")
+        if answer.status == 204:
+            log.info("task %s returned to the Manager", task.id)
+        elif answer.status == 404:
+            log.info("task %s not returned: the Manager no longer knows it", task.id)
+        else:
+            log.warning("returning task %s: Manager answered %d %s", task.id, answer.status,
+                        answer.text.strip()[:200])
 
-    def _change_state(self, new: State, reason: str) -> None:
-        if not self.machine.change(new, reason) and new is self.machine.state:
-            # Already there: acknowledge anyway, or the Manager keeps asking.
-            self._tell_manager(new, new)
+    # Pre-task checks and the error state.
 
     def _pre_task_checks_pass(self) -> bool:
         found = self._check_problems()
         if found:
             log.error("pre-task check failed, taking no task: %s", "; ".join(found))
+            self._recheck_at = time.monotonic() + self.settings.pre_task_check_interval
             self.machine.change(State.ERROR, "pre-task check failed")
-            self._wait(self.settings.pre_task_check_interval)
         return not found
 
-    def _recheck(self) -> None:
-        found = self._check_problems()
-        if not found:
-            self.machine.change(State.TESTING if self.test_mode else State.AWAKE, "pre-task check passes again")
-        else:
+    def _in_error(self) -> None:
+        if time.monotonic() >= self._recheck_at:
+            found = self._check_problems()
+            if not found:
+                self.machine.change(self._working_state(), "pre-task check passes again")
+                return
             log.warning("pre-task check still fails: %s", "; ".join(found))
-            self._wait(self.settings.pre_task_check_interval)
+            self._recheck_at = time.monotonic() + self.settings.pre_task_check_interval
+        self._poll_status_change()
 
     def _check_problems(self) -> list[str]:
-        return pretask.check(self.settings)
+        # In the thread pool: a hung network mount must not freeze the hub.
+        return gevent.get_hub().threadpool.apply(pretask.check, (self.settings,))
 
-    def _poll_status_change(self) -> None:
-        try:
-            answer = self.upstream.status_change()
-        except RetryLater as ex:
-            return self._back_off(ex)
-        if answer.status == 200 and isinstance(answer.body, dict):
-            return self._status_requested(answer.body.get("status_requested"), "Manager")
-        self._wait(_jitter(self.settings.fetch_task_interval))
+    def _working_state(self) -> State:
+        return State.TESTING if self.test_mode else State.AWAKE
+
+    # Bookkeeping.
 
     def _state_changed(self, old: State, new: State) -> None:
         self.stats.state = new.value
-        self._tell_manager(old, new)
         self.events.emit("state_changed", old=old.value, new=new.value)
 
     def _delivered(self, batch: typing.Any) -> None:
@@ -290,40 +336,16 @@ class Worker:
             stats.task_progress = batch.payload["task_progress_percentage"]
         self.events.emit("update_delivered", task_id=batch.task_id, count=len(batch.ids))
 
-    def _tell_manager(self, old: State, new: State) -> None:
-        if new in (State.SHUTDOWN, State.STARTING):
-            return
-        try:
-            self.upstream.ack_status_change(new.value)
-        except RetryLater as ex:
-            log.warning("could not acknowledge status %s: %s", new, ex)
-
     # Shutting down.
 
     def shutdown(self) -> None:
-        if self.machine.state is State.SHUTDOWN:
-            return
-        self.machine.change(State.SHUTDOWN, self.shutdown_reason or "stopping")
-        self._wait_for_flush(self.settings.shutdown_flush_timeout)
-        for greenlet in self._greenlets:
-            greenlet.unlink_all()
-        self.flusher.stop()
-        gevent.killall(self._greenlets, timeout=5)
-        self.output.flush()
-        if len(self.queue):
-            log.warning("%d update(s) not sent; they stay queued in %s for the next start",
-                        len(self.queue), self.queue.path)
-        if self.upstream.worker_id:
-            try:
-                answer = self.upstream.sign_off()
-                log.info("signed off (%d)", answer.status)
-            except RetryLater as ex:
-                log.warning("could not sign off: %s", ex)
-        self.queue.close()
-        if self.metrics_server is not None:
-            self.metrics_server.stop()
+        """Stop cleanly (fworker.shutdown); only the first call does anything."""
+        if not self._stopped:
+            self._stopped = True
+            shut_down(self)
 
-    def _wait_for_flush(self, timeout: float) -> bool:
+    def wait_for_flush(self, timeout: float) -> bool:
+        """Wait until the queue is empty or ``timeout`` passes; True if empty."""
         with gevent.Timeout(timeout, False):
             while len(self.queue):
                 self.flusher.idle.wait(0.1)
@@ -334,11 +356,15 @@ class Worker:
     def _spawn_linked(self, fn: typing.Callable[[], None], what: str) -> None:
         greenlet = gevent.spawn(fn)
         greenlet.link(lambda g: self._greenlet_died(g, what))
-        self._greenlets.append(greenlet)
+        self.helpers.append(greenlet)
 
     def _greenlet_died(self, greenlet: gevent.Greenlet, what: str) -> None:
         log.error("the %s stopped unexpectedly: %r; shutting down", what, greenlet.exception)
         self.request_shutdown(f"{what} died")
+
+    def _sign_on_again(self) -> None:
+        log.warning("the Manager does not recognise this worker's credentials (401); signing on again")
+        self._retrying("sign-on", self.registrar.sign_on)
 
     def _retrying(self, what: str, fn: typing.Callable[[], None]) -> bool:
         """Call ``fn`` until it works (True) or a shutdown is requested (False)."""
@@ -356,19 +382,15 @@ class Worker:
         log.warning("%s failed, retrying in %.1fs: %s", what, delay, ex)
         self._wait(delay)
 
+    def _idle_delay(self) -> float:
+        return _jitter(min(self.settings.fetch_task_interval, IDLE_MAX))
+
     def _wait(self, seconds: float) -> None:
-        """Sleep, but wake at once for a shutdown request."""
+        """Sleep, but wake at once for a shutdown request or a local signal."""
         self.wakeup.wait(seconds)
         self.wakeup.clear()
 
 
 def _jitter(seconds: float) -> float:
+    # Spread the requests of many idle workers instead of letting them beat in step.
     return seconds * random.uniform(0.8, 1.2)
-
-
-def _kill_descendants() -> None:
-    for child in psutil.Process().children(recursive=True):
-        try:
-            child.kill()
-        except psutil.Error:
-            pass  # already gone: that is what we wanted
