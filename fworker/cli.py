@@ -44,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="validate the configuration, print the effective settings (secrets masked) and exit")
     parser.add_argument("--demo", action="store_true",
                         help="run a built-in development Manager with a demo job on 127.0.0.1 and work on it")
+    parser.add_argument("--list-commands", action="store_true",
+                        help="list every command (built-in or from a plug-in package) with its origin, and exit")
     return parser
 
 
@@ -65,6 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose, args.debug)
     try:
+        if args.list_commands:
+            from fworker import plugins
+
+            return plugins.list_commands()
         if args.demo:
             from fworker import demo
 
@@ -84,9 +90,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_worker(settings: config.Settings, args: argparse.Namespace) -> int:
-    import fworker.commands  # noqa: F401  (registers the built-in commands)
+    from fworker import plugins
     from fworker.worker import Worker
 
+    # Built-in and plug-in commands; a task type whose plug-in failed to load is not advertised.
+    settings.task_types = plugins.load().usable_task_types(settings.task_types)
     if not settings.manager_url:
         from fworker import discovery
 
