@@ -1,0 +1,154 @@
+"""1. Render overhead: a short real Blender render through the worker vs. the
+same `blender -b` command run bare.
+
+The scene: 40 frames of Blender's default cube, Cycles, 16 samples, 320x180 (about 6-7 s bare on 2 cores),
+denoising off (Debian's Blender has no OpenImageDenoise), PNG.  The worker
+gets it as one task with one `blender_render` command; its time is from the
+task queued on the Manager to `completed` received by the Manager.  The bare
+time is the wall time of the identical command line (the one blender_render
+builds) with its output to /dev/null.  Runs alternate bare / worker, after
+one unmeasured warm-up render.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+
+from bench import common
+
+NAME = "render"
+TITLE = "Render overhead"
+
+FRAMES = 40
+SETTINGS = {"task_types": "blender", "fetch_task_interval": 0.1}  # quick pick-up; log/activity: defaults
+SCENE = """
+import bpy, sys
+scene = bpy.context.scene
+scene.render.engine = "CYCLES"
+scene.cycles.samples = 16
+scene.cycles.use_denoising = False
+scene.render.resolution_x = 320
+scene.render.resolution_y = 180
+scene.render.resolution_percentage = 100
+scene.frame_start = 1
+scene.frame_end = {frames}
+cube = bpy.data.objects.get("Cube")
+cube.rotation_mode = "XYZ"
+cube.keyframe_insert("rotation_euler", frame=1)
+cube.rotation_euler[2] = 3.0
+cube.keyframe_insert("rotation_euler", frame={frames})
+bpy.ops.wm.save_as_mainfile(filepath={path!r})
+"""
+
+
+def make_scene(folder: str) -> str:
+    path = os.path.join(folder, "scene.blend")
+    subprocess.run(["blender", "--background", "--factory-startup", "--python-exit-code", "3",
+                    "--python-expr", SCENE.format(frames=FRAMES, path=path)],
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True, timeout=120)
+    return path
+
+
+def command_line(blender: str, scene: str, output: str) -> list[str]:
+    """What the blender_render command runs for these settings."""
+    return [blender, "--enable-autoexec", "-noaudio", "--background", scene, "--render-output", output,
+            "--render-format", "PNG", "--render-frame", f"1..{FRAMES}"]
+
+
+def _bare(blender: str, scene: str, out_dir: str) -> float:
+    shutil.rmtree(out_dir, ignore_errors=True)
+    os.makedirs(out_dir)
+    t0 = time.monotonic()
+    subprocess.run(command_line(blender, scene, os.path.join(out_dir, "frame-####")),
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True, timeout=600)
+    seconds = time.monotonic() - t0
+    assert len(os.listdir(out_dir)) == FRAMES, "the bare render did not save every frame"
+    return seconds
+
+
+def _worker(manager: common.Manager, worker: common.WorkerProc, blender: str, scene: str, out_dir: str) -> dict:
+    shutil.rmtree(out_dir, ignore_errors=True)
+    os.makedirs(out_dir)
+    cpu0 = sum(worker.ps.cpu_times()[:2])  # the worker's own CPU, not Blender's
+    job = manager.submit({"name": "render", "job_type": "blender", "tasks": [{
+        "name": "render", "task_type": "blender", "commands": [{"name": "blender_render", "settings": {
+            "blender_cmd": blender, "filepath": scene, "render_output": os.path.join(out_dir, "frame-####"),
+            "format": "PNG", "frames": f"1..{FRAMES}"}}]}]})
+    task_id = job["task_ids"][0]
+    common.wait_until(lambda: manager.done(job["job_id"], 1), 600, "the render task", interval=0.02)
+    assert len(os.listdir(out_dir)) == FRAMES, "the worker's render did not save every frame"
+    return {"task_id": task_id, "job_id": job["job_id"], "worker_cpu_s": sum(worker.ps.cpu_times()[:2]) - cpu0}
+
+
+def run(ctx) -> dict:
+    blender = shutil.which("blender")
+    if not blender:
+        raise RuntimeError("blender is not installed (apt-get install blender)")
+    runs = ctx.runs(2, 5)
+    wd = common.Workdir("render")
+    manager = common.Manager(wd.sub("manager")).start()
+    profile = ctx.profile_path("render-0") if ctx.profile else None
+    worker = common.WorkerProc(wd.sub("worker"), manager.url, SETTINGS, events=True, profile=profile)
+    bare_times, tasks = [], []
+    try:
+        scene = make_scene(wd.path)
+        worker.start()
+        common.wait_until(lambda: manager.workers_awake() >= 1, 60, "the worker to be awake")
+        ctx.log("render: warm-up (not measured)")
+        _bare(blender, scene, wd.sub("out-warmup"))
+        for r in range(runs):
+            bare_times.append(_bare(blender, scene, os.path.join(wd.path, "out-bare")))
+            tasks.append(_worker(manager, worker, blender, scene, os.path.join(wd.path, "out-worker")))
+            ctx.log(f"render: run {r + 1}/{runs}: bare {bare_times[-1]:.2f} s")
+        metrics_rows = dict(manager.query("SELECT id, metrics FROM tasks"))
+    finally:
+        worker.stop()
+        manager.stop()
+    trace, events = manager.trace(), worker.events()
+    wd.cleanup()
+    submits = {row[2]: row[1] for row in common.trace_rows(trace, "submit")}
+    gives = {row[2]: row[1] for row in common.trace_rows(trace, "give")}
+    completed = {row[2]: row[1] for row in common.trace_rows(trace, "update") if row[4] == "completed"}
+    started = {row[2]: row[0] for row in events if row[1] == "command_started"}
+    finished = {row[2]: row[0] for row in events if row[1] == "command_finished"}
+    worker_runs = []
+    for task, bare in zip(tasks, bare_times):
+        t = task["task_id"]
+        timing = (json.loads(metrics_rows.get(t) or "{}") or {}).get("timing", {})
+        total = completed[t] - submits[task["job_id"]]
+        worker_runs.append({
+            "queued_to_completed_s": total, "bare_s": bare, "ratio": total / bare,
+            "queued_to_dispatched_s": gives[t] - submits[task["job_id"]],
+            "dispatched_to_command_started_s": started[t] - gives[t],
+            "command_s": finished[t] - started[t],
+            "command_finished_to_completed_received_s": completed[t] - finished[t],
+            "blender_phases_s": timing,
+            "worker_cpu_s": task["worker_cpu_s"],
+            # Robust to other load on the machine: the time the worker adds around the
+            # command, plus the CPU it took from Blender's 2 cores while it ran.
+            "overhead_estimate": (total - (finished[t] - started[t]) + task["worker_cpu_s"]) / bare,
+        })
+        ctx.log(f"  worker {total:.2f} s vs bare {bare:.2f} s: {total / bare:.3f}")
+    ratio = common.median([w["ratio"] for w in worker_runs])
+    estimate = 1 + common.median([w["overhead_estimate"] for w in worker_runs])
+    outside = common.median([w["queued_to_completed_s"] - w["command_s"] for w in worker_runs])
+    cpu = common.median([w["worker_cpu_s"] for w in worker_runs])
+    return {
+        "params": {"frames": FRAMES, "engine": "CYCLES", "samples": 16, "resolution": "320x180", "runs": runs,
+                   "worker_settings": SETTINGS},
+        "metrics": [{
+            "metric": "render through the worker / bare blender", "value": ratio, "unit": "x",
+            "baseline": common.median(bare_times), "baseline_what": "bare blender -b, s",
+            "target": "<= 1.03", "met": ratio <= 1.03,
+            "detail": f"{common.median([w['queued_to_completed_s'] for w in worker_runs]):.2f} s vs "
+                      f"{common.median(bare_times):.2f} s",
+        }, {
+            "metric": "same, load-robust estimate: 1 + (time outside the command + worker CPU) / bare",
+            "value": estimate, "unit": "x", "target": "<= 1.03", "met": estimate <= 1.03,
+            "detail": f"{1000 * outside:.0f} ms outside the command, worker CPU {1000 * cpu:.0f} ms per render",
+        }],
+        "runs": worker_runs,
+    }

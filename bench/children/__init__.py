@@ -1,0 +1,1 @@
+"""Programs the benchmarks run as child processes (never imported by fworker)."""
