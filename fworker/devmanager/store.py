@@ -189,10 +189,21 @@ class Store:
         """Tasks in submission order; filters as in dataset (a list means IN)."""
         return self._find("tasks", **filters)
 
-    def tasks_by_priority(self, statuses: list[str], task_types: list[str]) -> list[dict]:
-        """Candidate tasks, best first: job priority, task priority, age."""
-        return self._find("tasks", order_by=["-job_priority", "-priority", "seq"],
-                          status=statuses, task_type=task_types)
+    def tasks_by_priority(self, statuses: list[str], task_types: list[str],
+                          page: int = 50) -> typing.Iterator[dict]:
+        """Candidate tasks, best first: job priority, task priority, age.
+        Read a page at a time: the dispatcher usually takes the first one, and
+        decoding the whole queue on every fetch made dispatch O(queue)."""
+        offset = 0
+        while True:
+            with self.transaction():
+                rows = [_decode(row) for row in self.db["tasks"].find(
+                    order_by=["-job_priority", "-priority", "seq"], status=statuses,
+                    task_type=task_types, _limit=page, _offset=offset)]
+            yield from rows
+            if len(rows) < page:
+                return
+            offset += page
 
     def update_task(self, task_id: str, **fields) -> None:
         self._update("tasks", task_id, fields)
