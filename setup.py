@@ -29,7 +29,14 @@ setup(
         "prometheus-client>=0.16,<1",
     ],
     extras_require={
-        "test": ["pytest>=8,<10", "pytest-timeout>=2.2,<3"],
+        "test": [
+            "pytest>=8,<10",
+            "pytest-timeout>=2.2,<3",
+            # The plug-in tests pip-install examples/fworker-hello-plugin without
+            # build isolation (offline-capable); setuptools 70.1+ builds its
+            # editable wheel without the separate 'wheel' package.
+            "setuptools>=70.1,<90",
+        ],
     },
     entry_points={
         "console_scripts": [

@@ -96,6 +96,19 @@ SETTINGS: tuple[Setting, ...] = (
        "0: off.", "port", minimum=0),
     _s("metrics_host", "str", "127.0.0.1", "Address the metrics server listens on. Use 0.0.0.0 only "
        "on a trusted network: the endpoints have no authentication."),
+    _s("task_timeout", "float", 0.0, "Fail a task that runs longer than this (wall clock), stopping its "
+       "processes. 0: no limit.", "seconds", minimum=0.0),
+    _s("command_output_timeout", "float", 0.0, "Fail a command whose process prints nothing for this long "
+       "(a hung render), stopping its processes. 0: no limit. Some Blender phases print nothing for "
+       "minutes; leave room for them.", "seconds", minimum=0.0),
+    _s("task_log_max_bytes", "int", 268435456, "Cap on the log one task may send. Beyond it the log ends "
+       "with a note saying so and the task fails. 0: no cap.", "bytes", minimum=0),
+    _s("min_free_disk_mb", "int", 100, "Take no task while the file system of task_update_queue_db, or of "
+       "a [pre_task_check] write.NAME path, has less free space than this. 0: no check.", "MB", minimum=0),
+    _s("tls_verify", "bool", True, "Check the Manager's TLS certificate (https:// URLs). Turning this off "
+       "lets anyone on the network path impersonate the Manager and read this worker's secret."),
+    _s("tls_ca_bundle", "str", "", "A PEM file of the certificate authorities to trust for the Manager's "
+       "certificate, e.g. a studio's own CA. Empty: the system's trusted authorities."),
     _s("blender_filepath_wait", "float", 10.0, "How long a Blender command waits for a .blend file "
        "that does not exist yet (a network share catching up).", "seconds", minimum=0.0),
 )

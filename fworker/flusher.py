@@ -90,6 +90,9 @@ class Flusher:
 
     def run_once(self) -> bool:
         """Send one batch; False when the queue was empty."""
+        # Updates that had to wait in memory go to disk first, once it can be
+        # written again: now, while no batch of them is being sent.
+        self.queue.write_pending()
         items = self.queue.head(self.batch_size)
         if not items:
             return False

@@ -2,10 +2,18 @@
 need are there (section ``[pre_task_check]``: ``read.*`` paths must be
 readable, ``write.*`` paths writable).  A failing check puts the worker in
 state ``error`` until a later check passes, so that a node with an unmounted
-share does not fail every task it gets."""
+share does not fail every task it gets.
+
+One more reason not to take work: too little free disk space
+(``min_free_disk_mb``) on the queue's file system or under a ``write.*`` path.
+
+The worker may run these checks in a thread of gevent's pool (a hung network
+mount must not freeze the hub): nothing here logs or waits on gevent, only
+plain blocking calls, and every finding is returned."""
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import typing
 
@@ -29,11 +37,35 @@ def parse_section(values: dict[str, str], source: str) -> tuple[list[str], list[
 
 def check(settings: typing.Any) -> list[str]:
     """Every reason not to take a task now; empty when all is well."""
-    checks = getattr(settings, "pre_task_checks", None)
-    if not checks:
-        return []
-    readable, writable = parse_section(checks, SECTION)
-    return problems(readable, writable)
+    readable, writable = parse_section(getattr(settings, "pre_task_checks", None) or {}, SECTION)
+    found = problems(readable, writable)
+    queue_db = getattr(settings, "task_update_queue_db", "")
+    min_free_mb = getattr(settings, "min_free_disk_mb", 0)
+    if min_free_mb > 0:
+        folders = [os.path.dirname(os.path.abspath(queue_db))] if queue_db else []
+        found += disk_space_problems(folders + writable, min_free_mb)
+    return found
+
+
+def disk_space_problems(paths: list[str], min_free_mb: int) -> list[str]:
+    """One sentence per file system with less than ``min_free_mb`` MB free."""
+    found, seen = [], set()
+    for path in paths:
+        if not os.path.exists(path):
+            continue  # problems() reports a missing write path; the queue's folder is made at start
+        try:
+            device = os.stat(path).st_dev
+            free = shutil.disk_usage(path).free
+        except OSError as ex:
+            found.append(f"cannot measure the free space at {path} ({ex.strerror})")
+            continue
+        if device in seen:
+            continue
+        seen.add(device)
+        if free < min_free_mb * 1024 * 1024:
+            found.append(f"only {free / 1048576:.1f} MB free on the file system of {path} "
+                         f"(min_free_disk_mb = {min_free_mb})")
+    return found
 
 
 def problems(readable: list[str], writable: list[str]) -> list[str]:

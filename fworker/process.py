@@ -6,6 +6,8 @@ subtree; orphans re-parented to the worker (``enable_subreaper()``) that carry t
 token in their environment (``TOKEN_VAR``) or are in its session, with their subtrees; and
 every process seen before, known by pid *and* create_time so that a reused pid is not.
 
+A worker killed with SIGKILL runs none of that: see ``fworker.leftovers``.
+
 gevent's SIGCHLD handler (libev) calls ``waitpid(-1)``: it reaps *every* child of the
 worker, adopted orphans included.  Nothing here calls ``waitpid`` (that would steal exit
 statuses from gevent's Popen): a pid may vanish at any moment; a zombie counts as gone.
@@ -19,7 +21,6 @@ import os
 import re
 import shlex
 import signal
-import sys
 import time
 import uuid
 from typing import Callable
@@ -30,6 +31,8 @@ import gevent.lock
 import gevent.socket
 import gevent.subprocess
 import psutil
+
+from fworker.leftovers import OWNER_VAR, PRCTL, DieWithParent
 
 log = logging.getLogger(__name__)
 
@@ -43,13 +46,10 @@ _KILL_TIMEOUT = 5.0  # after SIGKILL only a process in uninterruptible sleep tak
 def enable_subreaper() -> bool:
     """Make this process adopt its orphaned descendants instead of init (Linux), so they
     can still be found, killed, and reaped by gevent.  Process-wide."""
-    try:  # elsewhere libc has no prctl: AttributeError
-        libc = ctypes.CDLL(None, use_errno=True)
-        one, zero = ctypes.c_ulong(1), ctypes.c_ulong(0)
-        result = libc.prctl(_PR_SET_CHILD_SUBREAPER, one, zero, zero, zero)
-    except (OSError, AttributeError) as exc:
-        log.debug("no child subreaper on %s: %s", sys.platform, exc)
+    if PRCTL is None:
         return False
+    one, zero = ctypes.c_ulong(1), ctypes.c_ulong(0)
+    result = PRCTL(_PR_SET_CHILD_SUBREAPER, one, zero, zero, zero)
     if result != 0:
         log.debug("prctl(PR_SET_CHILD_SUBREAPER) failed: %s", os.strerror(ctypes.get_errno()))
     return result == 0
@@ -123,17 +123,26 @@ class _LineSplitter:
         self._emit(raw.decode("utf-8", errors="replace"))
 
 
+class OutputTimeout(Exception):
+    """The child printed nothing for ``output_timeout`` seconds (a hung render);
+    its tree has been stopped by the time the caller sees this."""
+
+
 class ChildProcess:
     """Runs one program (an argument list, never a shell) in its own session, feeds its
-    output (stdout and stderr together) to ``on_line``, and can end its whole tree."""
+    output (stdout and stderr together) to ``on_line``, and can end its whole tree.
+    ``output_timeout`` > 0: stop it when it prints nothing for that long (OutputTimeout).
+    ``owner``: the owner mark its environment carries, for ``stop_leftovers``."""
 
     track_interval = 1.0  # seconds between descendant scans while run() runs
     linger = 5.0  # seconds output may stay open after the child exited (_stop_leftovers)
 
     def __init__(self, args: list[str], *, on_line: Callable[[str], None], cwd: str | None = None,
                  env: dict[str, str] | None = None, grace: float = 10.0,
-                 logger: logging.Logger | None = None, max_line_bytes: int = 65536):
+                 logger: logging.Logger | None = None, max_line_bytes: int = 65536,
+                 output_timeout: float = 0.0, owner: str | None = None):
         self.args = list(args)
+        self.output_timeout, self._owner = output_timeout, owner
         self.pid: int | None = None
         self._on_line, self._cwd, self._env = on_line, cwd, env
         self._grace, self._log, self._max_line_bytes = grace, logger or log, max_line_bytes
@@ -152,9 +161,12 @@ class ChildProcess:
                 raise RuntimeError(f"{self._name()}: already started or aborted")
             env = dict(os.environ if self._env is None else self._env)
             env[TOKEN_VAR] = self._token
+            if self._owner:
+                env[OWNER_VAR] = self._owner
             starting = gevent.spawn(
                 gevent.subprocess.Popen, self.args, cwd=self._cwd, env=env, bufsize=0,
                 start_new_session=True, stdin=gevent.subprocess.DEVNULL,
+                preexec_fn=DieWithParent() if PRCTL is not None else None,
                 stdout=gevent.subprocess.PIPE, stderr=gevent.subprocess.STDOUT)
             try:
                 starting.join()
@@ -226,13 +238,20 @@ class ChildProcess:
             # A read only waits when the pipe is empty, and gevent.sleep(0) does not cycle
             # the event loop: against a child that never pauses, timers and other I/O
             # waited ~50-100 ms.  Waiting for readability first lets them in each chunk.
-            gevent.socket.wait_read(stdout.fileno())
+            self._wait_for_output(stdout.fileno())
             chunk = stdout.read(_CHUNK)
             if not chunk:
                 break
             splitter.feed(chunk)
         self._eof.set()
         splitter.close()
+
+    def _wait_for_output(self, fileno: int) -> None:
+        if self.output_timeout <= 0:
+            gevent.socket.wait_read(fileno)
+            return
+        silence = OutputTimeout(f"{os.path.basename(self.args[0])} printed nothing for {self.output_timeout:g} s")
+        gevent.socket.wait_read(fileno, timeout=self.output_timeout, timeout_exc=silence)
 
     def _track(self) -> None:
         # Remember descendants while they are findable: a grandchild whose parent dies

@@ -8,10 +8,17 @@ head, in insertion order, and deletes what the Manager accepted.
 Each operation runs inside ``with self._db:`` so that dataset hands the
 connection back when it is done: dataset keeps one connection per "thread",
 which under gevent means per greenlet, and would otherwise run out of them.
+
+When the file cannot be written (a full disk, an I/O error, a read-only
+mount), updates wait in memory (``Overflow``), after everything on disk, and the flusher sends them from there; ``write_pending()`` (the flusher
+calls it) moves them to disk once writing works again.  ``len()`` counts them:
+the worker takes no task while any update is unsent.  A push never raises: a
+render never fails because its log cannot be stored.
 """
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
 import logging
 import os
@@ -22,29 +29,47 @@ import dataset
 import gevent.event
 import sqlalchemy.exc
 
-from fworker.errors import RetryLater
+from fworker.errors import Fatal, RetryLater
 
 log = logging.getLogger(__name__)
+
+# Updates waiting in memory while the disk cannot be written take at most
+# this much (their JSON); beyond it log lines are dropped (see Overflow).
+MEMORY_LIMIT = 16 * 1024 * 1024
+
+# What a failed write raises: SQLite's "database or disk is full", "disk I/O
+# error", "attempt to write a readonly database" come as SQLAlchemy errors.
+WRITE_ERRORS = (sqlalchemy.exc.SQLAlchemyError, OSError)
 
 
 @dataclasses.dataclass
 class QueuedUpdate:
-    id: int
+    id: int  # negative: waiting in memory, not on disk
     task_id: str
     payload: dict
 
 
 class UpdateQueue:
-    def __init__(self, path: str):
+    def __init__(self, path: str, *, memory_limit: int | None = None):
         self.path = os.path.abspath(path)
-        folder = os.path.dirname(self.path)
-        os.makedirs(folder, exist_ok=True)
+        try:
+            self._open()
+            with self._db:
+                self._depth = self._updates.count()
+            os.chmod(self.path, 0o600)
+        except WRITE_ERRORS as ex:
+            raise Fatal(f"cannot open the update queue {self.path}: {ex}") from None
+        self.memory = Overflow(self.path, MEMORY_LIMIT if memory_limit is None else memory_limit)
+        self.write_error: str | None = None  # why the last write failed; None once writes work
+        self._undeleted: set[int] = set()  # delivered, but deleting them failed
+        # Set whenever something is queued, so the flusher wakes at once.
+        self.pushed = gevent.event.Event()
+
+    def _open(self) -> None:
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
         # synchronous=NORMAL under WAL: a commit survives a crash of the worker
         # process (SIGKILL); only a power loss may take the last commits.
-        self._db = dataset.connect(
-            f"sqlite:///{self.path}",
-            on_connect_statements=["PRAGMA synchronous=NORMAL"],
-        )
+        self._db = dataset.connect(f"sqlite:///{self.path}", on_connect_statements=["PRAGMA synchronous=NORMAL"])
         # Schema changes outside a transaction: dataset warns (rightly) otherwise.
         self._updates = self._db.create_table("task_updates", primary_id="id", primary_type=self._db.types.integer)
         self._updates.create_column("task_id", self._db.types.string(32))
@@ -55,54 +80,234 @@ class UpdateQueue:
         self._rejected.create_column("payload", self._db.types.text)
         self._rejected.create_column("answer", self._db.types.text)
         self._rejected.create_column("rejected_at", self._db.types.float)
-        with self._db:
-            self._depth = self._updates.count()
-        # Set whenever something is queued, so the flusher wakes at once.
-        self.pushed = gevent.event.Event()
-        os.chmod(self.path, 0o600)
 
     def __len__(self) -> int:
-        return self._depth
+        return self._depth - len(self._undeleted) + len(self.memory)
 
     def push(self, task_id: str, payload: dict) -> None:
         self.push_many([(task_id, payload)])
 
     def push_many(self, items: typing.Iterable[tuple[str, dict]]) -> None:
-        rows = [{"task_id": task_id, "payload": json.dumps(payload, ensure_ascii=False),
-                 "queued_at": time.time()} for task_id, payload in items]
+        rows = [_row(task_id, payload) for task_id, payload in items]
         if not rows:
             return
-        try:
-            with self._db:
-                self._updates.insert_many(rows)
-        except sqlalchemy.exc.SQLAlchemyError as ex:
-            raise RetryLater(f"cannot write to the update queue {self.path}: {ex}") from ex
-        self._depth += len(rows)
+        if len(self.memory):
+            # Behind what waits in memory, to keep the order; the flusher writes them all.
+            self.memory.add(rows)
+        elif not self._write(rows):
+            self.memory.add(rows)
         self.pushed.set()
 
+    def write_pending(self) -> bool:
+        """Move what waits in memory to disk, and delete what was delivered but
+        could not be deleted; False while writing still fails."""
+        if self._undeleted and not self._delete_rows(list(self._undeleted)):
+            return False
+        if not len(self.memory):
+            return True
+        rows = self.memory.rows()
+        if not self._write(rows):
+            return False
+        self.memory.clear()
+        log.warning("the update queue %s can be written again: %d update(s) kept in memory are on disk now",
+                     self.path, len(rows))
+        return True
+
+    def _write(self, rows: list[dict]) -> bool:
+        try:
+            with self._db:
+                self._insert(rows)
+        except WRITE_ERRORS as ex:
+            self._write_failed(ex)
+            return False
+        self._depth += len(rows)
+        if self.write_error is not None:
+            log.warning("the update queue %s can be written again", self.path)
+            self.write_error = None
+        return True
+
+    def _insert(self, rows: list[dict]) -> None:
+        """Insert inside the caller's transaction (tests journal updates here)."""
+        self._updates.insert_many(rows)
+
+    def _write_failed(self, ex: Exception) -> None:
+        self._recover()
+        first = self.write_error is None
+        self.write_error = f"{type(ex).__name__}: {getattr(ex, 'orig', None) or ex}"
+        if first:
+            log.error("cannot write to the update queue %s (%s); updates wait in memory (up to %d bytes, then "
+                      "log lines are dropped and counted) and are sent from there; no new task until all are sent",
+                      self.path, self.write_error, self.memory.limit)
+
+    def _recover(self) -> None:
+        """A full disk fails the COMMIT, and dataset then loses track of the
+        transaction (it is popped before the commit, so its rollback finds
+        nothing): every later transaction would be refused.  Roll it back here."""
+        try:
+            self._db.executable.rollback()
+        except WRITE_ERRORS as ex:
+            log.debug("rolling back after a failed write of %s: %s", self.path, ex)
+
     def head(self, limit: int = 100) -> list[QueuedUpdate]:
-        with self._db:
-            rows = list(self._updates.find(order_by="id", _limit=limit))
-        return [QueuedUpdate(row["id"], row["task_id"], json.loads(row["payload"])) for row in rows]
+        """The oldest ``limit`` unsent updates: those on disk, then those in memory."""
+        try:
+            with self._db:
+                rows = list(self._updates.find(order_by="id", _limit=limit + len(self._undeleted)))
+        except WRITE_ERRORS as ex:
+            self._recover()
+            raise RetryLater(f"cannot read the update queue {self.path}: {ex}") from ex
+        items = [QueuedUpdate(row["id"], row["task_id"], json.loads(row["payload"]))
+                 for row in rows if row["id"] not in self._undeleted][:limit]
+        if len(items) < limit:
+            items += [QueuedUpdate(*entry) for entry in self.memory.head(limit - len(items))]
+        return items
 
     def delete(self, ids: list[int]) -> None:
-        if not ids:
-            return
-        with self._db:
-            self._updates.delete(id={"in": list(ids)})
+        """Forget delivered updates.  If the disk refuses even that, they are
+        remembered as delivered and deleted later (``write_pending``)."""
+        self.memory.remove([i for i in ids if i < 0])
+        on_disk = [i for i in ids if i >= 0]
+        if on_disk and not self._delete_rows(on_disk):
+            self._undeleted.update(on_disk)
+
+    def _delete_rows(self, ids: list[int]) -> bool:
+        try:
+            with self._db:
+                self._updates.delete(id={"in": ids})
+        except WRITE_ERRORS as ex:
+            self._write_failed(ex)
+            return False
+        self._undeleted.difference_update(ids)
         self._depth = max(0, self._depth - len(ids))
+        return True
 
     def reject(self, item: QueuedUpdate, answer: str) -> None:
         """Move an update the Manager cannot decode out of the way, keeping it."""
-        with self._db:
-            self._rejected.insert({"task_id": item.task_id, "payload": json.dumps(item.payload),
-                                   "answer": answer, "rejected_at": time.time()})
-            self._updates.delete(id=item.id)
-        self._depth = max(0, self._depth - 1)
+        row = {"task_id": item.task_id, "payload": json.dumps(item.payload), "answer": answer,
+               "rejected_at": time.time()}
+        try:
+            with self._db:
+                self._rejected.insert(row)
+                if item.id >= 0:
+                    self._updates.delete(id=item.id)
+        except WRITE_ERRORS as ex:
+            self._recover()
+            raise RetryLater(f"cannot set update {item.id} aside in {self.path}: {ex}") from ex
+        if item.id >= 0:
+            self._depth = max(0, self._depth - 1)
+        else:
+            self.memory.remove([item.id])
 
     def rejected(self) -> list[dict]:
         with self._db:
             return [dict(row) for row in self._rejected.find(order_by="id")]
 
     def close(self) -> None:
+        if not self.write_pending() and len(self.memory):
+            log.error("%d update(s) could not be written to %s and are lost: %s",
+                      len(self.memory), self.path, self.write_error)
         self._db.close()
+
+
+def _row(task_id: str, payload: dict) -> dict:
+    return {"task_id": task_id, "payload": json.dumps(payload, ensure_ascii=False), "queued_at": time.time()}
+
+
+@dataclasses.dataclass
+class _Entry:
+    id: int
+    task_id: str
+    payload: dict
+    size: int
+    queued_at: float
+    frozen: bool = False  # handed to the flusher: its content must not change any more
+    dropped_lines: int = 0  # > 0: a note about dropped log lines, not an update
+    dropped_bytes: int = 0
+
+
+class Overflow:
+    """Updates that could not be written to disk, in order, bounded by ``limit``
+    bytes of JSON.  Beyond the limit nothing that changes the task's status is
+    lost: log lines are dropped (counted, with a note in the task's log where
+    they were), and activity/progress values are merged into the update before
+    them (the newest value wins)."""
+
+    def __init__(self, path: str, limit: int):
+        self.path = path
+        self.limit = limit
+        self.dropped_lines = 0  # in this worker's life, for the logs and tests
+        self._entries: list[_Entry] = []
+        self._bytes = 0
+        self._next_id = -1
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def add(self, rows: list[dict]) -> None:
+        for row in rows:
+            payload, size = json.loads(row["payload"]), len(row["payload"])
+            if self._bytes + size <= self.limit:
+                self._append(row["task_id"], payload, size, row["queued_at"])
+            else:
+                self._squeeze(row["task_id"], payload, row["queued_at"])
+
+    def head(self, limit: int) -> list[tuple[int, str, dict]]:
+        entries = self._entries[:limit]
+        for entry in entries:
+            entry.frozen = True
+        return [(entry.id, entry.task_id, self._payload(entry)) for entry in entries]
+
+    def rows(self) -> list[dict]:
+        return [{"task_id": entry.task_id, "payload": json.dumps(self._payload(entry), ensure_ascii=False),
+                 "queued_at": entry.queued_at} for entry in self._entries]
+
+    def remove(self, ids: list[int]) -> None:
+        if ids:
+            gone = set(ids)
+            self._entries = [entry for entry in self._entries if entry.id not in gone]
+            self._bytes = sum(entry.size for entry in self._entries)
+
+    def clear(self) -> None:
+        self._entries, self._bytes = [], 0
+
+    def _append(self, task_id: str, payload: dict, size: int, queued_at: float) -> _Entry:
+        entry = _Entry(self._next_id, task_id, payload, size, queued_at)
+        self._next_id -= 1
+        self._entries.append(entry)
+        self._bytes += size
+        return entry
+
+    def _squeeze(self, task_id: str, payload: dict, queued_at: float) -> None:
+        text = payload.pop("log", None)
+        if isinstance(text, str):
+            self._note_dropped(task_id, text, queued_at)
+        if not payload:
+            return
+        last = self._entries[-1] if self._entries else None
+        if (last is not None and not last.frozen and not last.dropped_lines and last.task_id == task_id
+                and "task_status" not in last.payload and "task_status" not in payload):
+            last.payload.update(payload)
+        else:  # a status change is never dropped: at most a few per task
+            self._append(task_id, payload, len(json.dumps(payload)), queued_at)
+
+    def _note_dropped(self, task_id: str, text: str, queued_at: float) -> None:
+        if not self.dropped_lines:
+            log.error("memory for updates waiting to be written is full (%d bytes): dropping log lines "
+                      "(counted, with a note in the task log) until %s can be written or the Manager is reached",
+                      self.limit, self.path)
+        lines = text.count("\n") + 1
+        self.dropped_lines += lines
+        note = next((entry for entry in reversed(self._entries)
+                     if entry.dropped_lines and not entry.frozen and entry.task_id == task_id), None)
+        if note is None:
+            note = self._append(task_id, {}, 200, queued_at)
+        note.dropped_lines += lines
+        note.dropped_bytes += len(text)
+
+    def _payload(self, entry: _Entry) -> dict:
+        if not entry.dropped_lines:
+            return dict(entry.payload)
+        stamp = datetime.datetime.fromtimestamp(entry.queued_at, datetime.timezone.utc)
+        return {"log": f"{stamp.strftime('%Y-%m-%dT%H:%M:%S.%fZ')}: worker: {entry.dropped_lines} log line(s) "
+                       f"({entry.dropped_bytes} bytes) dropped here: the update queue {self.path} could not be "
+                       f"written and the memory for waiting updates was full"}

@@ -5,6 +5,12 @@ to one update per ``push_act_max_interval`` (the newest value wins, nothing is
 starved: a ticker greenlet pushes what waited).  Before any update that is
 not a log batch, the pending log lines are queued first, so the Manager sees
 everything in the order it happened.
+
+A task's log is capped at ``task_log_max_bytes``: the line that would pass the
+cap is replaced by a note saying so, every later line is dropped (and counted),
+and ``LimitExceeded`` is raised in the greenlet that logged it (the task's), so
+that the task fails instead of filling the queue and the Manager's disk.
+Activity texts are cut to one line of at most ``MAX_ACTIVITY`` characters.
 """
 from __future__ import annotations
 
@@ -18,6 +24,26 @@ import gevent
 from fworker.queue import UpdateQueue
 
 log = logging.getLogger(__name__)
+
+# The Manager shows the activity as one line; a command may produce a huge
+# text (a setting's repr in an error message), which is no use there.
+MAX_ACTIVITY = 1000
+
+
+class LimitExceeded(BaseException):
+    """A limit on a task was hit (``task_log_max_bytes``, ``task_timeout``): the
+    task fails with ``reason``.  A BaseException, like gevent's GreenletExit, so
+    that a command's ``except Exception`` does not swallow it."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def one_line(text: str, limit: int = MAX_ACTIVITY) -> str:
+    """``text`` on one line, cut to ``limit`` characters (marked with ...)."""
+    text = " ".join(str(text).splitlines())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def log_timestamp() -> str:
@@ -40,6 +66,9 @@ class TaskReporter:
         self.task_logger = task_logger or log
         self.on_output = on_output
         self.local_log = local_log  # a logsetup.TaskLog: the task log kept on this machine
+        self.log_max_bytes = getattr(settings, "task_log_max_bytes", 0)
+        self.log_bytes = 0  # bytes of log lines accepted so far, for the cap
+        self.dropped_lines = 0  # lines dropped after the cap was hit
         self.timings: dict[str, float] = {}
         self._lines: list[str] = []
         self._lines_since = time.monotonic()
@@ -50,6 +79,20 @@ class TaskReporter:
     # The Reporter protocol (fworker.commands.base.Reporter).
 
     def log_line(self, line: str) -> None:
+        if self.dropped_lines:
+            self.dropped_lines += 1
+            return
+        size = len(line.encode("utf-8", errors="replace")) + 1
+        if self.log_max_bytes and self.log_bytes + size > self.log_max_bytes:
+            self.dropped_lines = 1
+            reason = f"task_log_max_bytes: the task log passed {self.log_max_bytes} bytes"
+            self.worker_line(f"worker: {reason}; the rest of it is dropped")
+            raise LimitExceeded(reason)
+        self.log_bytes += size
+        self.worker_line(line)
+
+    def worker_line(self, line: str) -> None:
+        """A line of the worker's own about the task, never dropped by the cap."""
         if not self._lines:
             self._lines_since = time.monotonic()
         self._lines.append(f"{log_timestamp()}: {line}")
@@ -57,6 +100,7 @@ class TaskReporter:
             self.flush_log()
 
     def activity(self, text: str) -> None:
+        text = one_line(text)
         self._pending["activity"] = text
         self.task_logger.debug("activity: %s", text)
         self._maybe_push_pending()
@@ -84,6 +128,9 @@ class TaskReporter:
         if self._ticker is not None:
             self._ticker.kill()
             self._ticker = None
+        if self.dropped_lines > 1:
+            self.worker_line(f"worker: {self.dropped_lines} log line(s) dropped (task_log_max_bytes)")
+            self.dropped_lines = 1
         self.flush()
 
     def push_now(self, payload: dict) -> None:
@@ -91,6 +138,8 @@ class TaskReporter:
         activity/progress values it does not override go with it."""
         self.flush_log()
         merged = {**self._pending, **payload}
+        if "activity" in merged:
+            merged["activity"] = one_line(merged["activity"])
         self._pending.clear()
         self._last_act_push = time.monotonic()
         self.queue.push(self.task_id, merged)
@@ -119,7 +168,7 @@ class TaskReporter:
             self.queue.push(self.task_id, {"log": "\n".join(lines)})
 
     def final_payload(self, status: str, activity: str) -> dict:
-        payload: dict[str, typing.Any] = {"task_status": status, "activity": activity}
+        payload: dict[str, typing.Any] = {"task_status": status, "activity": one_line(activity)}
         if self.timings:
             payload["metrics"] = {"timing": dict(self.timings)}
         return payload

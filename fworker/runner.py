@@ -5,6 +5,11 @@ shutdown, or the Manager taking the task back); since ``Abort`` is a
 ``GreenletExit`` it passes through commands' ``except Exception`` blocks,
 and every child process the command started is killed with its whole tree
 on the way out.
+
+Limits (``task_timeout``, and ``task_log_max_bytes`` in the reporter) raise
+``LimitExceeded`` inside the runner greenlet; the task fails with an activity
+naming the limit.  The task timer is a ``gevent.Timeout`` of this greenlet,
+cancelled before the final report, so it can never interrupt that report.
 """
 from __future__ import annotations
 
@@ -14,14 +19,18 @@ import typing
 
 import gevent
 
+from fworker import leftovers
 from fworker.commands import base as commands
 from fworker.errors import TaskFailed
 from fworker.events import EventBus
 from fworker.queue import UpdateQueue
-from fworker.reporter import TaskReporter
+from fworker.reporter import LimitExceeded, TaskReporter, one_line
 from fworker.task import Task
 
 log = logging.getLogger(__name__)
+
+# A failure reason may quote a huge setting; the log gets this much of it.
+MAX_REASON = 10_000
 
 
 class Outcome(str, enum.Enum):
@@ -59,11 +68,11 @@ class TaskRunner:
         reporter.start()
         try:
             reporter.push_now({"task_status": "active", "activity": f"task {self.task.name or self.task.id} started"})
-            prepared = self._prepare()
-            for index, (cmd, settings) in enumerate(prepared):
-                self._run_command(index, cmd, settings)
+            self._run_commands()
         except Abort as ex:
             return self._aborted(ex)
+        except LimitExceeded as ex:
+            return self._finish(Outcome.FAILED, ex.reason)
         except TaskFailed as ex:
             return self._finish(Outcome.FAILED, str(ex))
         except Exception as ex:  # a bug in a command must not take the worker down
@@ -72,6 +81,30 @@ class TaskRunner:
         finally:
             reporter.stop()
         return self._finish(Outcome.COMPLETED, "Task completed")
+
+    def _run_commands(self) -> None:
+        limit = getattr(self.settings, "task_timeout", 0) or 0
+        timer = None
+        if limit > 0:
+            timer = gevent.Timeout(limit, LimitExceeded(f"task_timeout: the task ran longer than {limit:g} s"))
+            timer.start()
+        try:
+            self._stop_leftovers()
+            prepared = self._prepare()
+            for index, (cmd, settings) in enumerate(prepared):
+                self._run_command(index, cmd, settings)
+        finally:
+            if timer is not None:
+                timer.close()
+
+    def _stop_leftovers(self) -> None:
+        """Nothing of an earlier task may run beside this one: what a SIGKILLed
+        worker left behind (this task may be the same one, handed over again)."""
+        queue_db = getattr(self.settings, "task_update_queue_db", "")
+        if queue_db:
+            for problem in leftovers.stop_leftovers(leftovers.owner_mark(queue_db)):
+                self.logger.error("%s", problem)
+                self.reporter.worker_line(f"worker: {problem}")
 
     def _prepare(self) -> list[tuple[commands.Command, dict]]:
         """Look up and validate every command before running any, so a typo in
@@ -99,15 +132,15 @@ class TaskRunner:
     def _aborted(self, ex: Abort) -> Outcome:
         if ex.give_back:
             self.logger.warning("task stopped: %s", ex.reason)
-            self.reporter.log_line(f"task stopped by the worker: {ex.reason}")
+            self.reporter.worker_line(f"task stopped by the worker: {ex.reason}")
             self.reporter.flush_log()
             return Outcome.RETURNED
         return self._finish(Outcome.FAILED, ex.reason)
 
     def _finish(self, outcome: Outcome, activity: str) -> Outcome:
         if outcome is Outcome.FAILED:
-            self.logger.error("task failed: %s", activity)
-            self.reporter.log_line(f"task failed: {activity}")
+            self.logger.error("task failed: %s", one_line(activity))
+            self.reporter.worker_line(f"task failed: {one_line(activity, MAX_REASON)}")
         else:
             self.logger.info("task completed")
         self.reporter.stop()

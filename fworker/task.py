@@ -44,7 +44,7 @@ def parse_task(body: typing.Any) -> Task:
         raise BadTask(f"task is not a JSON object but {type(body).__name__}")
     task_id = body.get("_id")
     if not isinstance(task_id, str) or not OBJECT_ID.match(task_id):
-        raise BadTask(f"task has no valid _id: {task_id!r}")
+        raise BadTask(f"task has no valid _id: {_shown(task_id)}")
 
     def text(key: str) -> str:
         value = body.get(key, "")
@@ -66,7 +66,7 @@ def parse_task(body: typing.Any) -> Task:
             raise BadTask(f"{where} must be an object, not {type(cmd).__name__}", task_id)
         name = cmd.get("name")
         if not isinstance(name, str) or not name:
-            raise BadTask(f"{where} has no command name (got {name!r})", task_id)
+            raise BadTask(f"{where} has no command name (got {_shown(name)})", task_id)
         settings = cmd.get("settings")
         if settings is None:
             settings = {}
@@ -74,3 +74,9 @@ def parse_task(body: typing.Any) -> Task:
             raise BadTask(f"{where} ({name}): 'settings' must be an object, not {type(settings).__name__}", task_id)
         specs.append(CommandSpec(name, settings))
     return Task(task_id, text("name"), text("job"), text("task_type"), tuple(specs), body)
+
+
+def _shown(value: typing.Any, limit: int = 100) -> str:
+    """``repr(value)``, cut: a malformed field may be megabytes long."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import random
 import sys
 import typing
 import urllib.parse
+import warnings
 
 import requests
 import requests.adapters
+import urllib3.exceptions
 
 import fworker
-from fworker.errors import RetryLater
+from fworker.errors import ConfigError, RetryLater
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +34,18 @@ class Answer:
 
 
 class Upstream:
-    def __init__(self, manager_url: str, *, timeout: float = 30.0):
+    """``tls_verify``: check the Manager's certificate (on by default; off only on
+    explicit request, loudly).  ``tls_ca_bundle``: a PEM file of authorities to
+    trust instead of the system's (a studio's own CA)."""
+
+    def __init__(self, manager_url: str, *, timeout: float = 30.0, tls_verify: bool = True,
+                 tls_ca_bundle: str = ""):
         self.manager_url = manager_url
         self.timeout = timeout
         self.session = requests.Session()
+        # Passed with every request: requests lets $REQUESTS_CA_BUNDLE override a
+        # session's verify setting, and an explicit configuration must win.
+        self.verify = _verify_setting(manager_url, tls_verify, tls_ca_bundle)
         # Several greenlets (fetcher, flusher, may-i-run poller) share it.
         adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=16)
         self.session.mount("http://", adapter)
@@ -52,7 +63,7 @@ class Upstream:
         url = urllib.parse.urljoin(self.manager_url, path.lstrip("/"))
         try:
             resp = self.session.request(
-                method, url, json=json, headers=headers, timeout=self.timeout,
+                method, url, json=json, headers=headers, timeout=self.timeout, verify=self.verify,
                 auth=(self.worker_id, self._secret) if auth and self.worker_id else None,
                 allow_redirects=False,
             )
@@ -104,6 +115,21 @@ class Upstream:
 
     def output_produced(self, paths: list[str]) -> Answer:
         return self.request("POST", "output-produced", json={"paths": paths})
+
+
+def _verify_setting(manager_url: str, tls_verify: bool, tls_ca_bundle: str) -> bool | str:
+    """What ``requests`` needs as ``verify``; a missing CA bundle is a configuration error."""
+    if not tls_verify:
+        log.warning("TLS certificate verification is OFF (tls_verify = false): anyone on the network path "
+                    "to %s can pose as the Manager and learn this worker's secret", manager_url)
+        # Said once, loudly, here; urllib3 would repeat it on every request.
+        warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
+        return False
+    if tls_ca_bundle:
+        if not os.path.isfile(tls_ca_bundle):
+            raise ConfigError(f"tls_ca_bundle = {tls_ca_bundle!r}: no such file")
+        return tls_ca_bundle
+    return True
 
 
 def platform_name() -> str:

@@ -53,7 +53,8 @@ class Worker:
         self.test_mode = test_mode
         if test_mode:
             settings.task_types = ["test-blender-render"]
-        self.upstream = Upstream(settings.manager_url, timeout=settings.http_timeout)
+        self.upstream = Upstream(settings.manager_url, timeout=settings.http_timeout,
+                                 tls_verify=settings.tls_verify, tls_ca_bundle=settings.tls_ca_bundle)
         self.registrar = Registrar(self.upstream, settings, credentials_path)
         self.queue = UpdateQueue(settings.task_update_queue_db)
         self.backoff = Backoff(settings.backoff_initial, settings.backoff_max)
@@ -61,7 +62,8 @@ class Worker:
         self.stats = metrics.Stats()
         self.flusher = Flusher(self.queue, self.upstream,
                                backoff=Backoff(settings.backoff_initial, settings.backoff_max),
-                               on_task_lost=self._on_task_lost, on_delivered=self._delivered)
+                               on_task_lost=self._on_task_lost, on_delivered=self._delivered,
+                               on_unauthorized=self._updates_unauthorized)
         self.status = StatusChanges(self.upstream, on_change=self._state_changed,
                                     on_shutdown=lambda reason: self.request_shutdown(reason, give_back=True))
         self.machine = self.status.machine
@@ -69,6 +71,7 @@ class Worker:
         self.metrics_server: metrics.MetricsServer | None = None
         self.output = OutputThrottle(self.upstream, settings.output_produced_interval)
         self.wakeup = gevent.event.Event()
+        self._reauth = False  # the Manager refused our updates with 401: sign on again
         self.shutdown_reason: str | None = None
         self.shutdown_gives_back = False  # a running task is returned (Manager's request), not failed
         self.signals_received = 0
@@ -149,6 +152,9 @@ class Worker:
             self._poll_status_change()
         elif not self._pre_task_checks_pass():
             return
+        elif self._reauth:
+            self._reauth = False
+            self._sign_on_again()
         elif len(self.queue):
             # The Manager hands an 'active' task to its worker again until the
             # final status arrives: asking before the queue is drained would
@@ -361,6 +367,11 @@ class Worker:
     def _greenlet_died(self, greenlet: gevent.Greenlet, what: str) -> None:
         log.error("the %s stopped unexpectedly: %r; shutting down", what, greenlet.exception)
         self.request_shutdown(f"{what} died")
+
+    def _updates_unauthorized(self) -> None:
+        # Called from the flusher: only record it; the loop signs on again.
+        self._reauth = True
+        self.wakeup.set()
 
     def _sign_on_again(self) -> None:
         log.warning("the Manager does not recognise this worker's credentials (401); signing on again")

@@ -74,8 +74,10 @@ def test_sigkill_then_restart_delivers_the_queue(manager, worker_process, tmp_pa
         children = psutil.Process(w.proc.pid).children(recursive=True)
         w.proc.kill()
         w.wait()
-        for child in children:  # the worker had no chance to stop its render
-            child.kill()
+        # The worker had no chance to stop its render: it dies with the worker
+        # all the same (PR_SET_PDEATHSIG), instead of rendering on unsupervised.
+        wait_until(lambda: not any(c.is_running() and c.status() != "zombie" for c in children), timeout=10,
+                   what="the render to die with the worker")
         left = queued(w)
         assert left >= 10
         before = counted_lines(manager.task_log(task_id))
@@ -152,6 +154,9 @@ def test_second_signal_exits_at_once_and_keeps_the_queue(manager, worker_process
         w = worker_process(proxy.url, settings={"shutdown_flush_timeout": "600"})
         manager.wait_for(lambda: "count 3" in manager.task_log(task_id), timeout=30)
         proxy.down()
+        # Something must be waiting in the queue when the worker gives up: an
+        # update that could not be sent (one in flight at down() still arrives).
+        w.wait_for_output("cannot send task updates")
         children = psutil.Process(w.proc.pid).children(recursive=True)
         w.send(signal.SIGTERM)
         w.wait_for_output("shutdown requested")

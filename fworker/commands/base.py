@@ -6,9 +6,14 @@ command of a task, calls ``validate(settings)`` (which raises
 with the settings ``validate`` returned.  ``execute`` runs in the task runner
 greenlet; killing that greenlet (abort, shutdown) raises ``GreenletExit``
 inside it, and every child process it started is killed with its tree.
+
+Built-in commands register with the ``register`` decorator, plug-in packages
+through entry points (``fworker.plugins``); ``Origin`` records where each
+registered command came from.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
@@ -20,10 +25,39 @@ import gevent
 from fworker.errors import CommandFailed, DuplicateCommand, InvalidSettings, UnknownCommand
 
 _REGISTRY: dict[str, type["Command"]] = {}
+_ORIGINS: dict[str, "Origin"] = {}
 
 
-def register(cls: type["Command"]) -> type["Command"]:
-    """Class decorator: make ``cls`` available under ``cls.name``."""
+@dataclasses.dataclass(frozen=True)
+class Origin:
+    """Where a registered command comes from: shown by ``--list-commands``
+    and named in warnings, so an operator can tell which package to fix."""
+
+    module: str
+    distribution: str = ""  # plug-ins only: the installed distribution's name
+    version: str = ""
+    entry_point: str = ""  # plug-ins only: "name = module:Class"
+
+    @property
+    def builtin(self) -> bool:
+        return not self.distribution and (self.module == "fworker" or self.module.startswith("fworker."))
+
+    def describe(self) -> str:
+        if self.distribution:
+            return f"{self.distribution} {self.version} (entry point {self.entry_point})"
+        if self.builtin:
+            return "built-in"
+        return f"registered by {self.module}"
+
+
+def register(cls: type["Command"], *, origin: Origin | None = None) -> type["Command"]:
+    """Class decorator: make ``cls`` available under ``cls.name``.
+
+    Registering the same class again is harmless (a plug-in module may use
+    the decorator and be named by an entry point too); another class under a
+    taken name raises ``DuplicateCommand``."""
+    if not (isinstance(cls, type) and issubclass(cls, Command)):
+        raise TypeError(f"{cls!r} is not a subclass of {Command.__module__}.Command")
     if not cls.name:
         raise DuplicateCommand(f"command class {cls.__qualname__} has no name")
     existing = _REGISTRY.get(cls.name)
@@ -33,6 +67,8 @@ def register(cls: type["Command"]) -> type["Command"]:
             f"{existing.__module__}.{existing.__qualname__} and {cls.__module__}.{cls.__qualname__}"
         )
     _REGISTRY[cls.name] = cls
+    if origin is not None or existing is None:
+        _ORIGINS[cls.name] = origin or Origin(cls.__module__)
     return cls
 
 
@@ -45,6 +81,12 @@ def lookup(name: str) -> type["Command"]:
 
 def registered() -> dict[str, type["Command"]]:
     return dict(_REGISTRY)
+
+
+def origin(name: str) -> Origin:
+    """Where the command registered as ``name`` comes from."""
+    lookup(name)  # the same error for an unknown name
+    return _ORIGINS[name]
 
 
 class Reporter(typing.Protocol):
@@ -108,11 +150,15 @@ class CommandContext:
         cwd: str | None = None,
         env: dict[str, str] | None = None,
         log_lines: bool = True,
+        output_timeout: float | None = None,
     ) -> int:
         """Run ``args`` (no shell) to completion, every output line to the task
         log and to ``on_line``.  A non-zero exit or a signal raises
-        ``CommandFailed`` naming it; killing the caller kills the child's tree."""
-        from fworker.process import ChildProcess, describe_exit  # late: process imports psutil
+        ``CommandFailed`` naming it; killing the caller kills the child's tree.
+        ``output_timeout`` (default: the ``command_output_timeout`` setting, 0 =
+        none): a child silent for that long is stopped and the command fails."""
+        from fworker import leftovers  # late: these import psutil
+        from fworker.process import ChildProcess, OutputTimeout, describe_exit
 
         def handle(line: str) -> None:
             if log_lines:
@@ -120,6 +166,9 @@ class CommandContext:
             if on_line is not None:
                 on_line(line)
 
+        if output_timeout is None:
+            output_timeout = self.setting("command_output_timeout", 0.0)
+        queue_path = self.setting("task_update_queue_db", "")
         child = ChildProcess(
             args,
             on_line=handle,
@@ -127,6 +176,8 @@ class CommandContext:
             env=child_environment(env),
             grace=self.setting("abort_grace_period", 10.0),
             logger=self.logger,
+            output_timeout=output_timeout,
+            owner=leftovers.owner_mark(queue_path) if queue_path else None,
         )
         try:
             returncode = child.run()
@@ -134,6 +185,8 @@ class CommandContext:
             raise CommandFailed(f"program not found: {args[0]!r}") from None
         except PermissionError:
             raise CommandFailed(f"program not executable: {args[0]!r}") from None
+        except OutputTimeout as ex:
+            raise CommandFailed(f"command_output_timeout: {ex}; stopped it") from None
         if returncode != 0:
             raise CommandFailed(f"{os.path.basename(args[0])} failed: {describe_exit(returncode)}")
         return returncode

@@ -1,0 +1,117 @@
+"""What a worker killed with SIGKILL leaves running, and how it is stopped.
+
+A SIGKILLed worker runs no cleanup, and its renders live in their own sessions.
+Two defences: on Linux every child asks for SIGKILL when the worker dies
+(``PR_SET_PDEATHSIG``, set by ``DieWithParent`` between fork and exec); and every
+child carries the worker's owner mark (``OWNER_VAR``, the worker's queue file) in
+its environment, inherited by everything it starts, so ``stop_leftovers()`` can
+find what survived (grandchildren do not get the parent-death signal) when the
+worker starts its next task (``TaskRunner``), in the worker's own thread.
+"""
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import sys
+import time
+import typing
+
+import gevent
+import psutil
+
+log = logging.getLogger(__name__)
+
+OWNER_VAR = "FWORKER_OWNER"
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+_KILL_TIMEOUT = 5.0
+
+
+def _load_prctl() -> typing.Callable[..., int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError) as exc:
+        log.debug("no prctl: %s", exc)
+        return None
+
+
+# Loaded once in the worker: a child must not load libraries between fork and exec.
+PRCTL = _load_prctl()
+
+
+def owner_mark(queue_path: str) -> str:
+    """The owner mark of a worker: its queue file, which no two workers share."""
+    return os.path.abspath(queue_path)
+
+
+class DieWithParent:
+    """``preexec_fn``: in the child, between fork and exec, ask for SIGKILL when the
+    worker dies.  If the worker died before that, there is no one to wait for: exit."""
+
+    def __init__(self) -> None:
+        self.parent = os.getpid()
+
+    def __call__(self) -> None:
+        zero = ctypes.c_ulong(0)
+        PRCTL(_PR_SET_PDEATHSIG, ctypes.c_ulong(signal.SIGKILL), zero, zero, zero)
+        if os.getppid() != self.parent:
+            os._exit(1)
+
+
+def find(owner: str) -> list[psutil.Process]:
+    """Live processes carrying ``owner`` as their owner mark, this one excepted."""
+    me, found = os.getpid(), []
+    for proc in psutil.process_iter():
+        try:
+            if proc.pid != me and proc.environ().get(OWNER_VAR) == owner:
+                found.append(proc)
+        except psutil.Error:  # gone, a zombie, or another user's: not ours to stop
+            continue
+    return found
+
+
+def stop_leftovers(owner: str, grace: float = 2.0) -> list[str]:
+    """Stop every process carrying ``owner`` as its owner mark.  Call it before a
+    task's first command, in the hub's thread (it logs and sleeps cooperatively).
+    Returns what could not be stopped, one sentence per process."""
+    found = find(owner)
+    if not found:
+        return []
+    log.warning("stopping pids %s, left running by an earlier task of this worker",
+                ", ".join(str(proc.pid) for proc in found))
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, _KILL_TIMEOUT)):
+        for proc in found:
+            try:
+                proc.send_signal(sig)  # psutil refuses a reused pid (NoSuchProcess)
+            except psutil.Error as exc:
+                log.debug("pid %d: %s", proc.pid, exc)
+        found = _wait_gone(found, wait)
+        if not found:
+            return []
+    return [f"leftover process {proc.pid} ({_name(proc)}) of an earlier task survives SIGKILL" for proc in found]
+
+
+def _alive(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _wait_gone(procs: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+    deadline = time.monotonic() + timeout
+    while True:
+        procs = [proc for proc in procs if _alive(proc)]
+        if not procs or time.monotonic() >= deadline:
+            return procs
+        gevent.sleep(0.02)
+
+
+def _name(proc: psutil.Process) -> str:
+    try:
+        return proc.name()
+    except psutil.Error:
+        return "?"

@@ -1,0 +1,288 @@
+"""The real worker against the fault-injecting Manager, with a seeded fault schedule.
+
+``run(seed, root)`` starts the development Manager and the fault proxy in this process,
+the journaled worker (``journaled_worker.py``) as a child process, submits a job of
+counting tasks, and injects faults as the exchanges go by: the schedule says after how
+many requests each fault comes, so a seed gives the same schedule every time (the exact
+moment in the worker's life still varies a little, which is the point).  Afterwards it
+checks everything ``RunResult`` reports.  Used by the tests and by ``report.py``.
+"""
+from __future__ import annotations
+
+import fworker  # noqa: F401  (monkey-patches first)
+
+import collections
+import dataclasses
+import json
+import os
+import random
+import shlex
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import uuid
+
+import gevent
+import psutil
+
+import relcheck
+from fworker.devmanager import DevManager
+from fworker.devmanager.faults import FaultManager
+from workerproc import FAST, WorkerProcess, wait_until
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+JOURNALED = os.path.join(HERE, "journaled_worker.py")
+PY = sys.executable
+HTTP_TIMEOUT = 1.0
+SETTINGS = {**FAST, "http_timeout": str(HTTP_TIMEOUT), "abort_grace_period": "0.5"}
+
+# A child that prints numbered lines; its last argument marks it as this run's.
+COUNTER = ("import sys, time\n"
+           "for i in range(int(sys.argv[1])):\n"
+           "    print('count', i, flush=True)\n"
+           "    time.sleep(0.01)\n")
+
+# Per-request faults and how often each is drawn; then outages: "refuse" (the Manager
+# unreachable), "kill" (SIGKILL, restart after a while), "kill-in-outage" (killed while
+# its updates pile up, restarted while the Manager is still away), "kill-after-outage"
+# (killed while it sends the backlog of an outage).
+WEIGHTS = {"reset": 2, "html500": 2, "garbage": 1, "empty": 1, "wrongshape": 1, "slow": 1, "drop": 3,
+           "refuse": 2, "kill": 1, "kill-in-outage": 1, "kill-after-outage": 1}
+KILLS = ("kill", "kill-in-outage", "kill-after-outage")
+
+
+class JournaledWorker(WorkerProcess):
+    """WorkerProcess running journaled_worker.py instead of ``python -m fworker``."""
+
+    def start(self) -> "JournaledWorker":
+        env = dict(os.environ, HOME=str(self.home), PYTHONUNBUFFERED="1")
+        self._stderr = open(self.stderr_path, "wb")
+        self.proc = subprocess.Popen([PY, JOURNALED, "-c", str(self.config), "-v", *self.args],
+                                     cwd=self.workdir, env=env, stdin=subprocess.DEVNULL,
+                                     stdout=self._stderr, stderr=subprocess.STDOUT)
+        return self
+
+
+@dataclasses.dataclass
+class Step:
+    after: int  # requests the proxy has seen
+    kind: str
+    path: str = ""  # regular expression the request path must match
+    times: int = 1
+    seconds: float = 0.0  # outage length, or time until the killed worker is restarted
+
+
+@dataclasses.dataclass
+class RunResult:
+    seed: int
+    seconds: float = 0.0
+    faults: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+    delivery: relcheck.Delivery = dataclasses.field(default_factory=relcheck.Delivery)
+    orphans: int = 0
+    longest_outage: float = 0.0  # connections refused, or no worker running
+    worker_exit: int | None = None
+    problems: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and not self.delivery.problems and not self.delivery.lost and not self.orphans
+
+
+def schedule(seed: int, faults: int = 10, max_outage: float = 1.5, kills: int = 1) -> list[Step]:
+    rng = random.Random(seed)
+    steps, after = [], 0
+    kinds, weights = zip(*WEIGHTS.items())
+    while len(steps) < faults:
+        after += rng.randint(2, 12)
+        kind = rng.choices(kinds, weights)[0]
+        if kind in KILLS:
+            if kills <= 0:
+                continue
+            kills -= 1
+        path = r"/update$" if rng.random() < 0.6 else ""
+        seconds = round(rng.uniform(0.1, 0.6 if kind == "kill" else max_outage), 2)
+        steps.append(Step(after, kind, path, rng.randint(1, 3), seconds))
+    return steps
+
+
+def job(tasks: int, lines: int, token: str) -> dict:
+    cmd = shlex.join([PY, "-c", COUNTER, str(lines), token])
+    return {"name": "reliability", "job_type": "debug", "priority": 50, "tasks": [
+        {"name": f"count-{i}", "task_type": "debug",
+         "commands": [{"name": "echo", "settings": {"message": f"task {i} of {token}"}},
+                      {"name": "exec", "settings": {"cmd": cmd}}]} for i in range(tasks)]}
+
+
+class Run:
+    def __init__(self, seed: int, root, steps: list[Step], tasks: int, lines: int):
+        self.seed, self.root, self.steps = seed, root, steps
+        self.token = f"reliability-{seed}-{uuid.uuid4().hex[:8]}"
+        self.result = RunResult(seed)
+        self.manager = DevManager(str(root / "manager.sqlite")).start()
+        self.proxy = FaultManager(self.manager.url, slow_delay=HTTP_TIMEOUT * 1.3,
+                                  client_timeout=HTTP_TIMEOUT).up()
+        self.task_ids = self.manager.submit_job(job(tasks, lines, self.token))["task_ids"]
+        (root / "w").mkdir(exist_ok=True)
+        self.worker = JournaledWorker(root / "w", self.proxy.url, SETTINGS).start()
+        self.done = False
+        self.down_gaps: list[float] = []
+
+    def execute(self, deadline: float) -> RunResult:
+        started = time.monotonic()
+        injector = gevent.spawn(self._inject_all)
+        try:
+            self.manager.wait_for(self._all_completed, timeout=deadline)
+        except AssertionError as ex:
+            self.result.problems.append(f"tasks not all completed: {ex}; statuses {self._statuses()}")
+        finally:
+            self.done = True
+            injector.join(timeout=HTTP_TIMEOUT * 10)
+            injector.kill()
+            self.proxy.clear()
+            self.proxy.up()
+        self._finish()
+        self.result.seconds = round(time.monotonic() - started, 1)
+        return self.result
+
+    def close(self) -> None:
+        self.worker.stop()
+        self.proxy.down()
+        self.manager.stop()
+        for proc in _marked(self.token):  # only after a failed run: the test already failed
+            proc.kill()
+
+    def _all_completed(self) -> bool:
+        return all(status == "completed" for status in self._statuses())
+
+    def _statuses(self) -> list[str]:
+        return [self.manager.task(task_id)["status"] for task_id in self.task_ids]
+
+    def _inject_all(self) -> None:
+        for step in self.steps:
+            while len(self.proxy.exchanges) < step.after and not self.done:
+                gevent.sleep(0.01)  # polling the request count, the schedule's clock
+            if self.done:
+                return
+            self._inject(step)
+
+    def _inject(self, step: Step) -> None:
+        if step.kind == "refuse":
+            # The outage's length is the fault itself, not a wait for something.
+            self.proxy.outage(step.seconds).join()
+        elif step.kind == "kill":
+            self._kill_and_restart(step.kind, step.seconds)
+        elif step.kind == "kill-in-outage":
+            self.proxy.down()
+            gevent.sleep(step.seconds / 2)  # updates pile up in the queue meanwhile
+            self._kill_and_restart(step.kind, step.seconds / 2)
+            self.proxy.up()
+        elif step.kind == "kill-after-outage":
+            self.proxy.outage(step.seconds).join()
+            ended = self.proxy.outages[-1][1]
+            deadline = time.monotonic() + 10 * HTTP_TIMEOUT
+            while not any(x.started > ended for x in self.proxy.updates()) and time.monotonic() < deadline:
+                gevent.sleep(0.005)  # polling for the first update after the outage
+            self._kill_and_restart(step.kind, 0.1)  # while it sends the backlog
+        else:
+            self.proxy.inject(step.kind, step.path, times=step.times)
+
+    def _kill_and_restart(self, label: str, seconds: float) -> None:
+        self.proxy.mark(label, fault=True)
+        killed_at = time.monotonic()
+        self.worker.proc.kill()
+        self.worker.wait()
+        gevent.sleep(seconds)  # the worker stays dead this long: part of the fault
+        self.proxy.mark("restart")
+        self.down_gaps.append(time.monotonic() - killed_at)
+        self.worker = JournaledWorker(self.root / "w", self.proxy.url, SETTINGS).start()
+
+    def _finish(self) -> None:
+        result, worker = self.result, self.worker
+        try:
+            wait_until(lambda: queued(worker.queue_db) == 0 or worker.proc.poll() is not None, timeout=30,
+                       what="the worker's queue drained")
+        except AssertionError as ex:
+            result.problems.append(str(ex))
+        if worker.proc.poll() is not None:
+            result.problems.append(f"the worker died (exit {worker.proc.returncode}):\n{worker.output[-3000:]}")
+        else:
+            worker.send(signal.SIGTERM)
+            result.worker_exit = worker.wait(timeout=30)
+            if result.worker_exit != 0:
+                result.problems.append(f"the worker exited {result.worker_exit}:\n{worker.output[-3000:]}")
+        result.orphans = _orphans(self.token)
+        result.faults = collections.Counter(self.proxy.injected)
+        outages = [end - start for start, end in self.proxy.outages] + self.down_gaps
+        result.longest_outage = round(max(outages, default=0.0), 2)
+        result.delivery = relcheck.check(journal(worker.queue_db), self._applied())
+        self._check_manager_records()
+
+    def _applied(self) -> list[relcheck.Request]:
+        restarts = [at for at, label in self.proxy.marks if label == "restart"]
+        applied = []
+        for x in self.proxy.updates():
+            if x.manager_status is None:
+                continue
+            if x.manager_status != 204:
+                self.result.problems.append(f"the Manager refused update #{x.index}: {x.manager_status}")
+                continue
+            generation = sum(1 for at in restarts if at < x.started)
+            applied.append(relcheck.Request(x.index, x.path.split("/")[2], x.body, x.response_lost, generation))
+        return applied
+
+    def _check_manager_records(self) -> None:
+        """The Manager keeps every update it accepted, duplicates included."""
+        rows = sorted((row for task_id in self.task_ids for row in self.manager.store.task_update_rows(task_id)),
+                      key=lambda row: row["seq"])
+        forwarded = [x.body for x in self.proxy.updates() if x.manager_status == 204]
+        if [row["body"] for row in rows] != forwarded:
+            self.result.problems.append("the Manager's records differ from what the proxy forwarded")
+
+
+def run(seed: int, root, *, faults: int = 10, max_outage: float = 1.5, kills: int = 1, tasks: int = 2,
+        lines: int = 120, deadline: float = 60.0, steps: list[Step] | None = None) -> RunResult:
+    """One run; ``steps`` replaces the seeded schedule."""
+    root.mkdir(parents=True, exist_ok=True)
+    if steps is None:
+        steps = schedule(seed, faults, max_outage, kills)
+    scenario = Run(seed, root, steps, tasks, lines)
+    try:
+        return scenario.execute(deadline)
+    finally:
+        scenario.close()
+
+
+def queued(db_path) -> int:
+    try:
+        with sqlite3.connect(db_path) as db:
+            return db.execute("SELECT COUNT(*) FROM task_updates").fetchone()[0]
+    except sqlite3.OperationalError:  # not created yet
+        return 0
+
+
+def journal(db_path) -> list[tuple[str, dict]]:
+    with sqlite3.connect(db_path) as db:
+        rows = db.execute("SELECT task_id, payload FROM journal ORDER BY id").fetchall()
+    return [(task_id, json.loads(payload)) for task_id, payload in rows]
+
+
+def _marked(token: str) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if token in proc.cmdline() and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+        except psutil.Error:
+            continue
+    return found
+
+
+def _orphans(token: str) -> int:
+    """Processes of this run's tasks still alive after the worker stopped."""
+    try:
+        wait_until(lambda: not _marked(token), timeout=10, what="the tasks' processes gone")
+    except AssertionError:
+        return len(_marked(token))
+    return 0

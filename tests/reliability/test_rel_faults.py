@@ -1,0 +1,205 @@
+"""The fault-injecting Manager does what it says, and the delivery check catches what
+it must: a lost update, a reordering, a duplicate without a lost response."""
+import fworker  # noqa: F401  (monkey-patches first)
+
+import time
+
+import gevent
+import pytest
+import requests
+
+import relcheck
+import relharness
+from fworker.devmanager.faults import KINDS, FaultManager
+from relharness import Step
+
+# --- the proxy, kind by kind --------------------------------------------------------
+
+
+@pytest.fixture
+def proxy(manager):
+    p = FaultManager(manager.url, slow_delay=0.6).up()
+    yield p
+    p.down()
+
+
+def register(url, timeout=5.0):
+    body = {"secret": "s" * 64, "platform": "linux", "supported_task_types": ["debug"], "nickname": "n"}
+    return requests.post(url + "register-worker", json=body, timeout=timeout)
+
+
+def test_unfaulted_requests_are_forwarded_and_recorded(proxy, manager):
+    answer = register(proxy.url)
+    assert answer.status_code == 200 and answer.json()["_id"]
+    x = proxy.exchanges[0]
+    assert (x.method, x.path, x.manager_status, x.client_status, x.fault, x.response_lost) == \
+        ("POST", "/register-worker", 200, 200, None, False)
+    assert x.body["nickname"] == "n" and len(manager.workers()) == 1
+
+
+@pytest.mark.parametrize("kind, status, text", [
+    ("html500", 500, "<html>"), ("garbage", 200, "{not json"), ("empty", 200, ""), ("wrongshape", 200, '["not"'),
+])
+def test_answers_that_are_not_forwarded(proxy, manager, kind, status, text):
+    proxy.inject(kind, r"^/register-worker$")
+    answer = register(proxy.url)
+    assert answer.status_code == status and text in answer.content.decode(errors="replace")
+    assert manager.workers() == [], "not forwarded"
+    assert proxy.injected[kind] == 1 and proxy.exchanges[0].fault == kind
+    assert register(proxy.url).status_code == 200, "only the next matching request"
+
+
+def test_reset_closes_the_connection_before_forwarding(proxy, manager):
+    proxy.inject("reset", r"^/register-worker$")
+    with pytest.raises(requests.ConnectionError):
+        register(proxy.url)
+    assert manager.workers() == [] and proxy.exchanges[0].client_status is None
+
+
+def test_drop_applies_the_request_and_loses_the_answer(proxy, manager):
+    proxy.inject("drop", r"^/register-worker$")
+    with pytest.raises(requests.ConnectionError):
+        register(proxy.url)
+    assert len(manager.workers()) == 1
+    x = proxy.exchanges[0]
+    assert x.manager_status == 200 and x.client_status is None and x.response_lost
+
+
+def test_slow_applies_the_request_and_answers_after_the_client_gave_up(proxy, manager):
+    proxy.inject("slow", r"^/register-worker$")
+    started = time.monotonic()
+    with pytest.raises(requests.Timeout):
+        register(proxy.url, timeout=0.3)
+    assert time.monotonic() - started < 0.6
+    assert len(manager.workers()) == 1 and proxy.exchanges[0].response_lost
+
+
+def test_an_answer_the_client_gave_up_waiting_for_counts_as_lost(proxy, manager):
+    # No fault: the answer is merely late (a slow rewrite), and the client closed the connection.
+    proxy.rewrite("POST", r"^/register-worker$", lambda answer: (gevent.sleep(0.5), answer)[1])
+    with pytest.raises(requests.Timeout):
+        register(proxy.url, timeout=0.2)
+    relharness.wait_until(lambda: proxy.exchanges[0].client_status, timeout=5, what="the late answer")
+    assert proxy.exchanges[0].fault is None and proxy.exchanges[0].response_lost
+    assert len(manager.workers()) == 1
+
+
+def test_down_refuses_connections_and_closes_idle_keep_alive_ones(proxy):
+    session = requests.Session()
+    assert session.get(proxy.url + "status-change", timeout=5).status_code == 401  # a kept-alive connection
+    proxy.down()
+    with pytest.raises(requests.ConnectionError):
+        session.get(proxy.url + "status-change", timeout=5)
+    with pytest.raises(requests.ConnectionError):
+        requests.get(proxy.url + "status-change", timeout=5)
+    proxy.up()
+    assert session.get(proxy.url + "status-change", timeout=5).status_code == 401
+    assert proxy.injected["refuse"] == 1 and len(proxy.outages) == 1
+
+
+def test_a_request_being_served_when_the_proxy_goes_down_still_gets_its_answer(proxy, manager):
+    proxy.inject("slow", r"^/register-worker$", delay=0.3)
+    call = gevent.spawn(register, proxy.url)
+    relharness.wait_until(lambda: proxy.exchanges, timeout=5, what="the request arrived")
+    proxy.down()
+    assert call.get(timeout=5).status_code == 200
+    assert len(manager.workers()) == 1 and proxy.exchanges[0].client_status == 200
+
+
+def test_outage_comes_back_by_itself_and_refuse_is_not_a_request_fault(proxy):
+    proxy.outage(0.2).join(timeout=5)
+    assert requests.get(proxy.url + "status-change", timeout=5).status_code == 401
+    start, end = proxy.outages[0]
+    assert 0.2 <= end - start < 1
+    assert "refuse" in KINDS
+    with pytest.raises(ValueError):
+        proxy.inject("refuse")
+
+
+# --- the delivery check -------------------------------------------------------------
+
+T1, T2 = "a" * 24, "b" * 24
+PRODUCED = [(T1, {"task_status": "active"}), (T1, {"log": "1"}), (T1, {"log": "2"}),
+            (T1, {"activity": "x", "log": "3"}), (T2, {"log": "4"})]
+
+
+def req(index, task, body, lost=False, generation=0):
+    return relcheck.Request(index, task, body, lost, generation)
+
+
+def test_check_accepts_coalesced_requests_in_order():
+    applied = [req(0, T1, {"task_status": "active", "log": "1\n2"}), req(1, T1, {"log": "3", "activity": "x"}),
+               req(2, T2, {"log": "4"})]
+    d = relcheck.check(PRODUCED, applied)
+    assert (d.delivered, d.duplicates, d.lost, d.problems) == (5, 0, 0, [])
+
+
+def test_check_counts_a_lost_update():
+    d = relcheck.check(PRODUCED, [req(0, T1, {"task_status": "active", "log": "1\n2"})])
+    assert d.lost == 2 and d.delivered == 3
+
+
+def test_check_catches_a_reordering():
+    applied = [req(0, T1, {"task_status": "active"}), req(1, T1, {"log": "2"}), req(2, T1, {"log": "1"})]
+    d = relcheck.check(PRODUCED, applied)
+    assert d.problems and "request #1" in d.problems[0]
+
+
+def test_check_allows_a_repeat_only_after_a_lost_response_or_a_restart():
+    first = {"task_status": "active", "log": "1"}
+    extended = {"task_status": "active", "log": "1\n2"}
+    for lost, generation, allowed in ((True, 0, True), (False, 1, True), (False, 0, False)):
+        applied = [req(0, T1, first, lost=lost), req(1, T1, extended, generation=generation)]
+        d = relcheck.check(PRODUCED, applied)
+        assert (not d.problems) is allowed, (lost, generation)
+        if allowed:
+            assert d.duplicates == 2 and d.delivered == 3
+
+
+# --- every kind, once, against the real worker --------------------------------------
+
+
+def test_every_request_fault_on_the_update_path_with_the_real_worker(tmp_path):
+    kinds = [k for k in KINDS if k != "refuse"]
+    steps = [Step(after=4 + 3 * i, kind=kind, path=r"/update$") for i, kind in enumerate(kinds)]
+    steps.append(Step(after=4 + 3 * len(kinds), kind="refuse", seconds=0.5))
+    result = relharness.run(7, tmp_path, steps=steps)
+    assert not result.problems, "\n".join(result.problems)
+    assert not result.delivery.problems and result.delivery.lost == 0
+    assert all(result.faults[kind] >= 1 for kind in KINDS), result.faults
+    assert result.delivery.duplicates >= 1, "slow and drop make the Manager see an update twice"
+
+
+# --- re-authentication ---------------------------------------------------------------
+
+
+def test_a_401_on_updates_makes_the_worker_sign_on_again(manager, worker_process, tmp_path):
+    """The Manager forgot this worker while its updates waited: the flusher gets 401s,
+    and the worker must sign on (register) again instead of retrying them forever."""
+    import shlex
+    import sys
+
+    from faultproxy import FaultProxy
+
+    stop = tmp_path / "stop"
+    code = ("import os, sys, time\n"
+            "while not os.path.exists(sys.argv[1]):\n"
+            "    print('tick', flush=True)\n"
+            "    time.sleep(0.02)\n")
+    manager.submit_job({"name": "j", "job_type": "debug", "priority": 50, "tasks": [
+        {"name": "t", "task_type": "debug",
+         "commands": [{"name": "exec", "settings": {"cmd": shlex.join([sys.executable, "-c", code, str(stop)])}}]}]})
+    proxy = FaultProxy(manager.url).up()
+    try:
+        w = worker_process(proxy.url)
+        manager.wait_for(lambda: manager.workers() and manager.tasks()[0]["status"] == "active", timeout=30)
+        proxy.down()
+        w.wait_for_output("cannot send task updates")
+        manager.forget_worker(manager.workers()[0]["id"])
+        stop.touch()
+        proxy.up()
+        relharness.wait_until(lambda: w.output.count("registered as worker") == 2, timeout=5,
+                              what="a new registration")
+        relharness.wait_until(lambda: relharness.queued(w.queue_db) == 0, timeout=5, what="the queue drained")
+    finally:
+        proxy.down()
