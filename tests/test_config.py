@@ -139,3 +139,10 @@ def test_console_entry_imports_fworker_first():
             code = [line for line in f if line.startswith(("import ", "from "))]
         first = [line for line in code if "__future__" not in line][0]
         assert first.startswith("import fworker"), rel
+
+
+def test_readme_documents_every_setting():
+    with open(os.path.join(REPO, "README.md"), encoding="utf-8") as f:
+        readme = f.read()
+    missing = [s.name for s in config.SETTINGS if f"`{s.name}`" not in readme]
+    assert not missing, f"README.md does not mention: {missing}"
