@@ -146,3 +146,25 @@ def test_readme_documents_every_setting():
         readme = f.read()
     missing = [s.name for s in config.SETTINGS if f"`{s.name}`" not in readme]
     assert not missing, f"README.md does not mention: {missing}"
+
+
+def run_check_config(tmp_path, text):
+    cfg = tmp_path / "check.cfg"
+    cfg.write_text(text)
+    out = subprocess.run([sys.executable, "-m", "fworker", "-c", str(cfg), "--check-config"], capture_output=True,
+                         text=True, timeout=60, cwd=tmp_path, env=dict(os.environ, HOME=str(tmp_path)))
+    return cfg, out
+
+
+def test_check_config_prints_effective_settings_with_their_source(tmp_path):
+    cfg, out = run_check_config(tmp_path, "[flamenco-worker]\nhttp_timeout = 7\nworker_secret = hush-hush\n")
+    assert out.returncode == 0, out.stderr
+    assert f"http_timeout = 7    # from {cfg}" in out.stdout
+    assert "backoff_max = 60    # from default" in out.stdout
+    assert "worker_secret = *****" in out.stdout and "hush-hush" not in out.stdout + out.stderr
+
+
+def test_check_config_fails_on_a_bad_file(tmp_path):
+    cfg, out = run_check_config(tmp_path, "[flamenco-worker]\nmay_i_run_interval = often\n")
+    assert out.returncode == 2
+    assert "may_i_run_interval" in out.stderr and "often" in out.stderr and "Traceback" not in out.stderr
