@@ -123,6 +123,40 @@ class _LineSplitter:
         self._emit(raw.decode("utf-8", errors="replace"))
 
 
+class _BatchSplitter(_LineSplitter):
+    """The same lines in the same order as ``_LineSplitter``, but all the lines of one
+    chunk go to ``emit_lines`` in one call: per-line calls and decodes were most of the
+    worker's CPU on chatty output.  Lines that need cutting into pieces take
+    ``_LineSplitter``'s path; they are rare."""
+
+    def __init__(self, emit_lines: Callable[[list[str]], None], limit: int):
+        self._batch: list[str] = []
+        super().__init__(self._batch.append, limit)
+        self._emit_lines = emit_lines
+
+    def feed(self, data: bytes) -> None:
+        buf = self._rest + data
+        held = buf.endswith(b"\r")  # the \n of a \r\n may come with the next chunk
+        parts = _EOL.split(buf[:-1] if held else buf)
+        tail = parts.pop()  # the unterminated rest, maybe b""
+        if self._cut or (parts and max(map(len, parts)) > self._limit):
+            super().feed(data)  # pieces: the careful path (self._rest is untouched so far)
+        else:
+            self._batch.extend([part.decode("utf-8", errors="replace") for part in parts])
+            self._rest = self._send_pieces(tail + b"\r" if held else tail)
+        self._deliver()
+
+    def close(self) -> None:
+        super().close()
+        self._deliver()
+
+    def _deliver(self) -> None:
+        if self._batch:
+            lines = self._batch.copy()
+            self._batch.clear()  # in place: _send appends to this very list
+            self._emit_lines(lines)
+
+
 class OutputTimeout(Exception):
     """The child printed nothing for ``output_timeout`` seconds (a hung render);
     its tree has been stopped by the time the caller sees this."""
@@ -130,18 +164,24 @@ class OutputTimeout(Exception):
 
 class ChildProcess:
     """Runs one program (an argument list, never a shell) in its own session, feeds its
-    output (stdout and stderr together) to ``on_line``, and can end its whole tree.
+    output (stdout and stderr together) to ``on_line`` line by line, or to ``on_lines``
+    a chunk's lines at a time (cheaper), and can end its whole tree.
     ``output_timeout`` > 0: stop it when it prints nothing for that long (OutputTimeout).
     ``owner``: the owner mark its environment carries, for ``stop_leftovers``."""
 
     track_interval = 1.0  # seconds between descendant scans while run() runs
     linger = 5.0  # seconds output may stay open after the child exited (_stop_leftovers)
 
-    def __init__(self, args: list[str], *, on_line: Callable[[str], None], cwd: str | None = None,
+    def __init__(self, args: list[str], *, on_line: Callable[[str], None] | None = None,
+                 cwd: str | None = None,
                  env: dict[str, str] | None = None, grace: float = 10.0,
                  logger: logging.Logger | None = None, max_line_bytes: int = 65536,
-                 output_timeout: float = 0.0, owner: str | None = None):
+                 output_timeout: float = 0.0, owner: str | None = None,
+                 on_lines: Callable[[list[str]], None] | None = None):
+        if (on_line is None) == (on_lines is None):
+            raise TypeError("ChildProcess needs exactly one of on_line and on_lines")
         self.args = list(args)
+        self._on_lines = on_lines
         self.output_timeout, self._owner = output_timeout, owner
         self.pid: int | None = None
         self._on_line, self._cwd, self._env = on_line, cwd, env
@@ -233,7 +273,11 @@ class ChildProcess:
         return f"pid {self.pid} ({os.path.basename(self.args[0]) if self.args else '?'})"
 
     def _pump(self) -> None:
-        splitter, stdout = _LineSplitter(self._on_line, self._max_line_bytes), self._popen.stdout
+        if self._on_lines is not None:
+            splitter: _LineSplitter = _BatchSplitter(self._on_lines, self._max_line_bytes)
+        else:
+            splitter = _LineSplitter(self._on_line, self._max_line_bytes)
+        stdout = self._popen.stdout
         while True:
             # A read only waits when the pipe is empty, and gevent.sleep(0) does not cycle
             # the event loop: against a child that never pauses, timers and other I/O

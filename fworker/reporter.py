@@ -28,6 +28,12 @@ log = logging.getLogger(__name__)
 # text (a setting's repr in an error message), which is no use there.
 MAX_ACTIVITY = 1000
 
+# Buffered log text is queued once it passes this many characters, whatever
+# push_log_max_lines says: for short lines a count of lines alone meant a
+# SQLite commit, a JSON encoding and a queue row per ~100 KB; for very long
+# lines it let megabytes gather in memory.
+LOG_FLUSH_CHARS = 256 * 1024
+
 
 class LimitExceeded(BaseException):
     """A limit on a task was hit (``task_log_max_bytes``, ``task_timeout``): the
@@ -75,10 +81,11 @@ class TaskReporter:
         self.on_output = on_output
         self.local_log = local_log  # a logsetup.TaskLog: the task log kept on this machine
         self.log_max_bytes = getattr(settings, "task_log_max_bytes", 0)
-        self.log_bytes = 0  # bytes of log lines accepted so far, for the cap
+        self.log_bytes = 0  # bytes of log lines accepted so far, for the cap (log_lines counts only under one)
         self.dropped_lines = 0  # lines dropped after the cap was hit
         self.timings: dict[str, float] = {}
         self._lines: list[str] = []
+        self._chars = 0  # characters in _lines, for the LOG_FLUSH_CHARS rule
         self._lines_since = time.monotonic()
         self._pending: dict[str, typing.Any] = {}
         self._last_act_push = 0.0
@@ -99,12 +106,48 @@ class TaskReporter:
         self.log_bytes += size
         self.worker_line(line)
 
+    def log_lines(self, lines: list[str]) -> None:
+        """``log_line`` for each of ``lines``, in order, at a fraction of the cost:
+        lines read together arrived together, so they share one timestamp."""
+        if self.dropped_lines:
+            self.dropped_lines += len(lines)
+            return
+        if not lines:
+            return
+        if self.log_interval <= 0:
+            # push_log_max_interval = 0 promises every line as its own update, at once:
+            # what it costs is what was asked for.
+            for line in lines:
+                self.log_line(line)
+            return
+        if self.log_max_bytes:
+            # One encoding of the whole batch; line by line only when it would pass the cap.
+            size = len("\n".join(lines).encode("utf-8", errors="replace")) + 1
+            if self.log_bytes + size > self.log_max_bytes:
+                for index, line in enumerate(lines):
+                    line_size = len(line.encode("utf-8", errors="replace")) + 1
+                    if self.log_bytes + line_size > self.log_max_bytes:
+                        self._add_lines(lines[:index])
+                        self.log_line(line)  # the cap's note and LimitExceeded, as for one line
+                    self.log_bytes += line_size
+                return  # not reached: log_line raised
+            self.log_bytes += size
+        self._add_lines(lines)
+
     def worker_line(self, line: str) -> None:
         """A line of the worker's own about the task, never dropped by the cap."""
+        self._add_lines([line])
+
+    def _add_lines(self, lines: list[str]) -> None:
+        if not lines:
+            return
         if not self._lines:
             self._lines_since = time.monotonic()
-        self._lines.append(f"{log_timestamp()}: {line}")
-        if len(self._lines) >= self.log_max_lines or self.log_interval <= 0:
+        stamp = log_timestamp()
+        self._lines.extend([f"{stamp}: {line}" for line in lines])
+        self._chars += sum(map(len, lines))
+        if (len(self._lines) >= self.log_max_lines or self._chars >= LOG_FLUSH_CHARS
+                or self.log_interval <= 0):
             self.flush_log()
 
     def activity(self, text: str) -> None:
@@ -170,7 +213,7 @@ class TaskReporter:
 
     def flush_log(self) -> None:
         if self._lines:
-            lines, self._lines = self._lines, []
+            lines, self._lines, self._chars = self._lines, [], 0
             if self.local_log is not None:
                 self.local_log.write_lines(lines)
             self.queue.push(self.task_id, {"log": "\n".join(lines)})

@@ -116,6 +116,16 @@ class CommandContext:
     def log(self, line: str) -> None:
         self.reporter.log_line(line)
 
+    def log_lines(self, lines: list[str]) -> None:
+        """``log`` for each of ``lines``, in order; one call to the reporter when it
+        has ``log_lines`` (a timestamp and a buffer extend per batch, not per line)."""
+        batch = getattr(self.reporter, "log_lines", None)
+        if batch is not None:
+            batch(lines)
+            return
+        for line in lines:  # a reporter with the minimal protocol, e.g. in tests
+            self.reporter.log_line(line)
+
     def activity(self, text: str) -> None:
         self.reporter.activity(text)
 
@@ -166,12 +176,20 @@ class CommandContext:
             if on_line is not None:
                 on_line(line)
 
+        def ignore(lines: list[str]) -> None:
+            pass
+
+        # Without a per-line parser, lines go to the log a chunk at a time: per-line
+        # calls were most of the worker's CPU on chatty output (exec).
+        line_sinks: dict[str, typing.Any] = (
+            {"on_line": handle} if on_line is not None
+            else {"on_lines": self.log_lines if log_lines else ignore})
         if output_timeout is None:
             output_timeout = self.setting("command_output_timeout", 0.0)
         queue_path = self.setting("task_update_queue_db", "")
         child = ChildProcess(
             args,
-            on_line=handle,
+            **line_sinks,
             cwd=cwd,
             env=child_environment(env),
             grace=self.setting("abort_grace_period", 10.0),
