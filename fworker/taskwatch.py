@@ -117,13 +117,16 @@ class OutputThrottle:
 
     def _send(self) -> None:
         paths, self._paths = self._paths, []
-        self._last_sent = time.monotonic()
         try:
             answer = self.upstream.output_produced(paths)
         except RetryLater as ex:
             # Fire and forget: a missed preview is not worth a retry queue.
             log.warning("could not report produced output %s: %s", paths, ex)
             return
+        finally:
+            # The interval counts from the end of a call: a slow request must
+            # not let the next one reach the Manager right behind it.
+            self._last_sent = time.monotonic()
         self.sent_calls += 1
         if answer.status != 204:
             log.warning("output-produced: Manager answered %d %s", answer.status, answer.text.strip()[:200])
