@@ -79,7 +79,6 @@ class Worker:
         self.runner: TaskRunner | None = None
         self.runner_greenlet: gevent.Greenlet | None = None
         self.last_outcome: Outcome | None = None
-        self.tasks_done = 0
         self._aborting = False  # the running task is being stopped already
         self._recheck_at = 0.0  # monotonic time of the next pre-task check while in error
         self._stopped = False
@@ -239,7 +238,6 @@ class Worker:
         if outcome is Outcome.RETURNED:
             self._give_back(task)
         self.last_outcome = outcome
-        self.tasks_done += 1
         counter = _OUTCOME_COUNTERS[outcome]
         setattr(self.stats, counter, getattr(self.stats, counter) + 1)
         log.info("task %s: %s", task.id, outcome.value)
