@@ -2,8 +2,9 @@
 
 ``run()`` loops over ``run_once()``, which sends one batch from the head of
 the queue.  Consecutive updates of one task are coalesced into one request
-when that loses nothing: their log texts are joined and no other field
-appears in both (so no activity or progress value is overwritten).
+whose effect on the Manager is that of sending them one by one (see
+``coalesce``): a backlog of one task's progress goes out in a few requests,
+not one per update.
 """
 from __future__ import annotations
 
@@ -32,26 +33,73 @@ class Batch(typing.NamedTuple):
 
 
 def coalesce(items: list[QueuedUpdate]) -> list[Batch]:
-    batches: list[Batch] = []
+    """Merge runs of consecutive updates of one task into single requests.
+
+    The Manager applies an update as a whole and keeps only the newest value
+    of a task's activity and progress fields, appends its log and merges its
+    metrics; so one request carrying the newest values, the joined log and the
+    merged metrics leaves it exactly as the run sent one by one would.
+    Statuses only move forward within a request: ``active`` may be followed by
+    a final status, and nothing is merged after a final status (it ends the
+    task).  Fields without such a rule may appear in one update of a run only.
+    """
+    runs: list[_Run] = []
     for item in items:
-        if batches and _mergeable(batches[-1], item):
-            last = batches[-1]
-            merged = dict(last.payload)
-            for key, value in item.payload.items():
-                merged[key] = merged["log"] + "\n" + value if key == "log" and "log" in merged else value
-            batches[-1] = Batch(last.task_id, merged, last.ids + [item.id])
-        else:
-            batches.append(Batch(item.task_id, dict(item.payload), [item.id]))
-    return batches
+        if not (runs and runs[-1].take(item)):
+            runs.append(_Run(item))
+    return [run.batch() for run in runs]
 
 
-def _mergeable(batch: Batch, item: QueuedUpdate) -> bool:
-    if batch.task_id != item.task_id:
-        return False
-    if (set(batch.payload) - {"log"}) & (set(item.payload) - {"log"}):
-        return False
-    size = len(batch.payload.get("log", "")) + len(item.payload.get("log", ""))
-    return size <= MAX_COALESCED_LOG
+# The Manager keeps only the newest value of each of these.
+NEWEST_WINS = frozenset(("activity", "task_progress_percentage", "current_command_idx",
+                         "command_progress_percentage"))
+FINAL_STATUSES = frozenset(("completed", "failed", "canceled"))
+_KNOWN = NEWEST_WINS | {"log", "metrics", "task_status"}
+
+
+class _Run:
+    """Consecutive updates of one task, merged as they are taken."""
+
+    def __init__(self, item: QueuedUpdate):
+        self.task_id = item.task_id
+        self.ids = [item.id]
+        self.payload = {key: value for key, value in item.payload.items() if key != "log"}
+        self.logs = [item.payload["log"]] if "log" in item.payload else []
+        self.log_size = len(item.payload.get("log", ""))
+
+    def take(self, item: QueuedUpdate) -> bool:
+        """Merge ``item`` into this run; False when it must start a run of its own."""
+        new = item.payload
+        if item.task_id != self.task_id or self.payload.get("task_status") in FINAL_STATUSES:
+            return False
+        if (set(self.payload) - _KNOWN) & (set(new) - _KNOWN):
+            return False
+        if self.logs and self.log_size + len(new.get("log", "")) > MAX_COALESCED_LOG:
+            return False
+        for key, value in new.items():
+            if key == "log":
+                self.logs.append(value)
+                self.log_size += len(value)
+            elif key == "metrics" and isinstance(self.payload.get(key), dict) and isinstance(value, dict):
+                self.payload[key] = _merged_metrics(self.payload[key], value)
+            else:
+                self.payload[key] = value
+        self.ids.append(item.id)
+        return True
+
+    def batch(self) -> Batch:
+        payload = dict(self.payload)
+        if self.logs:
+            payload["log"] = "\n".join(self.logs)
+        return Batch(self.task_id, payload, self.ids)
+
+
+def _merged_metrics(old: dict, new: dict) -> dict:
+    # As the Manager merges them: newer keys win, timing phases by name.
+    merged = {**old, **new}
+    if isinstance(old.get("timing"), dict) and isinstance(new.get("timing"), dict):
+        merged["timing"] = {**old["timing"], **new["timing"]}
+    return merged
 
 
 class Flusher:

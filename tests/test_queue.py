@@ -1,12 +1,11 @@
-"""The SQLite outbox and how the flusher coalesces it."""
+"""The SQLite outbox (how the flusher coalesces it: test_coalesce.py)."""
 import json
 import os
 import sqlite3
 import subprocess
 import sys
 
-from fworker.flusher import MAX_COALESCED_LOG, coalesce
-from fworker.queue import QueuedUpdate, UpdateQueue
+from fworker.queue import UpdateQueue
 
 T1 = "a" * 24
 T2 = "b" * 24
@@ -65,29 +64,3 @@ def test_queue_survives_sigkill_of_the_writer(tmp_path):
     q = UpdateQueue(path)
     assert len(q) == 300
     assert [u.payload["log"] for u in q.head(300)] == [f"line {i}" for i in range(300)]
-
-
-def items(*specs):
-    return [QueuedUpdate(i + 1, task, payload) for i, (task, payload) in enumerate(specs)]
-
-
-def test_coalesce_joins_logs_and_disjoint_fields_of_one_task():
-    batches = coalesce(items(
-        (T1, {"log": "a"}), (T1, {"log": "b"}), (T1, {"activity": "x", "log": "c"}),
-        (T1, {"activity": "y"}), (T2, {"log": "d"}), (T1, {"log": "e"}),
-    ))
-    assert [(b.task_id, b.payload, b.ids) for b in batches] == [
-        (T1, {"log": "a\nb\nc", "activity": "x"}, [1, 2, 3]),
-        (T1, {"activity": "y"}, [4]),
-        (T2, {"log": "d"}, [5]),
-        (T1, {"log": "e"}, [6]),
-    ]
-
-
-def test_coalesce_never_overwrites_a_value_or_crosses_the_size_cap():
-    big = "x" * (MAX_COALESCED_LOG // 2 + 1)
-    batches = coalesce(items(
-        (T1, {"task_status": "active"}), (T1, {"task_status": "completed"}),
-        (T1, {"log": big}), (T1, {"log": big}),
-    ))
-    assert [b.ids for b in batches] == [[1], [2, 3], [4]]

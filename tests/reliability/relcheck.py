@@ -4,8 +4,9 @@
 (``journaled_worker.py``).  ``applied`` is every update request the Manager accepted
 (``204``), in the order the fault-injecting proxy forwarded them.  The flusher sends the
 head of the queue, coalescing consecutive updates of one task (logs joined with a line
-break, no other field in two of them), so each request must be the coalescence of the
-next run of produced updates.  A request may repeat the previous one (as the same run,
+break, metrics merged, the newest activity, progress and status kept, nothing after a
+final status), so each request must be the coalescence of the next run of produced
+updates.  A request may repeat the previous one (as the same run,
 or that run extended by what was queued meanwhile) only where the worker cannot have
 known that the previous one arrived: its response was lost (``slow``, ``drop``), or the
 worker was killed and restarted in between.  Anything else is a loss, a reordering or an
@@ -37,54 +38,101 @@ class Request:
     generation: int  # worker restarts before it was sent
 
 
+@dataclasses.dataclass(frozen=True)
+class _Reading:
+    """One way of explaining the requests so far as runs of produced updates."""
+
+    position: int  # produced updates delivered so far
+    start: int  # the run the last request stands for: produced[start:position]
+    request: Request | None
+    duplicates: int
+
+
 def check(produced: list[tuple[str, dict]], applied: list[Request]) -> Delivery:
+    # The same request body can stand for runs of different lengths (an update
+    # that repeats the newest activity changes nothing), so every reading is
+    # followed until the requests rule it out.
+    readings = [_Reading(0, 0, None, 0)]
     result = Delivery(produced=len(produced))
-    position = 0
-    previous: tuple[int, int, Request] | None = None  # (start, end) in produced, and the request
     for request in applied:
-        end = _coalesced_end(produced, position, request)
-        if end is not None:
-            previous, position = (position, end, request), end
-            continue
-        if previous is not None and _may_repeat(previous[2], request):
-            start, old_end, _ = previous
-            end = _coalesced_end(produced, start, request, at_least=old_end)
-            if end is not None:
-                result.duplicates += old_end - start
-                previous, position = (start, end, request), end
-                continue
-        result.problems.append(f"request #{request.index} (task {request.task_id}) is not the next run of "
-                               f"produced updates (position {position} of {len(produced)}): "
-                               f"{_short(request.body)}; next produced: {_short(produced[position:position + 2])}")
-        break
-    result.delivered = position
-    result.lost = len(produced) - position
+        following: dict[tuple[int, int], _Reading] = {}
+        for reading in readings:
+            for nxt in _next_readings(produced, reading, request):
+                following.setdefault((nxt.position, nxt.start), nxt)
+        if not following:
+            best = max(readings, key=lambda r: r.position)
+            result.problems.append(
+                f"request #{request.index} (task {request.task_id}) is not the next run of "
+                f"produced updates (position {best.position} of {len(produced)}): "
+                f"{_short(request.body)}; next produced: {_short(produced[best.position:best.position + 2])}")
+            break
+        readings = sorted(following.values(), key=lambda r: (-r.position, r.duplicates))[:_MAX_READINGS]
+    best = min(readings, key=lambda r: (-r.position, r.duplicates))
+    result.delivered, result.duplicates = best.position, best.duplicates
+    result.lost = len(produced) - best.position
     return result
+
+
+_MAX_READINGS = 1000
+
+
+def _next_readings(produced: list[tuple[str, dict]], reading: _Reading,
+                   request: Request) -> typing.Iterator[_Reading]:
+    for end in _coalesced_ends(produced, reading.position, request):
+        yield _Reading(end, reading.position, request, reading.duplicates)
+    previous = reading.request
+    if previous is not None and _may_repeat(previous, request):
+        for end in _coalesced_ends(produced, reading.start, request, at_least=reading.position):
+            yield _Reading(end, reading.start, request, reading.duplicates + reading.position - reading.start)
 
 
 def _may_repeat(previous: Request, request: Request) -> bool:
     return previous.response_lost or previous.generation < request.generation
 
 
-def _coalesced_end(produced: list[tuple[str, dict]], start: int, request: Request,
-                   at_least: int = 0) -> int | None:
-    """The end of the longest run from ``start`` whose coalescence is the request's body."""
+# What a request may stand for (PROTOCOL.md: an update is applied as a whole, the
+# task keeps the newest of these, logs append, metrics merge by key and timing
+# phase).  Written apart from fworker.flusher on purpose: this is the contract
+# the flusher's coalescing is checked against.
+_NEWEST = {"activity", "task_progress_percentage", "current_command_idx", "command_progress_percentage",
+           "task_status"}
+_FINAL = {"completed", "failed", "canceled"}
+
+
+def _coalesced_ends(produced: list[tuple[str, dict]], start: int, request: Request,
+                    at_least: int = 0) -> typing.Iterator[int]:
+    """Every end of a run from ``start`` whose coalescence is the request's body."""
     merged: dict[str, typing.Any] | None = None
-    found = None
     for index in range(start, len(produced)):
         task_id, payload = produced[index]
         if task_id != request.task_id:
-            break
+            return
         if merged is None:
             merged = dict(payload)
-        elif (set(merged) - {"log"}) & (set(payload) - {"log"}):
-            break
-        else:
-            for key, value in payload.items():
-                merged[key] = merged["log"] + "\n" + value if key == "log" and "log" in merged else value
+        elif not _merge(merged, payload):
+            return
         if merged == request.body and index + 1 >= at_least:
-            found = index + 1
-    return found
+            yield index + 1
+
+
+def _merge(merged: dict, payload: dict) -> bool:
+    """Merge ``payload`` into ``merged``; False when the two cannot be one request."""
+    if merged.get("task_status") in _FINAL:
+        return False
+    for key in payload:
+        if key in merged and key not in _NEWEST | {"log", "metrics"}:
+            return False
+    for key, value in payload.items():
+        if key == "log" and "log" in merged:
+            merged["log"] = merged["log"] + "\n" + value
+        elif key == "metrics" and "metrics" in merged:
+            timing = {**merged["metrics"].get("timing", {}), **value.get("timing", {})}
+            merged["metrics"] = {**merged["metrics"], **value}
+            if timing:
+                merged["metrics"]["timing"] = timing
+        else:
+            merged[key] = value
+    return True
 
 
 def _short(value: typing.Any, limit: int = 300) -> str:

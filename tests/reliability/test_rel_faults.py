@@ -134,6 +134,22 @@ def test_check_accepts_coalesced_requests_in_order():
     assert (d.delivered, d.duplicates, d.lost, d.problems) == (5, 0, 0, [])
 
 
+def test_check_accepts_newest_wins_coalescing_and_ambiguous_runs():
+    produced = [(T1, {"task_status": "active", "activity": "a"}), (T1, {"activity": "x", "log": "1"}),
+                (T1, {"activity": "x"}), (T1, {"task_status": "completed", "activity": "done"})]
+    whole = [req(0, T1, {"task_status": "completed", "activity": "done", "log": "1"})]
+    assert relcheck.check(produced, whole).delivered == 4
+    # {"activity": "x"} alone matches a run of one or of two: the checker must
+    # not settle on the longer one when the next request needs the shorter.
+    split = [req(0, T1, {"task_status": "active", "activity": "x", "log": "1"}), req(1, T1, {"activity": "x"}),
+             req(2, T1, {"task_status": "completed", "activity": "done"})]
+    d = relcheck.check(produced, split)
+    assert (d.delivered, d.duplicates, d.problems) == (4, 0, [])
+    after_final = produced + [(T1, {"log": "late"})]
+    d = relcheck.check(after_final, [req(0, T1, {"task_status": "completed", "activity": "done", "log": "1\nlate"})])
+    assert d.problems
+
+
 def test_check_counts_a_lost_update():
     d = relcheck.check(PRODUCED, [req(0, T1, {"task_status": "active", "log": "1\n2"})])
     assert d.lost == 2 and d.delivered == 3
