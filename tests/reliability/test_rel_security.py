@@ -146,6 +146,38 @@ def test_a_ca_bundle_makes_a_private_ca_trusted_whatever_the_environment_says(tl
     assert Upstream(url, timeout=5, tls_ca_bundle=cert).sign_on(["debug"], "n").status == 204
 
 
+def test_the_environments_ca_bundle_is_used_when_none_is_configured(tls_server, monkeypatch):
+    url, cert = tls_server
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", cert)
+    assert Upstream(url, timeout=5).sign_on(["debug"], "n").status == 204
+
+
+def test_the_environments_http_proxy_is_used_unless_no_proxy_names_the_manager(monkeypatch):
+    seen = []
+
+    def proxy_app(environ, start_response):
+        # A forward proxy is asked for the absolute URL; answering it here is enough.
+        seen.append(environ["PATH_INFO"] if "://" not in environ.get("REQUEST_URI", "") else environ["REQUEST_URI"])
+        start_response("204 No Content", [])
+        return [b""]
+
+    proxy = gevent.pywsgi.WSGIServer(("127.0.0.1", 0), proxy_app, log=None, error_log=None)
+    proxy.start()
+    try:
+        manager_url = "http://manager.invalid:8080/"
+        monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{proxy.server_port}")
+        monkeypatch.delenv("no_proxy", raising=False)
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        assert Upstream(manager_url, timeout=5).fetch_task().status == 204
+        assert seen == ["http://manager.invalid:8080/task"]
+        monkeypatch.setenv("no_proxy", "manager.invalid")
+        with pytest.raises(RetryLater, match="not reachable"):
+            Upstream(manager_url, timeout=5).fetch_task()
+        assert len(seen) == 1
+    finally:
+        proxy.stop(timeout=0)
+
+
 def test_turning_verification_off_works_and_is_said_loudly(tls_server, caplog):
     url, _ = tls_server
     caplog.set_level(logging.WARNING, logger="fworker.upstream")
