@@ -12,19 +12,11 @@ import gevent.subprocess
 import psutil
 import pytest
 
+from fworker import proctree
 from fworker.process import ChildProcess, _LineSplitter, describe_exit, enable_subreaper
+from waiting import wait_until
 
 PY = sys.executable
-
-
-def wait_until(predicate, timeout=5.0, what="condition"):
-    """Wait, cooperatively, for ``predicate()`` to be true; fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            what = what() if callable(what) else what
-            raise AssertionError(f"{what} not met within {timeout}s")
-        gevent.sleep(0.01)
 
 
 def gone(pid):
@@ -205,6 +197,47 @@ def test_killing_run_aborts_the_whole_tree_and_nothing_else(tmp_path):
         bystander.wait()
 
 
+HIDE = r"""
+import os, subprocess, sys, time
+role = sys.argv[1]
+if role == "child":
+    subprocess.Popen([sys.executable, __file__, "parent"])
+elif role == "parent":
+    # Its own session and an empty environment (no token): once its parent is gone,
+    # nothing but an earlier scan tells that it belongs to the child.
+    subprocess.Popen([sys.executable, __file__, "hidden"], env={}, start_new_session=True)
+os.write(1, f"{role} {os.getpid()}\n".encode())
+time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("proc_children", [True, False], ids=["proc-children-files", "parent-map"])
+def test_a_hidden_orphan_seen_by_an_earlier_scan_is_killed(tmp_path, monkeypatch, proc_children):
+    """What the scans while the child runs are for; with the children files of /proc
+    and with the map of every process's parent that replaces them elsewhere."""
+    assert enable_subreaper()
+    monkeypatch.setattr(proctree, "_PROC_CHILDREN", proc_children)
+    script = tmp_path / "hide.py"
+    script.write_text(HIDE)
+    lines = []
+    child = ChildProcess([PY, str(script), "child"], on_line=lines.append, grace=0.5)
+    runner = gevent.spawn(child.run)
+    try:
+        wait_until(lambda: len(lines) == 3, 10, lambda: f"every process ready ({lines})")
+        pids = {line.split()[0]: int(line.split()[1]) for line in lines}
+        # The scan run() repeats every track_interval.
+        assert set(pids.values()) <= {proc.pid for proc in child.descendants()}
+        os.kill(pids["parent"], signal.SIGKILL)
+        wait_until(lambda: psutil.Process(pids["hidden"]).ppid() == os.getpid(), 5, "the orphan adopted")
+        assert pids["hidden"] in {proc.pid for proc in child.descendants()}
+
+        runner.kill()
+        for role in ("child", "hidden"):
+            wait_until(lambda role=role: gone(pids[role]), 2, f"{role} {pids[role]} gone")
+    finally:
+        runner.kill()
+
+
 def test_a_child_ignoring_sigterm_is_killed_after_the_grace_period():
     lines = []
     code = """
@@ -215,7 +248,7 @@ def test_a_child_ignoring_sigterm_is_killed_after_the_grace_period():
     """
     child = ChildProcess(py(code), on_line=lines.append, grace=0.5)
     runner = gevent.spawn(child.run)
-    wait_until(lambda: lines == ["ready"])
+    wait_until(lambda: lines == ["ready"], 5, "the child ready")
     started = time.monotonic()
     child.abort()
     assert time.monotonic() - started >= 0.45  # it did get its grace period
@@ -229,7 +262,7 @@ def test_abort_returns_as_soon_as_the_tree_is_gone():
     code = "import time; print('ready', flush=True); time.sleep(60)"
     child = ChildProcess(py(code), on_line=lines.append, grace=30)
     runner = gevent.spawn(child.run)
-    wait_until(lambda: lines == ["ready"])
+    wait_until(lambda: lines == ["ready"], 5, "the child ready")
     started = time.monotonic()
     child.abort()
     assert time.monotonic() - started < 5
