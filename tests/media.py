@@ -10,7 +10,6 @@ import os
 import shutil
 import struct
 import subprocess
-import time
 
 import pytest
 
@@ -47,18 +46,6 @@ def first_pixel(path: str) -> tuple[float, float, float, float]:
     plane = len(raw) // 4
     g, b, r, a = (struct.unpack_from("<f", raw, i * plane)[0] for i in range(4))
     return r, g, b, a
-
-
-def wait_until(predicate, timeout: float, what: str, poll=None):
-    """Wait for a condition with a deadline (never a fixed sleep)."""
-    import gevent
-
-    deadline = time.monotonic() + timeout
-    while not (result := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        gevent.sleep(poll or 0.02)
-    return result
 
 
 def make_wav(path: str, seconds: float = 1.0) -> str:

@@ -26,7 +26,7 @@ import pytest
 from fworker import plugins
 from fworker.commands import base, simple
 from fworker.errors import ConfigError, UnknownCommand
-from workerproc import wait_until
+from waiting import wait_until
 
 EXAMPLE = pathlib.Path(__file__).resolve().parent.parent / "examples" / "fworker-hello-plugin"
 HELLO_ENTRY_POINT = "fworker-hello-plugin 0.1.0 (entry point hello = fworker_hello:Hello)"

@@ -11,7 +11,7 @@ import pytest
 
 from faultproxy import FaultProxy
 from test_devmanager import WorkerClient
-from workerproc import wait_until
+from waiting import wait_until
 
 PY = sys.executable
 MAY_I_RUN = 0.3

@@ -6,7 +6,7 @@ import sys
 
 import psutil
 
-from workerproc import wait_until
+from waiting import wait_until
 
 PY = sys.executable
 

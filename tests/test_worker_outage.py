@@ -7,7 +7,7 @@ import sys
 import psutil
 
 from faultproxy import FaultProxy
-from workerproc import wait_until
+from waiting import wait_until
 
 PY = sys.executable
 

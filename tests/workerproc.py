@@ -6,7 +6,8 @@ import signal
 import socket
 import subprocess
 import sys
-import time
+
+from waiting import wait_until
 
 FAST = {
     "fetch_task_interval": "0.1",
@@ -19,19 +20,6 @@ FAST = {
     "abort_grace_period": "1",
     "http_timeout": "5",
 }
-
-
-def wait_until(predicate, timeout=20.0, interval=0.02, what="condition"):
-    """Poll ``predicate`` until it returns something truthy; fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        # A poll interval, not a wait for "long enough"; cooperative under gevent.
-        time.sleep(interval)
 
 
 def free_port() -> int:

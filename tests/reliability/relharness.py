@@ -30,7 +30,8 @@ import psutil
 import relcheck
 from fworker.devmanager import DevManager
 from fworker.devmanager.faults import FaultManager
-from workerproc import FAST, WorkerProcess, wait_until
+from waiting import wait_until
+from workerproc import FAST, WorkerProcess
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 JOURNALED = os.path.join(HERE, "journaled_worker.py")

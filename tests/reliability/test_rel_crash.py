@@ -10,7 +10,7 @@ import psutil
 
 import relharness
 from relharness import Step
-from workerproc import wait_until
+from waiting import wait_until
 
 PY = sys.executable
 

@@ -16,7 +16,7 @@ import pytest
 from fworker import config, pretask
 from fworker.errors import Fatal
 from fworker.queue import UpdateQueue
-from workerproc import WorkerProcess, wait_until
+from workerproc import WorkerProcess
 
 PY = sys.executable
 T1, T2 = "a" * 24, "b" * 24

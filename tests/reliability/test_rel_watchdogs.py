@@ -16,7 +16,7 @@ from fworker.process import ChildProcess, OutputTimeout
 from fworker.queue import UpdateQueue
 from fworker.runner import Outcome, TaskRunner
 from fworker.task import parse_task
-from workerproc import wait_until
+from waiting import wait_until
 
 PY = sys.executable
 TASK_ID = "0123456789abcdef01234567"
