@@ -6,7 +6,8 @@ Two defences: on Linux every child asks for SIGKILL when the worker dies
 child carries the worker's owner mark (``OWNER_VAR``, the worker's queue file) in
 its environment, inherited by everything it starts, so ``stop_leftovers()`` can
 find what survived (grandchildren do not get the parent-death signal) when the
-worker starts its next task (``TaskRunner``), in the worker's own thread.
+worker starts its next task (``TaskRunner``), in the worker's own thread: on the
+whole machine the first time, then among the worker's descendants only.
 """
 from __future__ import annotations
 
@@ -61,10 +62,18 @@ class DieWithParent:
             os._exit(1)
 
 
-def find(owner: str) -> list[psutil.Process]:
-    """Live processes carrying ``owner`` as their owner mark, this one excepted."""
+# Owners whose leftovers this process has looked for on the whole machine.
+_swept: set[str] = set()
+
+
+def find(owner: str, *, everywhere: bool = True) -> list[psutil.Process]:
+    """Live processes carrying ``owner`` as their owner mark, this one excepted:
+    on the whole machine, or only among this process's descendants."""
+    from fworker import proctree  # late: proctree imports this module
+
     me, found = os.getpid(), []
-    for proc in psutil.process_iter():
+    candidates = psutil.process_iter() if everywhere else _processes(proctree.descendant_pids(me))
+    for proc in candidates:
         try:
             if proc.pid != me and proc.environ().get(OWNER_VAR) == owner:
                 found.append(proc)
@@ -76,8 +85,24 @@ def find(owner: str) -> list[psutil.Process]:
 def stop_leftovers(owner: str, grace: float = 2.0) -> list[str]:
     """Stop every process carrying ``owner`` as its owner mark.  Call it before a
     task's first command, in the hub's thread (it logs and sleeps cooperatively).
-    Returns what could not be stopped, one sentence per process."""
-    found = find(owner)
+    Returns what could not be stopped, one sentence per process.
+
+    The first call looks at every process on the machine (reading each one's
+    environment: ~20 % of the worker's CPU per short task when done every
+    time): an earlier worker process may have been SIGKILLed.  Later calls,
+    while this process is a subreaper, look only at its descendants: whatever
+    its own tasks leave behind is re-parented to it, not to init."""
+    from fworker import proctree  # late: proctree imports this module
+
+    everywhere = owner not in _swept or not proctree.subreaper_enabled()
+    survivors = _stop(find(owner, everywhere=everywhere), grace)
+    if not survivors:
+        _swept.add(owner)  # else look everywhere again next time
+    return [f"leftover process {proc.pid} ({_name(proc)}) of an earlier task survives SIGKILL"
+            for proc in survivors]
+
+
+def _stop(found: list[psutil.Process], grace: float) -> list[psutil.Process]:
     if not found:
         return []
     log.warning("stopping pids %s, left running by an earlier task of this worker",
@@ -91,7 +116,15 @@ def stop_leftovers(owner: str, grace: float = 2.0) -> list[str]:
         found = _wait_gone(found, wait)
         if not found:
             return []
-    return [f"leftover process {proc.pid} ({_name(proc)}) of an earlier task survives SIGKILL" for proc in found]
+    return found
+
+
+def _processes(pids: list[int]) -> typing.Iterator[psutil.Process]:
+    for pid in pids:
+        try:
+            yield psutil.Process(pid)
+        except psutil.Error:  # gone meanwhile
+            continue
 
 
 def _alive(proc: psutil.Process) -> bool:

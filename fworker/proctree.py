@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 TOKEN_VAR = "FWORKER_CHILD_TOKEN"
 _PR_SET_CHILD_SUBREAPER = 36  # from <linux/prctl.h>
+_PR_GET_CHILD_SUBREAPER = 37
 # The kernel has these files for every process or for none.
 _PROC_CHILDREN = os.path.exists(f"/proc/{os.getpid()}/task/{os.getpid()}/children")
 
@@ -45,6 +46,32 @@ def enable_subreaper() -> bool:
     if result != 0:
         log.debug("prctl(PR_SET_CHILD_SUBREAPER) failed: %s", os.strerror(ctypes.get_errno()))
     return result == 0
+
+
+def subreaper_enabled() -> bool:
+    """Whether this process adopts its orphaned descendants (asks the kernel)."""
+    if PRCTL is None:
+        return False
+    flag = ctypes.c_int(0)
+    zero = ctypes.c_ulong(0)
+    if PRCTL(_PR_GET_CHILD_SUBREAPER, ctypes.byref(flag), zero, zero, zero) != 0:
+        return False
+    return flag.value != 0
+
+
+def descendant_pids(pid: int) -> list[int]:
+    """Every descendant of ``pid`` at this moment (pids may be gone by the time
+    they are used: check them with psutil)."""
+    children_of = _children_reader()
+    found, stack, seen = [], children_of(pid), {pid}
+    while stack:
+        kid = stack.pop()
+        if kid in seen:
+            continue  # pids change hands while the files are read: no walking in circles
+        seen.add(kid)
+        found.append(kid)
+        stack.extend(children_of(kid))
+    return found
 
 
 def _alive(proc: psutil.Process) -> bool:
