@@ -13,6 +13,7 @@ statuses from gevent's Popen): a pid may vanish at any moment; a zombie counts a
 """
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import re
@@ -30,13 +31,44 @@ import gevent.subprocess
 import psutil
 
 from fworker.leftovers import OWNER_VAR, PRCTL, DieWithParent
+from fworker.spool import Spool
 from fworker.proctree import TOKEN_VAR, Descendants, enable_subreaper  # noqa: F401  (worker.py imports it here)
 
 log = logging.getLogger(__name__)
 
-_CHUNK = 65536
+_CHUNK = 65536  # handled at a time
+_PIPE_SIZE = 1024 * 1024  # the default /proc/sys/fs/pipe-max-size
+_F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+_CYCLE = 1e-6  # a timer that is due at once: one turn of the event loop
+_GATHER = 0.002  # seconds to let trickling output gather before reading it
 _EOL = re.compile(rb"\r\n|\r|\n")
 _KILL_TIMEOUT = 5.0  # after SIGKILL only a process in uninterruptible sleep takes long
+
+
+def _drain(fd: int, spool: Spool) -> tuple[bool, int]:
+    """Read what the pipe holds into ``spool`` without waiting: (end of output, bytes read)."""
+    read = 0
+    while not spool.full():
+        try:
+            data = os.read(fd, _PIPE_SIZE)
+        except BlockingIOError:
+            break
+        if not data:
+            return True, read
+        spool.put(data)
+        read += len(data)
+        if len(data) < _PIPE_SIZE:
+            break  # the pipe was empty for a moment: reading on would race the child line by line
+    return False, read
+
+
+def _grow_pipe(fd: int) -> None:
+    """Let the pipe hold more than Linux's default 64 KiB, so that a child printing
+    fast seldom finds it full between two drains (best effort)."""
+    try:
+        fcntl.fcntl(fd, _F_SETPIPE_SZ, _PIPE_SIZE)
+    except (OSError, AttributeError):
+        pass  # not Linux, or over /proc/sys/fs/pipe-max-size for this user: the default
 
 
 def describe_exit(returncode: int) -> str:
@@ -155,11 +187,12 @@ class ChildProcess:
                  env: dict[str, str] | None = None, grace: float = 10.0,
                  logger: logging.Logger | None = None, max_line_bytes: int = 65536,
                  output_timeout: float = 0.0, owner: str | None = None,
-                 on_lines: Callable[[list[str]], None] | None = None):
+                 on_lines: Callable[[list[str]], None] | None = None, spool_dir: str | None = None):
         if (on_line is None) == (on_lines is None):
             raise TypeError("ChildProcess needs exactly one of on_line and on_lines")
         self.args = list(args)
         self._on_lines = on_lines
+        self.spool_dir = spool_dir  # where output waiting to be handled may go (fworker.spool)
         self.output_timeout, self._owner = output_timeout, owner
         self.pid: int | None = None
         self._on_line, self._cwd, self._env = on_line, cwd, env
@@ -197,6 +230,7 @@ class ChildProcess:
 
     def _started(self, popen: gevent.subprocess.Popen) -> None:
         self._popen, self.pid = popen, popen.pid
+        _grow_pipe(popen.stdout.fileno())
         self._tree.started(self.pid)
         self._log.debug("started %s: %s", self._name(), shlex.join(self.args))
 
@@ -246,16 +280,30 @@ class ChildProcess:
             splitter: _LineSplitter = _BatchSplitter(self._on_lines, self._max_line_bytes)
         else:
             splitter = _LineSplitter(self._on_line, self._max_line_bytes)
-        stdout = self._popen.stdout
-        while True:
-            # A read only waits when the pipe is empty, and gevent.sleep(0) does not cycle
-            # the event loop: against a child that never pauses, timers and other I/O
-            # waited ~50-100 ms.  Waiting for readability first lets them in each chunk.
-            self._wait_for_output(stdout.fileno())
-            chunk = stdout.read(_CHUNK)
-            if not chunk:
-                break
-            splitter.feed(chunk)
+        fd = self._popen.stdout.fileno()  # non-blocking: gevent made it so
+        spool = Spool(directory=self.spool_dir)
+        eof, read = False, 0
+        try:
+            while True:
+                # Empty the pipe before handling each chunk: handling costs far more
+                # than reading, and a child must not wait on it (see fworker.spool).
+                if not eof and not spool.full():
+                    eof, read = _drain(fd, spool)
+                chunk = spool.get(_CHUNK)
+                if chunk:
+                    splitter.feed(chunk)
+                    # Output trickling in: let it gather, or every line costs a wake-up,
+                    # a read and a batch of its own.  Otherwise one turn of the event
+                    # loop (gevent.sleep(0) would not: against a child that never
+                    # pauses, timers and other I/O waited ~50-100 ms).
+                    gathering = read < _CHUNK and not eof and not len(spool)
+                    gevent.sleep(_GATHER if gathering else _CYCLE)
+                elif eof:
+                    break
+                else:
+                    self._wait_for_output(fd)
+        finally:
+            spool.close()
         self._eof.set()
         splitter.close()
 

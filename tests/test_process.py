@@ -12,7 +12,7 @@ import gevent.subprocess
 import psutil
 import pytest
 
-from fworker import proctree
+from fworker import proctree, spool
 from fworker.process import ChildProcess, _LineSplitter, describe_exit, enable_subreaper
 from waiting import wait_until
 
@@ -311,3 +311,24 @@ def test_killed_while_popen_waits_for_the_exec_the_child_is_still_stopped():
 def test_a_missing_program_raises_file_not_found():
     with pytest.raises(FileNotFoundError):
         ChildProcess(["/nonexistent/renderer"], on_line=print).run()
+
+
+def test_a_child_printing_faster_than_its_output_is_handled_is_not_held_back(tmp_path, monkeypatch):
+    """Output waits in the spool (memory, then a file beside the queue), not in the
+    child: it ends long before its lines are handled, and every line arrives."""
+    monkeypatch.setattr(spool, "MEMORY_LIMIT", 256 * 1024)
+    lines, handled_when_child_ended = [], []
+
+    def slow_handler(batch):
+        if not handled_when_child_ended and proc._popen.poll() is not None:
+            handled_when_child_ended.append(len(lines))
+        lines.extend(batch)
+        gevent.sleep(0.005)  # stands in for the costly part: queue, JSON, HTTP
+
+    code = "import os\nfor i in range(50000): os.write(1, b'%05d ' % i + b'x' * 94 + b'\\n')\n"
+    proc = ChildProcess([sys.executable, "-c", code], on_lines=slow_handler, spool_dir=str(tmp_path))
+    assert proc.run() == 0
+    assert lines == ["%05d " % i + "x" * 94 for i in range(50_000)]
+    # 5 MB printed; the pipe holds 1 MiB: most of it was still to be handled.
+    assert handled_when_child_ended and handled_when_child_ended[0] < 20_000
+    assert os.listdir(tmp_path) == []  # the spool file was never visible, and is gone

@@ -196,6 +196,8 @@ class CommandContext:
             logger=self.logger,
             output_timeout=output_timeout,
             owner=leftovers.owner_mark(queue_path) if queue_path else None,
+            # Beside the queue: the worker's own disk, not a tmpfs /tmp that costs RAM.
+            spool_dir=os.path.dirname(os.path.abspath(queue_path)) if queue_path else None,
         )
         try:
             returncode = child.run()

@@ -1,0 +1,125 @@
+"""Child output that has been read from the pipe but not handled yet.
+
+Handling output (splitting, timestamping, the durable queue, JSON, HTTP) costs the
+worker far more than reading it, so a child that prints fast would spend most of
+its time blocked on a full pipe if the two went in lock-step.  ``ChildProcess``
+therefore empties the pipe into a ``Spool`` before handling each chunk: the child
+only waits when the spool is full.  The spool keeps up to ``memory_limit`` bytes
+in memory and the rest in an unlinked temporary file (so a 100 MB burst costs
+disk, not RAM), in order, up to ``limit`` bytes in all.
+"""
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import tempfile
+import typing
+
+log = logging.getLogger(__name__)
+
+MEMORY_LIMIT = 8 * 1024 * 1024
+LIMIT = 256 * 1024 * 1024
+
+
+class Spool:
+    """First in, first out; ``put`` never raises: when the file cannot be written
+    (a full disk), data stays in memory and the spool reports itself full, so
+    the reader stops taking more until handling has caught up."""
+
+    def __init__(self, *, directory: str | None = None, memory_limit: int | None = None,
+                 limit: int | None = None):
+        self.directory = directory
+        self.memory_limit = MEMORY_LIMIT if memory_limit is None else memory_limit
+        self.limit = LIMIT if limit is None else limit
+        # In order: bytes held in memory, or the length of a stretch of the file.
+        self._segments: collections.deque[bytes | int] = collections.deque()
+        self._memory_size = 0
+        self._size = 0
+        self._file: typing.BinaryIO | None = None
+        self._read_at = 0  # file offset of the oldest unread byte
+        self._write_at = 0
+        self.write_failed = False
+
+    def __len__(self) -> int:
+        return self._size
+
+    def full(self) -> bool:
+        return self._size >= self.limit or (self.write_failed and self._memory_size >= self.memory_limit)
+
+    def put(self, data: bytes) -> None:
+        if not data:
+            return
+        self._size += len(data)
+        if self._memory_size + len(data) > self.memory_limit and self._write(data):
+            if self._segments and isinstance(self._segments[-1], int):
+                self._segments[-1] += len(data)
+            else:
+                self._segments.append(len(data))
+            return
+        self._segments.append(data)
+        self._memory_size += len(data)
+
+    def get(self, size: int) -> bytes:
+        """Up to ``size`` of the oldest bytes (b"" when empty)."""
+        if not self._segments:
+            return b""
+        head = self._segments.popleft()
+        if isinstance(head, bytes):
+            # Gather small pieces: the caller's cost is per call, not per byte.
+            pieces, total = [head], len(head)
+            while total < size and self._segments and isinstance(self._segments[0], bytes):
+                piece = self._segments.popleft()
+                pieces.append(piece)
+                total += len(piece)
+            joined = b"".join(pieces) if len(pieces) > 1 else head
+            data = joined[:size]
+            if len(joined) > size:
+                self._segments.appendleft(joined[size:])
+            self._memory_size -= len(data)
+        else:
+            data = self._read(min(size, head))
+            if head > len(data):
+                self._segments.appendleft(head - len(data))
+        self._size -= len(data)
+        return data
+
+    def close(self) -> None:
+        self._segments.clear()
+        self._memory_size = self._size = self._read_at = self._write_at = 0
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def _write(self, data: bytes) -> bool:
+        try:
+            if self._file is None:
+                if self.directory:
+                    os.makedirs(self.directory, exist_ok=True)
+                # Unlinked at once: nothing is left behind, whatever kills the worker.
+                self._file = tempfile.TemporaryFile(prefix="fworker-output-", dir=self.directory)
+            self._file.seek(self._write_at)
+            self._file.write(data)
+            self._file.flush()
+        except OSError as ex:
+            if not self.write_failed:
+                log.warning("cannot spool child output to disk (%s): holding it in memory "
+                            "and reading the child's output only as fast as it is handled", ex)
+            self.write_failed = True
+            return False
+        self._write_at += len(data)
+        self.write_failed = False
+        return True
+
+    def _read(self, size: int) -> bytes:
+        assert self._file is not None
+        self._file.seek(self._read_at)
+        data = self._file.read(size)
+        if len(data) != size:
+            raise OSError(f"output spool file is {len(data)} bytes short at offset {self._read_at}")
+        self._read_at += size
+        if self._read_at == self._write_at:
+            # Drained: start over at the beginning, giving the disk space back.
+            self._file.truncate(0)
+            self._read_at = self._write_at = 0
+        return data

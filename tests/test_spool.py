@@ -1,0 +1,63 @@
+"""The spool between a child's pipe and the handling of its output."""
+import os
+import random
+
+from fworker.spool import Spool
+
+
+def drain(spool, size=7):
+    out = []
+    while True:
+        data = spool.get(size)
+        if not data:
+            return b"".join(out)
+        out.append(data)
+
+
+def test_everything_comes_back_in_order_through_memory_and_file(tmp_path):
+    spool = Spool(directory=str(tmp_path), memory_limit=50, limit=10_000)
+    rng = random.Random(7)
+    sent, got = [], []
+    for round_ in range(200):
+        data = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 40)))
+        spool.put(data)
+        sent.append(data)
+        if round_ % 3 == 0:
+            got.append(spool.get(rng.randrange(1, 60)))
+    got.append(drain(spool))
+    assert b"".join(got) == b"".join(sent)
+    assert len(spool) == 0 and spool.get(10) == b""
+
+
+def test_a_burst_beyond_memory_goes_to_an_unlinked_file_whose_space_is_given_back(tmp_path):
+    spool = Spool(directory=str(tmp_path), memory_limit=1000, limit=10**9)
+    block = os.urandom(100_000)
+    for _ in range(20):
+        spool.put(block)
+    assert len(spool) == 2_000_000 and spool._memory_size <= 1000
+    assert os.listdir(tmp_path) == []  # unlinked: nothing left if the worker dies
+    assert os.fstat(spool._file.fileno()).st_size >= 1_900_000
+    assert drain(spool, 65536) == block * 20
+    assert os.fstat(spool._file.fileno()).st_size == 0
+    spool.close()
+
+
+def test_full_at_the_limit():
+    spool = Spool(memory_limit=10, limit=25)
+    spool.put(b"x" * 20)
+    assert not spool.full()
+    spool.put(b"x" * 5)
+    assert spool.full()
+    spool.get(10)
+    assert not spool.full()
+
+
+def test_a_file_that_cannot_be_written_keeps_data_in_memory_and_reports_full(tmp_path, caplog):
+    spool = Spool(directory=str(tmp_path / "not-a-dir"), memory_limit=10, limit=10**6)
+    (tmp_path / "not-a-dir").write_text("a file where the spool's folder should be")
+    spool.put(b"a" * 8)
+    spool.put(b"b" * 8)  # beyond memory: the file cannot be made
+    assert spool.write_failed and spool.full()
+    assert "cannot spool child output to disk" in caplog.text
+    assert drain(spool) == b"a" * 8 + b"b" * 8
+    assert not spool.full()
