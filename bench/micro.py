@@ -88,7 +88,7 @@ def queue_ops() -> list[dict]:
     queue = UpdateQueue(os.path.join(folder, "q.sqlite"))
     payload = {"activity": "starting echo", "current_command_idx": 0, "command_progress_percentage": 0}
 
-    def dataset_cycle() -> None:  # one update through the queue: push, head, delete
+    def queue_cycle() -> None:  # one update through the queue: push, head, delete
         queue.push("0" * 24, payload)
         items = queue.head(200)
         queue.delete([i.id for i in items])
@@ -109,8 +109,9 @@ def queue_ops() -> list[dict]:
             raw.execute(f"DELETE FROM task_updates WHERE id IN ({','.join('?' * len(rows))})", [r[0] for r in rows])
 
     result = [{"what": "one update through the SQLite queue (push, head, delete)",
-               "now": per_call_us(dataset_cycle, 300), "alternative": per_call_us(raw_cycle, 300), "unit": "us",
-               "how": "UpdateQueue (dataset/SQLAlchemy) vs. the sqlite3 module, same PRAGMAs, 3 transactions"}]
+               "now": per_call_us(queue_cycle, 300), "alternative": per_call_us(raw_cycle, 300), "unit": "us",
+               "how": "UpdateQueue (sqlite3 since B3; dataset/SQLAlchemy before) vs. bare sqlite3, same PRAGMAs, "
+                      "3 transactions"}]
     queue.close()
     raw.close()
     common.shutil.rmtree(folder, ignore_errors=True)

@@ -21,6 +21,9 @@ log = logging.getLogger(__name__)
 
 # A coalesced request stays below this much log text, whatever the backlog.
 MAX_COALESCED_LOG = 1_000_000
+# Updates read from the queue at a time stay below this much JSON (plus one):
+# a backlog of 256 KiB log updates, 200 at a time, made the worker's RSS 150 MB.
+HEAD_BYTES = 2 * MAX_COALESCED_LOG
 # A 400 may come from a proxy mangling one request; after this many the
 # update is set aside in the rejected table instead of blocking the queue.
 MAX_BAD_REQUEST_TRIES = 3
@@ -141,7 +144,7 @@ class Flusher:
         # Updates that had to wait in memory go to disk first, once it can be
         # written again: now, while no batch of them is being sent.
         self.queue.write_pending()
-        items = self.queue.head(self.batch_size)
+        items = self.queue.head(self.batch_size, max_bytes=HEAD_BYTES)
         if not items:
             return False
         self.idle.clear()

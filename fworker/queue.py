@@ -1,33 +1,45 @@
-"""The durable outbox of task updates: a SQLite file, through ``dataset``.
+"""The durable outbox of task updates: a SQLite file.
 
 Every update is committed here before anything is sent, so a render goes on
 while the Manager is unreachable and nothing is lost when the worker dies.
 Payloads are stored as JSON.  The flusher (``fworker.flusher``) reads from the
 head, in insertion order, and deletes what the Manager accepted.
 
-Each operation runs inside ``with self._db:`` so that dataset hands the
-connection back when it is done: dataset keeps one connection per "thread",
-which under gevent means per greenlet, and would otherwise run out of them.
+The queue owns one ``sqlite3`` connection (WAL, synchronous=NORMAL, no implicit
+transactions: ``BEGIN`` and ``COMMIT`` are explicit).  The statements run for
+every update (insert, read the head, delete) go to it directly: through
+``dataset`` and SQLAlchemy one update cost ~8x as much.  ``dataset`` opens the file,
+creates the schema and reads the rejected updates, on that same connection (its
+engine is built on it): a subclass may write through ``dataset`` inside the
+queue's transaction (the reliability tests journal every insert that way).
+The runner greenlet pushes and the flusher greenlet reads and deletes on the
+one connection: that is safe under gevent because a ``sqlite3`` call never
+yields, and no transaction here spans a yield (no logging, no I/O of our own
+between ``BEGIN`` and ``COMMIT``).
 
 When the file cannot be written (a full disk, an I/O error, a read-only
-mount), updates wait in memory (``Overflow``), after everything on disk, and the flusher sends them from there; ``write_pending()`` (the flusher
-calls it) moves them to disk once writing works again.  ``len()`` counts them:
-the worker takes no task while any update is unsent.  A push never raises: a
+mount), updates wait in memory (``Overflow``), after everything on disk, and
+the flusher sends them from there; ``write_pending()`` (the flusher calls it)
+moves them to disk once writing works again.  ``len()`` counts them: the
+worker takes no task while any update is unsent.  A push never raises: a
 render never fails because its log cannot be stored.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import json
 import logging
 import os
+import sqlite3
 import time
 import typing
 
 import dataset
 import gevent.event
 import sqlalchemy.exc
+import sqlalchemy.pool
 
 from fworker.errors import Fatal, RetryLater
 
@@ -37,12 +49,18 @@ log = logging.getLogger(__name__)
 # this much (their JSON); beyond it log lines are dropped (see Overflow).
 MEMORY_LIMIT = 16 * 1024 * 1024
 
-# What a failed write raises: SQLite's "database or disk is full", "disk I/O
-# error", "attempt to write a readonly database" come as SQLAlchemy errors.
-WRITE_ERRORS = (sqlalchemy.exc.SQLAlchemyError, OSError)
+# What a failed write raises: "database or disk is full", "disk I/O error",
+# "attempt to write a readonly database", "unable to open database file" are
+# sqlite3.OperationalError, a damaged file sqlite3.DatabaseError; through
+# dataset (the schema, a subclass's writes) the same come as SQLAlchemy errors.
+WRITE_ERRORS = (sqlite3.DatabaseError, sqlalchemy.exc.SQLAlchemyError, OSError)
 
 # Ids per DELETE statement: below SQLite's old limit of 999 bound parameters.
 _DELETE_CHUNK = 500
+
+_INSERT = "INSERT INTO task_updates (task_id, payload, queued_at) VALUES (:task_id, :payload, :queued_at)"
+_HEAD = "SELECT id, task_id, payload FROM task_updates ORDER BY id LIMIT ?"
+_REJECT = "INSERT INTO rejected_updates (task_id, payload, answer, rejected_at) VALUES (?, ?, ?, ?)"
 
 
 @dataclasses.dataclass
@@ -57,8 +75,7 @@ class UpdateQueue:
         self.path = os.path.abspath(path)
         try:
             self._open()
-            with self._db:
-                self._depth = self._updates.count()
+            self._depth = self._conn.execute("SELECT count(*) FROM task_updates").fetchone()[0]
             os.chmod(self.path, 0o600)
         except WRITE_ERRORS as ex:
             raise Fatal(f"cannot open the update queue {self.path}: {ex}") from None
@@ -70,9 +87,20 @@ class UpdateQueue:
 
     def _open(self) -> None:
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        # isolation_level=None: no implicit BEGIN, each transaction is _transaction()'s.
+        # check_same_thread stays on: the hub's greenlets share one thread, and a
+        # call from gevent's thread pool would race them, so it had better fail.
+        self._conn = sqlite3.connect(self.path, isolation_level=None)
+        self._conn.execute("PRAGMA journal_mode=WAL")
         # synchronous=NORMAL under WAL: a commit survives a crash of the worker
         # process (SIGKILL); only a power loss may take the last commits.
-        self._db = dataset.connect(f"sqlite:///{self.path}", on_connect_statements=["PRAGMA synchronous=NORMAL"])
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        # dataset on this very connection rather than a pool of its own: a write
+        # through it then joins the queue's open transaction instead of waiting
+        # for that transaction's lock, and SQLAlchemy must not roll back what it
+        # did not begin when it takes a connection back.
+        self._db = dataset.connect(f"sqlite:///{self.path}", sqlite_wal_mode=False, engine_kwargs={
+            "creator": lambda: self._conn, "poolclass": sqlalchemy.pool.StaticPool, "pool_reset_on_return": None})
         # Schema changes outside a transaction: dataset warns (rightly) otherwise.
         self._updates = self._db.create_table("task_updates", primary_id="id", primary_type=self._db.types.integer)
         self._updates.create_column("task_id", self._db.types.string(32))
@@ -83,6 +111,29 @@ class UpdateQueue:
         self._rejected.create_column("payload", self._db.types.text)
         self._rejected.create_column("answer", self._db.types.text)
         self._rejected.create_column("rejected_at", self._db.types.float)
+
+    @contextlib.contextmanager
+    def _transaction(self) -> typing.Iterator[sqlite3.Connection]:
+        """BEGIN ... COMMIT on the queue's connection, rolled back if anything in
+        it fails, the COMMIT included: a full disk fails the COMMIT and leaves
+        the transaction open, which would make every later BEGIN fail too."""
+        if self._conn.in_transaction:  # an earlier ROLLBACK failed too: try again, or BEGIN fails
+            self._rollback()
+        try:
+            self._conn.execute("BEGIN")
+            yield self._conn
+            # A no-op when a write through dataset (which commits after each
+            # write outside its own transactions) has committed it already.
+            self._conn.commit()
+        finally:
+            if self._conn.in_transaction:
+                self._rollback()
+
+    def _rollback(self) -> None:
+        try:
+            self._conn.rollback()
+        except WRITE_ERRORS as ex:
+            log.debug("rolling back after a failed write of %s: %s", self.path, ex)
 
     def __len__(self) -> int:
         return self._depth - len(self._undeleted) + len(self.memory)
@@ -118,7 +169,7 @@ class UpdateQueue:
 
     def _write(self, rows: list[dict]) -> bool:
         try:
-            with self._db:
+            with self._transaction():
                 self._insert(rows)
         except WRITE_ERRORS as ex:
             self._write_failed(ex)
@@ -131,10 +182,9 @@ class UpdateQueue:
 
     def _insert(self, rows: list[dict]) -> None:
         """Insert inside the caller's transaction (tests journal updates here)."""
-        self._updates.insert_many(rows)
+        self._conn.executemany(_INSERT, rows)
 
     def _write_failed(self, ex: Exception) -> None:
-        self._recover()
         first = self.write_error is None
         self.write_error = f"{type(ex).__name__}: {getattr(ex, 'orig', None) or ex}"
         if first:
@@ -142,27 +192,29 @@ class UpdateQueue:
                       "log lines are dropped and counted) and are sent from there; no new task until all are sent",
                       self.path, self.write_error, self.memory.limit)
 
-    def _recover(self) -> None:
-        """A full disk fails the COMMIT, and dataset then loses track of the
-        transaction (it is popped before the commit, so its rollback finds
-        nothing): every later transaction would be refused.  Roll it back here."""
+    def head(self, limit: int = 100, max_bytes: int = 0) -> list[QueuedUpdate]:
+        """The oldest ``limit`` unsent updates: those on disk, then those in memory;
+        with ``max_bytes``, no more than the first that reach that much JSON (a
+        backlog of big log updates would otherwise all be loaded at once)."""
+        items: list[QueuedUpdate] = []
+        size = 0
         try:
-            self._db.executable.rollback()
+            cursor = self._conn.execute(_HEAD, (limit + len(self._undeleted),))
+            try:
+                # Rows are read one by one, and no gevent switch happens before
+                # the cursor is closed: no read snapshot is held across one.
+                for row_id, task_id, payload in cursor:
+                    if row_id in self._undeleted:
+                        continue
+                    items.append(QueuedUpdate(row_id, task_id, json.loads(payload)))
+                    size += len(payload)
+                    if len(items) >= limit or (max_bytes and size >= max_bytes):
+                        return items
+            finally:
+                cursor.close()
         except WRITE_ERRORS as ex:
-            log.debug("rolling back after a failed write of %s: %s", self.path, ex)
-
-    def head(self, limit: int = 100) -> list[QueuedUpdate]:
-        """The oldest ``limit`` unsent updates: those on disk, then those in memory."""
-        try:
-            with self._db:
-                rows = list(self._updates.find(order_by="id", _limit=limit + len(self._undeleted)))
-        except WRITE_ERRORS as ex:
-            self._recover()
             raise RetryLater(f"cannot read the update queue {self.path}: {ex}") from ex
-        items = [QueuedUpdate(row["id"], row["task_id"], json.loads(row["payload"]))
-                 for row in rows if row["id"] not in self._undeleted][:limit]
-        if len(items) < limit:
-            items += [QueuedUpdate(*entry) for entry in self.memory.head(limit - len(items))]
+        items += [QueuedUpdate(*entry) for entry in self.memory.head(limit - len(items))]
         return items
 
     def delete(self, ids: list[int]) -> None:
@@ -175,36 +227,31 @@ class UpdateQueue:
 
     def _delete_rows(self, ids: list[int]) -> bool:
         try:
-            with self._db:
-                # Plain SQL on dataset's connection and transaction: building the
-                # statement through dataset/SQLAlchemy took ~3x as long, and this runs
-                # once per request the flusher sends.
-                for start in range(0, len(ids), _DELETE_CHUNK):
-                    chunk = tuple(ids[start:start + _DELETE_CHUNK])
-                    self._db.executable.exec_driver_sql(
-                        f"DELETE FROM task_updates WHERE id IN ({','.join('?' * len(chunk))})", chunk)
+            with self._transaction() as conn:
+                # rowcount, not len(ids): an id deleted twice must not count twice.
+                deleted = sum(conn.execute(sql, params).rowcount for sql, params in _deletes(ids))
         except WRITE_ERRORS as ex:
             self._write_failed(ex)
             return False
         self._undeleted.difference_update(ids)
-        self._depth = max(0, self._depth - len(ids))
+        self._depth = max(0, self._depth - deleted)
         return True
 
     def reject(self, item: QueuedUpdate, answer: str) -> None:
         """Move an update the Manager cannot decode out of the way, keeping it."""
-        row = {"task_id": item.task_id, "payload": json.dumps(item.payload), "answer": answer,
-               "rejected_at": time.time()}
+        # Plain SQL, not dataset's insert: that commits at once, and the row must
+        # leave task_updates in the same transaction.
+        row = (item.task_id, json.dumps(item.payload), answer, time.time())
+        deleted = 0
         try:
-            with self._db:
-                self._rejected.insert(row)
+            with self._transaction() as conn:
+                conn.execute(_REJECT, row)
                 if item.id >= 0:
-                    self._updates.delete(id=item.id)
+                    deleted = conn.execute("DELETE FROM task_updates WHERE id = ?", (item.id,)).rowcount
         except WRITE_ERRORS as ex:
-            self._recover()
             raise RetryLater(f"cannot set update {item.id} aside in {self.path}: {ex}") from ex
-        if item.id >= 0:
-            self._depth = max(0, self._depth - 1)
-        else:
+        self._depth = max(0, self._depth - deleted)
+        if item.id < 0:
             self.memory.remove([item.id])
 
     def rejected(self) -> list[dict]:
@@ -215,7 +262,24 @@ class UpdateQueue:
         if not self.write_pending() and len(self.memory):
             log.error("%d update(s) could not be written to %s and are lost: %s",
                       len(self.memory), self.path, self.write_error)
-        self._db.close()
+        self._db.close()  # disposing of dataset's engine closes the connection too
+        self._conn.close()
+
+
+def _deletes(ids: list[int]) -> typing.Iterator[tuple[str, tuple[int, ...]]]:
+    """DELETE statements for these ids.  Consecutive ids (the flusher deletes
+    from the head: the usual case) take one range, whatever their number, and
+    one statement SQLite has prepared before; that is exactly ``id IN (...)``,
+    as every integer of the range is listed.  Others go in lists."""
+    unique = sorted(set(ids))
+    if not unique:
+        return
+    if unique[-1] - unique[0] == len(unique) - 1:
+        yield "DELETE FROM task_updates WHERE id BETWEEN ? AND ?", (unique[0], unique[-1])
+        return
+    for start in range(0, len(unique), _DELETE_CHUNK):
+        chunk = tuple(unique[start:start + _DELETE_CHUNK])
+        yield f"DELETE FROM task_updates WHERE id IN ({','.join('?' * len(chunk))})", chunk
 
 
 def _row(task_id: str, payload: dict) -> dict:

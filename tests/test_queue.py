@@ -64,3 +64,91 @@ def test_queue_survives_sigkill_of_the_writer(tmp_path):
     q = UpdateQueue(path)
     assert len(q) == 300
     assert [u.payload["log"] for u in q.head(300)] == [f"line {i}" for i in range(300)]
+
+
+def test_delete_takes_exactly_the_ids_given_consecutive_or_not(tmp_path):
+    q = UpdateQueue(str(tmp_path / "q.sqlite"))
+    q.push_many([(T1, {"log": f"line {i}"}) for i in range(1200)])
+    ids = [u.id for u in q.head(1200)]
+    q.delete(ids[10:20])  # a range
+    q.delete(ids[0:2] + ids[4:5])  # not consecutive: 2 and 3 stay
+    q.delete(ids[100:1200:2])  # more than one statement's worth
+    left = [u.payload["log"] for u in q.head(2000)]
+    assert left == [f"line {i}" for i in [2, 3] + list(range(5, 10)) + list(range(20, 100)) + list(range(101, 1200, 2))]
+    assert len(q) == len(left)
+    q.delete(ids[10:20] + ids[:1])  # already gone: the count stays right
+    assert len(q) == len(left)
+    q.close()
+    assert len(UpdateQueue(str(tmp_path / "q.sqlite"))) == len(left)
+
+
+class JournaledQueue(UpdateQueue):
+    """Like tests/reliability/journaled_worker.py: a dataset write inside the
+    queue's transaction; ``fail`` makes it fail once (a duplicate id)."""
+    fail = False
+
+    def _open(self):
+        super()._open()
+        self._journal = self._db.create_table("journal", primary_id="id", primary_type=self._db.types.integer)
+        self._journal.create_column("payload", self._db.types.text)
+
+    def _insert(self, rows):
+        super()._insert(rows)
+        extra = [{"id": 1}] if self.fail else []
+        self._journal.insert_many([{"payload": row["payload"]} for row in rows] + extra)
+
+
+def test_a_subclass_writes_through_dataset_in_the_same_transaction(tmp_path):
+    path = tmp_path / "q.sqlite"
+    q = JournaledQueue(str(path))
+    q.push(T1, {"log": "one"})
+    q.fail = True
+    q.push(T1, {"log": "two"})  # the journal refuses it: the update is not on disk either
+    assert q.write_error and len(q.memory) == 1
+    raw = sqlite3.connect(path)
+    assert raw.execute("SELECT count(*) FROM task_updates").fetchone() == (1,)
+    assert raw.execute("SELECT count(*) FROM journal").fetchone() == (1,)
+    q.fail = False
+    assert q.write_pending() and q.write_error is None
+    q.push(T1, {"log": "three"})
+    expected = [{"log": "one"}, {"log": "two"}, {"log": "three"}]
+    assert [json.loads(p) for p, in raw.execute("SELECT payload FROM journal ORDER BY id")] == expected
+    assert [u.payload for u in q.head()] == expected and len(q) == 3
+    q.reject(q.head(1)[0], "400 no")
+    assert [u.payload for u in q.head()] == expected[1:] and len(q.rejected()) == 1
+    q.close()
+
+
+def test_a_failed_commit_is_rolled_back_and_the_next_write_works(tmp_path):
+    q = UpdateQueue(str(tmp_path / "q.sqlite"))
+    q.push(T1, {"log": "one"})
+    real = q._conn
+
+    class FullDisk:  # COMMIT fails as on a full disk, leaving the transaction open
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def commit(self):
+            raise sqlite3.OperationalError("database or disk is full")
+
+    q._conn = FullDisk()
+    q.push(T1, {"log": "two"})
+    head = q.head()
+    q.delete([head[0].id])
+    assert not real.in_transaction and "disk is full" in q.write_error
+    assert [u.payload["log"] for u in head] == ["one", "two"] and len(q) == 1
+    q._conn = real
+    assert q.write_pending() and [u.payload["log"] for u in q.head()] == ["two"] and len(q) == 1
+    q.close()
+    assert [u.payload["log"] for u in UpdateQueue(str(tmp_path / "q.sqlite")).head()] == ["two"]
+
+
+def test_head_stops_at_max_bytes_but_always_gives_one(tmp_path):
+    q = UpdateQueue(str(tmp_path / "q.sqlite"))
+    for i in range(10):
+        q.push(T1, {"log": str(i) * 1000})
+    assert len(q.head(100)) == 10
+    assert [u.payload["log"][0] for u in q.head(100, max_bytes=2500)] == ["0", "1", "2"]
+    assert len(q.head(100, max_bytes=1)) == 1
+    q.delete([u.id for u in q.head(4)])
+    assert q.head(1, max_bytes=10**6)[0].payload["log"][0] == "4"
