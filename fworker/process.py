@@ -13,7 +13,6 @@ statuses from gevent's Popen): a pid may vanish at any moment; a zombie counts a
 """
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import re
@@ -31,44 +30,16 @@ import gevent.subprocess
 import psutil
 
 from fworker.leftovers import OWNER_VAR, PRCTL, DieWithParent
-from fworker.spool import Spool
+from fworker.spool import Spool, grow_pipe
 from fworker.proctree import TOKEN_VAR, Descendants, enable_subreaper  # noqa: F401  (worker.py imports it here)
 
 log = logging.getLogger(__name__)
 
 _CHUNK = 65536  # handled at a time
-_PIPE_SIZE = 1024 * 1024  # the default /proc/sys/fs/pipe-max-size
-_F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 _CYCLE = 1e-6  # a timer that is due at once: one turn of the event loop
 _GATHER = 0.002  # seconds to let trickling output gather before reading it
 _EOL = re.compile(rb"\r\n|\r|\n")
 _KILL_TIMEOUT = 5.0  # after SIGKILL only a process in uninterruptible sleep takes long
-
-
-def _drain(fd: int, spool: Spool) -> tuple[bool, int]:
-    """Read what the pipe holds into ``spool`` without waiting: (end of output, bytes read)."""
-    read = 0
-    while not spool.full():
-        try:
-            data = os.read(fd, _PIPE_SIZE)
-        except BlockingIOError:
-            break
-        if not data:
-            return True, read
-        spool.put(data)
-        read += len(data)
-        if len(data) < _PIPE_SIZE:
-            break  # the pipe was empty for a moment: reading on would race the child line by line
-    return False, read
-
-
-def _grow_pipe(fd: int) -> None:
-    """Let the pipe hold more than Linux's default 64 KiB, so that a child printing
-    fast seldom finds it full between two drains (best effort)."""
-    try:
-        fcntl.fcntl(fd, _F_SETPIPE_SZ, _PIPE_SIZE)
-    except (OSError, AttributeError):
-        pass  # not Linux, or over /proc/sys/fs/pipe-max-size for this user: the default
 
 
 def describe_exit(returncode: int) -> str:
@@ -230,7 +201,7 @@ class ChildProcess:
 
     def _started(self, popen: gevent.subprocess.Popen) -> None:
         self._popen, self.pid = popen, popen.pid
-        _grow_pipe(popen.stdout.fileno())
+        grow_pipe(popen.stdout.fileno())
         self._tree.started(self.pid)
         self._log.debug("started %s: %s", self._name(), shlex.join(self.args))
 
@@ -288,7 +259,7 @@ class ChildProcess:
                 # Empty the pipe before handling each chunk: handling costs far more
                 # than reading, and a child must not wait on it (see fworker.spool).
                 if not eof and not spool.full():
-                    eof, read = _drain(fd, spool)
+                    eof, read = spool.fill(fd)
                 chunk = spool.get(_CHUNK)
                 if chunk:
                     splitter.feed(chunk)

@@ -11,6 +11,7 @@ disk, not RAM), in order, up to ``limit`` bytes in all.
 from __future__ import annotations
 
 import collections
+import fcntl
 import logging
 import os
 import tempfile
@@ -20,6 +21,17 @@ log = logging.getLogger(__name__)
 
 MEMORY_LIMIT = 8 * 1024 * 1024
 LIMIT = 256 * 1024 * 1024
+PIPE_SIZE = 1024 * 1024  # the default /proc/sys/fs/pipe-max-size
+_F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+
+
+def grow_pipe(fd: int) -> None:
+    """Let the pipe hold more than Linux's default 64 KiB, so that a child printing
+    fast seldom finds it full between two ``Spool.fill`` calls (best effort)."""
+    try:
+        fcntl.fcntl(fd, _F_SETPIPE_SZ, PIPE_SIZE)
+    except OSError:
+        pass  # not Linux, or over /proc/sys/fs/pipe-max-size for this user: the default
 
 
 class Spool:
@@ -59,6 +71,23 @@ class Spool:
             return
         self._segments.append(data)
         self._memory_size += len(data)
+
+    def fill(self, fd: int) -> tuple[bool, int]:
+        """Read what the non-blocking pipe ``fd`` holds, without waiting and not
+        beyond full: (end of output, bytes read)."""
+        read = 0
+        while not self.full():
+            try:
+                data = os.read(fd, PIPE_SIZE)
+            except BlockingIOError:
+                break
+            if not data:
+                return True, read
+            self.put(data)
+            read += len(data)
+            if len(data) < PIPE_SIZE:
+                break  # the pipe was empty for a moment: reading on would race the child line by line
+        return False, read
 
     def get(self, size: int) -> bytes:
         """Up to ``size`` of the oldest bytes (b"" when empty)."""

@@ -61,3 +61,33 @@ def test_a_file_that_cannot_be_written_keeps_data_in_memory_and_reports_full(tmp
     assert "cannot spool child output to disk" in caplog.text
     assert drain(spool) == b"a" * 8 + b"b" * 8
     assert not spool.full()
+
+
+def test_fill_reads_what_the_pipe_holds_without_waiting_and_sees_the_end():
+    read_end, write_end = os.pipe()
+    os.set_blocking(read_end, False)
+    spool = Spool(memory_limit=10**6, limit=10**6)
+    try:
+        assert spool.fill(read_end) == (False, 0)  # empty: no wait
+        os.write(write_end, b"a" * 1000)
+        os.write(write_end, b"b" * 1000)
+        assert spool.fill(read_end) == (False, 2000)
+        os.close(write_end)
+        assert spool.fill(read_end) == (True, 0)
+        assert drain(spool, 65536) == b"a" * 1000 + b"b" * 1000
+    finally:
+        os.close(read_end)
+
+
+def test_fill_stops_when_full():
+    read_end, write_end = os.pipe()
+    os.set_blocking(read_end, False)
+    spool = Spool(memory_limit=10, limit=10)
+    try:
+        os.write(write_end, b"x" * 100)
+        spool.fill(read_end)
+        assert spool.full()
+        assert spool.fill(read_end) == (False, 0)
+    finally:
+        os.close(read_end)
+        os.close(write_end)
