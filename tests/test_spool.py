@@ -1,8 +1,11 @@
 """The spool between a child's pipe and the handling of its output."""
 import os
 import random
+import subprocess
+import sys
 
 from fworker.spool import Spool
+from waiting import wait_until
 
 
 def drain(spool, size=7):
@@ -64,19 +67,23 @@ def test_a_file_that_cannot_be_written_keeps_data_in_memory_and_reports_full(tmp
 
 
 def test_fill_reads_what_the_pipe_holds_without_waiting_and_sees_the_end():
-    read_end, write_end = os.pipe()
-    os.set_blocking(read_end, False)
+    child = subprocess.Popen([sys.executable, "-c", "import os, sys; os.write(1, b'a' * 1000); "
+                              "sys.stdin.read(); os.write(1, b'b' * 1000)"],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    fd = child.stdout.fileno()
+    os.set_blocking(fd, False)
     spool = Spool(memory_limit=10**6, limit=10**6)
     try:
-        assert spool.fill(read_end) == (False, 0)  # empty: no wait
-        os.write(write_end, b"a" * 1000)
-        os.write(write_end, b"b" * 1000)
-        assert spool.fill(read_end) == (False, 2000)
-        os.close(write_end)
-        assert spool.fill(read_end) == (True, 0)
+        wait_until(lambda: spool.fill(fd)[1] or len(spool), 10, "the first write")
+        assert spool.fill(fd) == (False, 0)  # nothing more yet: no wait
+        child.stdin.close()  # the child writes the rest and exits
+        ends = []
+        wait_until(lambda: ends.append(spool.fill(fd)[0]) or ends[-1], 10, "the end of output")
         assert drain(spool, 65536) == b"a" * 1000 + b"b" * 1000
     finally:
-        os.close(read_end)
+        child.kill()
+        child.wait()
+        child.stdout.close()
 
 
 def test_fill_stops_when_full():
