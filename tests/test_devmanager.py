@@ -1,6 +1,8 @@
 """The development Manager's worker API: the flows of PROTOCOL.md over real
 HTTP.  Fixtures and helpers here are shared by the other test_devmanager_*
 files."""
+import base64
+import datetime
 import secrets
 import time
 
@@ -8,7 +10,11 @@ import gevent
 import pytest
 import requests
 
-from fworker.devmanager import DevManager
+from fworker.devmanager import DevManager, auth, common
+from fworker.devmanager.dispatch import Dispatcher
+from fworker.devmanager.liveness import Liveness
+from fworker.devmanager.roster import Roster
+from fworker.devmanager.store import Store
 
 UA = "Flamenco-Worker/9.9-test"
 
@@ -555,3 +561,134 @@ def test_keep_alive_requests_are_fast(dm, worker):
     elapsed = time.monotonic() - started
     session.close()
     assert elapsed < 0.9, f"30 keep-alive requests took {elapsed:.2f} s"
+
+
+# Presence: last_seen is written at most once a second (PERFORMANCE.md B5)
+
+@pytest.fixture
+def roster(tmp_path):
+    """A Roster on its own Store, with a monotonic clock the test moves: (roster, clock)."""
+    store = Store(str(tmp_path / "roster.sqlite"))
+    clock = [1000.0]
+
+    def now():
+        return clock[0]
+
+    yield Roster(store, Dispatcher(store, Liveness(now)), Liveness(now), clock=now), clock
+    store.close()
+
+
+def basic(worker_id, secret):
+    return "Basic " + base64.b64encode(f"{worker_id}:{secret}".encode()).decode()
+
+
+def count_worker_writes(monkeypatch, store):
+    """The fields of each write to a worker row, from now on."""
+    writes = []
+    real = store.update_worker
+
+    def update_worker(worker_id, **fields):
+        writes.append(fields)
+        real(worker_id, **fields)
+
+    monkeypatch.setattr(store, "update_worker", update_worker)
+    return writes
+
+
+def test_last_seen_is_written_when_a_second_old_or_something_changed(roster, monkeypatch):
+    roster, clock = roster
+    worker_id = roster.register({"secret": "s" * 20, "supported_task_types": ["debug"]}, UA, "10.0.0.1")["id"]
+    writes = count_worker_writes(monkeypatch, roster.store)
+
+    def request(user_agent=UA, address="10.0.0.1"):
+        worker = roster.authenticate(basic(worker_id, "s" * 20))
+        return roster.seen(worker, user_agent, address)
+
+    for _ in range(5):
+        request()
+    clock[0] += 0.9
+    request()
+    assert writes == []  # registration has just written last_seen
+    before = common.utc_timestamp()
+    clock[0] += 0.1
+    request()
+    assert [set(w) for w in writes] == [{"last_seen"}]
+    assert roster.store.worker(worker_id)["last_seen"] >= before
+    assert request(user_agent="Flamenco-Worker/2")["software"] == "Flamenco-Worker/2"
+    assert request(user_agent="Flamenco-Worker/2", address="10.0.0.2")["address"] == "10.0.0.2"
+    assert [set(w) for w in writes[1:]] == [{"software", "last_seen"}, {"address", "last_seen"}]
+    stored = roster.store.worker(worker_id)
+    assert (stored["software"], stored["address"]) == ("Flamenco-Worker/2", "10.0.0.2")
+    request(user_agent="Flamenco-Worker/2", address="10.0.0.2")
+    assert len(writes) == 3
+
+
+def test_a_timed_out_worker_is_awake_at_its_next_request_even_within_the_second(roster):
+    roster, clock = roster
+    worker_id = roster.register({"secret": "s" * 20, "supported_task_types": ["debug"]}, UA, "a")["id"]
+    header = basic(worker_id, "s" * 20)
+    roster.sign_on(roster.seen(roster.authenticate(header), UA, "a"), {})
+    clock[0] += 10
+    assert roster.time_out_silent_workers(5) == [worker_id]
+    worker = roster.authenticate(header)
+    assert worker["status"] == "timeout"  # the cached row was dropped by the write
+    assert roster.seen(worker, UA, "a")["status"] == "awake"
+    assert roster.store.worker(worker_id)["status"] == "awake"
+    assert roster.authenticate(header)["status"] == "awake"
+
+
+def test_last_seen_shown_by_the_manager_is_at_most_a_second_old(dm, worker):
+    for _ in range(3):
+        before = datetime.datetime.now(datetime.timezone.utc)
+        time.sleep(0.4)
+        assert worker.call("GET", "status-change").status_code == 204
+        shown = datetime.datetime.fromisoformat(dm.worker(worker.id)["last_seen"].replace("Z", "+00:00"))
+        assert shown >= before - datetime.timedelta(seconds=1.05)
+
+
+def test_every_request_is_heard_for_timeouts(roster):
+    """The throttle is on the stored wall-clock time only, not on liveness."""
+    roster, clock = roster
+    worker_id = roster.register({"secret": "s" * 20, "supported_task_types": ["debug"]}, UA, "a")["id"]
+    header = basic(worker_id, "s" * 20)
+    roster.sign_on(roster.seen(roster.authenticate(header), UA, "a"), {})
+    for _ in range(10):
+        clock[0] += 0.6  # never 5 s silent, though last_seen is written every other time
+        roster.seen(roster.authenticate(header), UA, "a")
+        assert roster.time_out_silent_workers(5) == []
+    clock[0] += 5.1
+    assert roster.time_out_silent_workers(5) == [worker_id]
+
+
+# PBKDF2 runs in gevent's thread pool (PERFORMANCE.md B6)
+
+def test_secrets_are_checked_without_blocking_other_greenlets():
+    stored = auth.hash_secret("secret")
+    assert auth.verify_secret("secret", stored) and not auth.verify_secret("other", stored)
+    ticks = []
+
+    def ticker():
+        while True:
+            ticks.append(time.monotonic())
+            gevent.sleep(0.001)
+
+    tick = gevent.spawn(ticker)
+    gevent.sleep(0)
+    started = time.monotonic()
+    checks = [gevent.spawn(auth.verify_secret, "secret", stored) for _ in range(4)]
+    gevent.joinall(checks, raise_error=True)
+    ended = time.monotonic()
+    tick.kill()
+    assert all(check.value for check in checks)
+    during = [t for t in ticks if started < t < ended]
+    assert len(during) >= 3, f"{len(during)} ticks in {1000 * (ended - started):.0f} ms of checks"
+
+
+def test_secrets_can_be_checked_in_the_hub_itself():
+    stored = auth.hash_secret("secret")
+    results = []
+    gevent.get_hub().loop.run_callback(lambda: results.append(auth.verify_secret("secret", stored)))
+    deadline = time.monotonic() + 5
+    while not results and time.monotonic() < deadline:
+        gevent.sleep(0.01)
+    assert results == [True]

@@ -6,10 +6,11 @@ import time
 import jwt
 import pytest
 
-from fworker.devmanager import DevManager
+from fworker.devmanager import DevManager, auth
+from fworker.devmanager import roster as roster_module
 from test_devmanager import WorkerClient, job
 
-pytest_plugins = ["test_devmanager"]  # its fixtures: dm, worker, make_manager
+pytest_plugins = ["test_devmanager"]  # its fixtures: dm, worker, make_manager, roster
 
 REG_SECRET = "registration-secret-" + "k" * 44
 
@@ -138,6 +139,69 @@ def test_the_secret_is_checked_after_a_successful_login_too(dm, worker):
     assert worker.call("POST", "task").status_code == 204  # caches this secret
     worker.secret = "something else"
     assert worker.call("POST", "task").status_code == 401
+
+
+# The verified-secret and row caches never let a stale secret in
+
+def test_a_removed_worker_is_refused_though_its_secret_was_cached(dm, worker):
+    assert worker.call("GET", "status-change").status_code == 204  # cached
+    dm.forget_worker(worker.id)
+    assert worker.call("GET", "status-change").status_code == 401
+    assert worker.call("POST", "task").status_code == 401
+
+
+def test_re_registration_credentials_do_not_mix(dm, worker):
+    """Registering again makes a new worker with a new id; the old one stays
+    until removed (as with the real Manager), each with its own secret."""
+    old_id, old_secret = worker.id, worker.secret
+    assert worker.call("GET", "status-change").status_code == 204  # cached
+    worker.secret = "a new secret " + "x" * 40
+    assert worker.register().status_code == 200 and worker.id != old_id
+    for worker_id, secret, code in ((old_id, worker.secret, 401), (worker.id, old_secret, 401),
+                                    (worker.id, worker.secret, 204), (old_id, old_secret, 204)):
+        response = worker.call("GET", "status-change", auth=False,
+                               headers={"Authorization": _basic(worker_id, secret)})
+        assert response.status_code == code, (worker_id == old_id, secret == old_secret)
+
+
+def test_a_changed_secret_hash_is_checked_again(roster):
+    """No endpoint changes a secret; should a row with another hash be read
+    (here: stored behind the Roster's back, then any Roster write drops the
+    cached row), the cached verification of the old secret does not apply."""
+    roster, _ = roster
+    worker_id = roster.register({"secret": "old" * 10}, "UA", "a")["id"]
+    assert roster.authenticate(_basic(worker_id, "old" * 10)) is not None  # cached
+    roster.store.update_worker(worker_id, secret_hash=auth.hash_secret("new" * 10))
+    roster.request_status(worker_id, "")
+    assert roster.authenticate(_basic(worker_id, "old" * 10)) is None
+    assert roster.authenticate(_basic(worker_id, "new" * 10))["id"] == worker_id
+
+
+def test_a_worker_removed_while_its_secret_is_checked_is_refused(roster, monkeypatch):
+    """PBKDF2 runs in a thread, so other requests (here: removing the worker) go on meanwhile."""
+    roster, _ = roster
+    worker_id = roster.register({"secret": "s" * 30}, "UA", "a")["id"]
+    real = auth.verify_secret
+
+    def slow_check(secret, stored):
+        roster.forget(worker_id)
+        return real(secret, stored)
+
+    monkeypatch.setattr(roster_module.auth, "verify_secret", slow_check)
+    assert roster.authenticate(_basic(worker_id, "s" * 30)) is None
+    monkeypatch.setattr(roster_module.auth, "verify_secret", real)
+    assert roster.authenticate(_basic(worker_id, "s" * 30)) is None
+
+
+def test_status_changes_reach_the_next_request_of_a_cached_worker(dm, worker):
+    assert worker.call("POST", "task").status_code == 204  # cached, awake
+    dm.request_status(worker.id, "asleep")
+    assert worker.call("POST", "task").status_code == 423
+    assert worker.call("POST", "ack-status-change/asleep").status_code == 204
+    assert worker.call("GET", "status-change").status_code == 204
+    assert dm.worker(worker.id)["status"] == "asleep"
+    assert worker.call("POST", "task").status_code == 204
+    assert dm.worker(worker.id)["status"] == "awake"
 
 
 def test_auth_comes_before_task_id_checks(dm, worker):

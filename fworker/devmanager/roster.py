@@ -12,10 +12,19 @@ talks again is ``awake``.  Asleep workers are not timed out.
 
 A status request is ``status_requested`` plus ``lazy_status_request``; it is
 cleared when the worker acknowledges that same status.
+
+Every request authenticates, so that path avoids SQLite (PERFORMANCE.md B5):
+the Roster keeps each worker's row in memory and ``last_seen`` is written at
+most once every LAST_SEEN_RESOLUTION seconds unless something else changed.
+The row cache is only correct because every write to a worker row goes
+through this class, which refreshes or drops the cached copy after writing.
 """
+import copy
 import hashlib
 import hmac
 import logging
+import time
+import typing
 
 from . import auth, common
 from .dispatch import Dispatcher, worker_identifier
@@ -27,20 +36,33 @@ logger = logging.getLogger(__name__)
 TIMEOUT_STATUSES = ["awake", "starting", "testing"]
 # Statuses a worker keeps when it asks for work; any other becomes awake.
 _KEPT_WHEN_ASKING = ("awake", "testing", "error")
+# Seconds: last_seen is shown to humans and the dev API, to whom a second is
+# nothing; timeouts use the Liveness clock, which hears every request.
+LAST_SEEN_RESOLUTION = 1.0
 
 
 class Roster:
     """Owns the worker rules; the Dispatcher takes back tasks when needed."""
 
     def __init__(self, store: Store, dispatcher: Dispatcher, heard: Liveness,
-                 registration_secret: str | None = None):
+                 registration_secret: str | None = None,
+                 clock: typing.Callable[[], float] = time.monotonic):
         self.store = store
         self.dispatcher = dispatcher
         self.heard = heard
         self.registration_secret = registration_secret
-        # worker id -> SHA-256 of the last secret that passed the slow check,
-        # so that each request does not pay for PBKDF2.  Memory only.
-        self._verified: dict[str, bytes] = {}
+        self._clock = clock
+        # worker id -> (stored secret hash, SHA-256 of the last secret that
+        # passed PBKDF2 against it), so that each request does not pay for
+        # PBKDF2; a different stored hash never matches.  Memory only.
+        self._verified: dict[str, tuple[str, bytes]] = {}
+        # worker id -> its row as stored, so that each request does not read it.
+        self._rows: dict[str, dict] = {}
+        # Bumped by every write that drops a cached row: a read that saw it
+        # change meanwhile does not cache what it read (see _row).
+        self._writes = 0
+        # worker id -> monotonic time of its last last_seen write.
+        self._last_seen_written: dict[str, float] = {}
 
     # Registration and authentication
 
@@ -61,6 +83,7 @@ class Roster:
             "signed_off": 0,
         }
         self.store.add_worker(worker)
+        self._last_seen_written[worker["id"]] = self._clock()
         logger.info("Registered worker %s (%r, %s, %s)", worker["id"], worker["nickname"],
                     worker["platform"], ", ".join(task_types))
         return worker
@@ -70,29 +93,82 @@ class Roster:
         credentials = auth.parse_basic(authorization)
         if credentials is None or not common.is_object_id(credentials[0]):
             return None
-        worker = self.store.worker(credentials[0].lower())
+        worker = self._row(credentials[0].lower())
         if worker is None:
             return None
         digest = hashlib.sha256(credentials[1].encode("utf-8")).digest()
         known = self._verified.get(worker["id"])
-        if known is not None and hmac.compare_digest(known, digest):
+        if (known is not None and known[0] == worker["secret_hash"]
+                and hmac.compare_digest(known[1], digest)):
             return worker
-        if not auth.verify_secret(credentials[1], worker["secret_hash"]):
+        return self._verify(worker, credentials[1], digest)
+
+    def _verify(self, worker: dict, secret: str, digest: bytes) -> dict | None:
+        """The slow check, PBKDF2; other greenlets run while it does."""
+        if not auth.verify_secret(secret, worker["secret_hash"]):
             logger.warning("Wrong secret for worker %s", worker["id"])
             return None
-        self._verified[worker["id"]] = digest
-        return worker
+        # Meanwhile the worker may have been removed or changed: what was
+        # verified must still be what is stored.
+        current = self._row(worker["id"])
+        if current is None or current["secret_hash"] != worker["secret_hash"]:
+            logger.warning("Worker %s changed while its secret was checked", worker["id"])
+            return None
+        self._verified[worker["id"]] = (worker["secret_hash"], digest)
+        return current
+
+    def _row(self, worker_id: str) -> dict | None:
+        """A copy of the worker's row, from memory when possible."""
+        row = self._rows.get(worker_id)
+        if row is None:
+            writes = self._writes
+            row = self.store.worker(worker_id)
+            if row is None:
+                return None
+            # Waiting for the Store's lock lets other greenlets run: one of
+            # them may have written this row after we read it.
+            if writes == self._writes:
+                self._rows[worker_id] = row
+        # A copy, so that a caller changing what it got cannot change the cache.
+        return copy.deepcopy(row)
+
+    def _update(self, worker_id: str, **changes) -> None:
+        """Write to a worker row and drop its cached copy.  Dropping rather
+        than updating it stays right when an enclosing transaction rolls back."""
+        self.store.update_worker(worker_id, **changes)
+        self._drop_cached(worker_id)
+
+    def _drop_cached(self, worker_id: str) -> None:
+        self._rows.pop(worker_id, None)
+        self._writes += 1
 
     # Presence
 
     def seen(self, worker: dict, user_agent: str, address: str) -> dict:
-        """Note an authenticated request; returns the updated worker."""
-        changes = {"last_seen": common.utc_timestamp(), "software": user_agent,
-                   "address": address}
+        """Note an authenticated request; returns the updated worker.
+
+        The row is written only when something changed or last_seen is
+        LAST_SEEN_RESOLUTION old: one commit per request was ~8 % of the
+        Manager's time.
+        """
+        changes = {key: value for key, value in (("software", user_agent), ("address", address))
+                   if worker[key] != value}
         if worker["status"] == "timeout":
             changes["status"] = "awake"
             logger.info("Worker %s is back after a timeout", worker["id"])
-        self.store.update_worker(worker["id"], **changes)
+        now = self._clock()
+        written = self._last_seen_written.get(worker["id"])
+        if changes or written is None or now - written >= LAST_SEEN_RESOLUTION:
+            changes["last_seen"] = common.utc_timestamp()
+            self.store.update_worker(worker["id"], **changes)
+            self._last_seen_written[worker["id"]] = now
+            # Only the fields just written: a cached row is otherwise as
+            # stored (any other write since would have dropped it), and a
+            # read under way does not cache what it read before this write.
+            self._writes += 1
+            cached = self._rows.get(worker["id"])
+            if cached is not None:
+                cached.update(changes)
         self.heard.heard(worker["id"])
         return dict(worker, **changes)
 
@@ -102,7 +178,7 @@ class Roster:
             changes["nickname"] = fields["nickname"]
         if fields.get("supported_task_types"):
             changes["supported_task_types"] = fields["supported_task_types"]
-        self.store.update_worker(worker["id"], **changes)
+        self._update(worker["id"], **changes)
         logger.info("Worker %s signed on", worker["id"])
 
     def sign_off(self, worker: dict) -> None:
@@ -110,21 +186,21 @@ class Roster:
             released = self.dispatcher.release_tasks_of(
                 worker["id"], f"Re-queued after worker {worker_identifier(worker)} signed off")
             count = self.store.worker(worker["id"])["signed_off"] or 0
-            self.store.update_worker(worker["id"], status="offline", signed_off=count + 1)
+            self._update(worker["id"], status="offline", signed_off=count + 1)
         self.heard.forget(worker["id"])
         logger.info("Worker %s signed off; re-queued %d tasks", worker["id"], len(released))
 
     def asking_for_work(self, worker: dict) -> None:
         """A worker that asks for a task is awake, unless testing or in error."""
         if worker["status"] not in _KEPT_WHEN_ASKING:
-            self.store.update_worker(worker["id"], status="awake")
+            self._update(worker["id"], status="awake")
 
     def time_out_silent_workers(self, timeout: float) -> list[str]:
         with self.store.transaction():
             talking = {worker["id"]: worker for worker in self.store.workers(status=TIMEOUT_STATUSES)}
             silent = self.heard.expired(talking, timeout)
             for worker_id in silent:
-                self.store.update_worker(worker_id, status="timeout")
+                self._update(worker_id, status="timeout")
                 self.dispatcher.release_tasks_of(
                     worker_id, f"Re-queued after worker {worker_identifier(talking[worker_id])} "
                                f"timed out")
@@ -138,8 +214,8 @@ class Roster:
         """Ask a worker to change status; "" withdraws the request."""
         with self.store.transaction():
             self._existing(worker_id)
-            self.store.update_worker(worker_id, status_requested=status,
-                                     lazy_status_request=bool(status) and lazy)
+            self._update(worker_id, status_requested=status,
+                         lazy_status_request=bool(status) and lazy)
         logger.info("Requested status %r of worker %s (lazy=%s)", status, worker_id, lazy)
 
     def acknowledge(self, worker: dict, status: str) -> None:
@@ -150,7 +226,7 @@ class Roster:
             logger.info("Worker %s acknowledged %r; the pending request is %r", worker["id"],
                         status, worker["status_requested"])
         with self.store.transaction():
-            self.store.update_worker(worker["id"], **changes)
+            self._update(worker["id"], **changes)
             self.store.add_ack(worker["id"], status)
 
     def record_output(self, worker: dict, paths: list[str]) -> None:
@@ -162,7 +238,9 @@ class Roster:
             self._existing(worker_id)
             self.dispatcher.release_tasks_of(worker_id, "Re-queued: its worker was removed")
             self.store.delete_worker(worker_id)
+            self._drop_cached(worker_id)
         self._verified.pop(worker_id, None)
+        self._last_seen_written.pop(worker_id, None)
         self.heard.forget(worker_id)
         logger.info("Forgot worker %s", worker_id)
 
