@@ -53,7 +53,8 @@ SETTINGS: tuple[Setting, ...] = (
     _s("worker_registration_secret", "str", "", "Pre-shared key, when the Manager requires one to "
        "register new workers (sent as a signed, short-lived token, never as such).", secret=True),
     _s("task_update_queue_db", "str", "flamenco-worker.db", "SQLite file of the durable queue of task "
-       "updates. Relative paths are relative to the current directory."),
+       "updates. Relative paths are relative to the current directory. Output a command prints faster "
+       "than the worker handles it waits in an unlinked file in the same folder (256 MiB at most)."),
     _s("http_timeout", "float", 30.0, "Give up on one HTTP request to the Manager after this long.",
        "seconds", minimum=0.1),
     _s("fetch_task_interval", "float", 2.0, "Wait this long before asking again when the Manager has "
