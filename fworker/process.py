@@ -36,6 +36,7 @@ from fworker.proctree import TOKEN_VAR, Descendants, enable_subreaper  # noqa: F
 log = logging.getLogger(__name__)
 
 _CHUNK = 65536  # handled at a time
+_ON_ABORT = 4 * 1024 * 1024  # at most this much spooled output is still handled on abort
 _CYCLE = 1e-6  # a timer that is due at once: one turn of the event loop
 _GATHER = 0.002  # seconds to let trickling output gather before reading it
 _EOL = re.compile(rb"\r\n|\r|\n")
@@ -134,6 +135,21 @@ class _BatchSplitter(_LineSplitter):
             lines = self._batch.copy()
             self._batch.clear()  # in place: _send appends to this very list
             self._emit_lines(lines)
+
+
+def _handle_some(spool: Spool, splitter: _LineSplitter) -> None:
+    """On abort: the first ``_ON_ABORT`` bytes of what was read but not handled go
+    to the log, and a line saying how much more there was."""
+    handled = 0
+    while handled < _ON_ABORT:
+        chunk = spool.get(min(_CHUNK, _ON_ABORT - handled))
+        if not chunk:
+            break
+        splitter.feed(chunk)
+        handled += len(chunk)
+    if len(spool):
+        splitter.feed(f"\nworker: {len(spool)} bytes of output read but not handled before the abort, "
+                      f"dropped\n".encode())
 
 
 class OutputTimeout(Exception):
@@ -260,6 +276,8 @@ class ChildProcess:
                 # than reading, and a child must not wait on it (see fworker.spool).
                 if not eof and not spool.full():
                     eof, read = spool.fill(fd)
+                    if eof:
+                        self._eof.set()  # the pipe is closed; what is spooled is handled next
                 chunk = spool.get(_CHUNK)
                 if chunk:
                     splitter.feed(chunk)
@@ -273,6 +291,9 @@ class ChildProcess:
                     break
                 else:
                     self._wait_for_output(fd)
+        except gevent.GreenletExit:
+            _handle_some(spool, splitter)  # aborted: the last words may say why
+            raise
         finally:
             spool.close()
         self._eof.set()

@@ -11,6 +11,7 @@ disk, not RAM), in order, up to ``limit`` bytes in all.
 from __future__ import annotations
 
 import collections
+import errno
 import fcntl
 import logging
 import os
@@ -22,6 +23,10 @@ log = logging.getLogger(__name__)
 MEMORY_LIMIT = 8 * 1024 * 1024
 LIMIT = 256 * 1024 * 1024
 PIPE_SIZE = 1024 * 1024  # the default /proc/sys/fs/pipe-max-size
+FILL_MAX = 8 * PIPE_SIZE  # read per fill() call at most
+# The file stops growing when its file system would have less free than this
+# left: the durable queue lives there too and must still be writable.
+DISK_RESERVE = 256 * 1024 * 1024
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 
 
@@ -76,7 +81,9 @@ class Spool:
         """Read what the non-blocking pipe ``fd`` holds, without waiting and not
         beyond full: (end of output, bytes read)."""
         read = 0
-        while not self.full():
+        # Capped per call: a child refilling the pipe as fast as it is read must
+        # not keep the other greenlets waiting.
+        while not self.full() and read < FILL_MAX:
             try:
                 data = os.read(fd, PIPE_SIZE)
             except BlockingIOError:
@@ -127,6 +134,9 @@ class Spool:
                     os.makedirs(self.directory, exist_ok=True)
                 # Unlinked at once: nothing is left behind, whatever kills the worker.
                 self._file = tempfile.TemporaryFile(prefix="fworker-output-", dir=self.directory)
+            disk = os.fstatvfs(self._file.fileno())
+            if disk.f_bavail * disk.f_frsize < DISK_RESERVE + len(data):
+                raise OSError(errno.ENOSPC, f"less than {DISK_RESERVE // 2**20} MiB would be left free")
             self._file.seek(self._write_at)
             self._file.write(data)
             self._file.flush()

@@ -12,7 +12,7 @@ import gevent.subprocess
 import psutil
 import pytest
 
-from fworker import proctree, spool
+from fworker import process, proctree, spool
 from fworker.process import ChildProcess, _LineSplitter, describe_exit, enable_subreaper
 from waiting import wait_until
 
@@ -327,8 +327,31 @@ def test_a_child_printing_faster_than_its_output_is_handled_is_not_held_back(tmp
 
     code = "import os\nfor i in range(50000): os.write(1, b'%05d ' % i + b'x' * 94 + b'\\n')\n"
     proc = ChildProcess([sys.executable, "-c", code], on_lines=slow_handler, spool_dir=str(tmp_path))
+    proc.linger = 0.1  # the pipe closed long before the spool is handled: that is no leftover
     assert proc.run() == 0
     assert lines == ["%05d " % i + "x" * 94 for i in range(50_000)]
     # 5 MB printed; the pipe holds 1 MiB: most of it was still to be handled.
     assert handled_when_child_ended and handled_when_child_ended[0] < 20_000
     assert os.listdir(tmp_path) == []  # the spool file was never visible, and is gone
+    assert not proc._stopping_leftovers
+
+
+def test_an_abort_still_logs_what_was_spooled_up_to_a_limit(tmp_path, monkeypatch):
+    monkeypatch.setattr(process, "_ON_ABORT", 200_000)
+    lines = []
+
+    def slow_handler(batch):
+        lines.extend(batch)
+        gevent.sleep(0.01)
+
+    code = "import os\nfor i in range(50000): os.write(1, b'%05d ' % i + b'x' * 94 + b'\\n')\n"
+    proc = ChildProcess([sys.executable, "-c", code], on_lines=slow_handler, spool_dir=str(tmp_path))
+    runner = gevent.spawn(proc.run)
+    wait_until(lambda: proc._eof.is_set(), 30, "the child's output closed")
+    before = len(lines)
+    runner.kill()
+    assert len(lines) >= before + 1500  # ~200 kB more: 2,000 lines of 100 bytes
+    assert "bytes of output read but not handled before the abort, dropped" in lines[-1]
+    expected = ["%05d " % i + "x" * 94 for i in range(len(lines) - 1)]
+    assert lines[:-2] == expected[:-1]
+    assert expected[-1].startswith(lines[-2])  # the limit may cut the last line short

@@ -4,6 +4,7 @@ import random
 import subprocess
 import sys
 
+from fworker import spool as spool_module
 from fworker.spool import Spool
 from waiting import wait_until
 
@@ -95,6 +96,29 @@ def test_fill_stops_when_full():
         spool.fill(read_end)
         assert spool.full()
         assert spool.fill(read_end) == (False, 0)
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+
+
+def test_the_file_keeps_a_reserve_of_free_disk_for_the_queue(tmp_path, monkeypatch):
+    monkeypatch.setattr(spool_module, "DISK_RESERVE", 2**62)  # more than any disk has free
+    spool = Spool(directory=str(tmp_path), memory_limit=10, limit=10**6)
+    spool.put(b"a" * 8)
+    spool.put(b"b" * 8)
+    assert spool.write_failed and spool.full()
+    assert drain(spool) == b"a" * 8 + b"b" * 8
+
+
+def test_fill_reads_at_most_fill_max_per_call(monkeypatch):
+    monkeypatch.setattr(spool_module, "FILL_MAX", 10)
+    monkeypatch.setattr(spool_module, "PIPE_SIZE", 4)
+    read_end, write_end = os.pipe()
+    os.set_blocking(read_end, False)
+    spool = Spool(memory_limit=10**6, limit=10**6)
+    try:
+        os.write(write_end, b"x" * 100)
+        assert spool.fill(read_end) == (False, 12)
     finally:
         os.close(read_end)
         os.close(write_end)
