@@ -114,9 +114,10 @@ def _one(ctx, mode: str, target: int, r: int) -> dict:
             common.wait_until(lambda: worker.queued() >= target, 600, f"{target} updates queued", interval=0.02)
             with open(stop, "w"):
                 pass
-            time.sleep(0.5)  # the child sees the stop file within 50 lines; let the last ones be queued
-            common.wait_until(lambda: "finished" in (worker.log_text()[-3000:]) or worker.queued() > 0, 5, "")
-            queued = worker.queued()
+            # The child sees the stop file within 50 lines, but the worker may still be
+            # handling what it spooled (fworker.spool): every update must be queued
+            # before the Manager comes back, or the drain would time their making too.
+            queued = _settled(worker)
             t_queued = time.monotonic()
             rss_before = sampler.at(t_down)
             manager.start()
@@ -145,6 +146,20 @@ def _one(ctx, mode: str, target: int, r: int) -> dict:
         "rss_at_outage_mb": common.mb(rss_before), "rss_peak_mb": common.mb(peak), "rss_after_drain_mb": common.mb(rss_end),
         "bodies": _replay_bodies(after),
     }
+
+
+def _settled(worker, quiet: float = 1.0) -> int:
+    """The queue depth once it has not grown for ``quiet`` seconds."""
+    depth, since = worker.queued(), time.monotonic()
+    deadline = since + 300
+    while time.monotonic() - since < quiet:
+        if time.monotonic() > deadline:
+            raise TimeoutError("the worker's queue kept growing for 300 s after the child was told to stop")
+        time.sleep(0.1)
+        now = worker.queued()
+        if now != depth:
+            depth, since = now, time.monotonic()
+    return depth
 
 
 def run(ctx) -> dict:
