@@ -36,6 +36,8 @@ from fworker.proctree import TOKEN_VAR, Descendants, enable_subreaper  # noqa: F
 log = logging.getLogger(__name__)
 
 _CHUNK = 65536  # handled at a time
+_FLOOD_BACKLOG = 4 * 1024 * 1024  # spooled bytes that mean the child floods its output
+_FLOOD_PAUSE = 0.005  # seconds of CPU left to others per chunk handled meanwhile
 _ON_ABORT = 4 * 1024 * 1024  # at most this much spooled output is still handled on abort
 _CYCLE = 1e-6  # a timer that is due at once: one turn of the event loop
 _GATHER = 0.002  # seconds to let trickling output gather before reading it
@@ -286,7 +288,7 @@ class ChildProcess:
                     # loop (gevent.sleep(0) would not: against a child that never
                     # pauses, timers and other I/O waited ~50-100 ms).
                     gathering = read < _CHUNK and not eof and not len(spool)
-                    gevent.sleep(_GATHER if gathering else _CYCLE)
+                    gevent.sleep(_GATHER if gathering else self._pause(spool, eof))
                 elif eof:
                     break
                 else:
@@ -298,6 +300,17 @@ class ChildProcess:
             spool.close()
         self._eof.set()
         splitter.close()
+
+    def _pause(self, spool: Spool, eof: bool) -> float:
+        """How long to leave the CPU to others after handling a chunk.  A child that
+        floods its output faster than it can be handled shares the machine's cores
+        with the worker (and, on small machines, the Manager): while it goes on and a
+        backlog stands, handling runs at a fraction of a core and the spool grows,
+        so the render keeps its CPU; the backlog is handled at full speed once it
+        ends.  Ordinary output never builds such a backlog."""
+        if not eof and len(spool) > _FLOOD_BACKLOG:
+            return _FLOOD_PAUSE
+        return _CYCLE
 
     def _wait_for_output(self, fileno: int) -> None:
         if self.output_timeout <= 0:

@@ -355,3 +355,12 @@ def test_an_abort_still_logs_what_was_spooled_up_to_a_limit(tmp_path, monkeypatc
     expected = ["%05d " % i + "x" * 94 for i in range(len(lines) - 1)]
     assert lines[:-2] == expected[:-1]
     assert expected[-1].startswith(lines[-2])  # the limit may cut the last line short
+
+
+def test_handling_leaves_the_cpu_to_a_child_flooding_its_output():
+    proc = ChildProcess([sys.executable, "-c", "pass"], on_lines=lambda lines: None)
+    backlog = spool.Spool(memory_limit=10**9, limit=10**9)
+    assert proc._pause(backlog, eof=False) == process._CYCLE
+    backlog.put(b"x" * (process._FLOOD_BACKLOG + 1))
+    assert proc._pause(backlog, eof=False) == process._FLOOD_PAUSE  # the child goes on: it keeps the CPU
+    assert proc._pause(backlog, eof=True) == process._CYCLE  # it ended: catch up at full speed
