@@ -72,7 +72,7 @@ def find(owner: str, *, everywhere: bool = True) -> list[psutil.Process]:
     from fworker import proctree  # late: proctree imports this module
 
     me, found = os.getpid(), []
-    candidates = psutil.process_iter() if everywhere else _processes(proctree.descendant_pids(me))
+    candidates = psutil.process_iter() if everywhere else proctree.processes(proctree.descendant_pids(me))
     for proc in candidates:
         try:
             if proc.pid != me and proc.environ().get(OWNER_VAR) == owner:
@@ -119,25 +119,12 @@ def _stop(found: list[psutil.Process], grace: float) -> list[psutil.Process]:
     return found
 
 
-def _processes(pids: list[int]) -> typing.Iterator[psutil.Process]:
-    for pid in pids:
-        try:
-            yield psutil.Process(pid)
-        except psutil.Error:  # gone meanwhile
-            continue
-
-
-def _alive(proc: psutil.Process) -> bool:
-    try:
-        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
 def _wait_gone(procs: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+    from fworker import proctree  # late: proctree imports this module
+
     deadline = time.monotonic() + timeout
     while True:
-        procs = [proc for proc in procs if _alive(proc)]
+        procs = [proc for proc in procs if proctree.alive(proc)]
         if not procs or time.monotonic() >= deadline:
             return procs
         gevent.sleep(0.02)

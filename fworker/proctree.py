@@ -74,7 +74,7 @@ def descendant_pids(pid: int) -> list[int]:
     return found
 
 
-def _alive(proc: psutil.Process) -> bool:
+def alive(proc: psutil.Process) -> bool:
     """Running with the same create_time (so not a reused pid), and not a zombie."""
     try:
         return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
@@ -109,7 +109,7 @@ def _children_reader() -> Callable[[int], list[int]]:
     return lambda pid: kids.get(pid, [])
 
 
-def _processes(pids: list[int], parent: psutil.Process | None) -> list[psutil.Process]:
+def processes(pids: list[int], parent: psutil.Process | None = None) -> list[psutil.Process]:
     """``pids`` as processes, those that still exist; under ``parent`` only those not
     older than it: an older one got the pid of a child that ended meanwhile."""
     procs = []
@@ -145,14 +145,14 @@ class Descendants:
         for pid, proc in self._seen.items():
             found.setdefault(pid, proc)  # e.g. re-parented to init: no subreaper
         me = os.getpid()
-        self._seen = {pid: proc for pid, proc in found.items() if pid != me and _alive(proc)}
+        self._seen = {pid: proc for pid, proc in found.items() if pid != me and alive(proc)}
         return list(self._seen.values())
 
     def _walk(self) -> list[psutil.Process]:
         """The subtrees of the worker's children that are ours: the child, and orphans
         of its tree re-parented to the worker."""
         children_of = _children_reader()
-        stack = [proc for proc in _processes(children_of(os.getpid()), None) if self._is_ours(proc)]
+        stack = [proc for proc in processes(children_of(os.getpid()), None) if self._is_ours(proc)]
         ours, visited = [], set()
         while stack:
             proc = stack.pop()
@@ -160,7 +160,7 @@ class Descendants:
                 continue  # the files are read while pids change hands: no walking in circles
             visited.add(proc.pid)
             ours.append(proc)
-            stack.extend(_processes(children_of(proc.pid), proc))
+            stack.extend(processes(children_of(proc.pid), proc))
         return ours
 
     def _is_ours(self, proc: psutil.Process) -> bool:
