@@ -129,14 +129,19 @@ def counted(log):
     return [int(line.split(": count ")[1].split(" ")[0]) for line in log.splitlines() if ": count " in line]
 
 
+def counting_on(fs, stop, manager, worker_process, url):
+    """A counting task, and a worker whose queue is on ``fs``, once the count has begun."""
+    task_id = manager.submit_job({"name": "j", "job_type": "debug", "priority": 50, "tasks": [
+        {"name": "t", "task_type": "debug", "commands": [counter(100000, stop)]}]})["task_ids"][0]
+    w = worker_process(url, settings={"task_update_queue_db": str(fs.path / "q.sqlite"), "min_free_disk_mb": "0"})
+    manager.wait_for(lambda: "count 5 " in manager.task_log(task_id), timeout=30)
+    return task_id, w
+
+
 def test_worker_renders_on_through_a_full_queue_disk_and_loses_nothing(manager, worker_process, tiny_fs, tmp_path):
     fs = tiny_fs(1024)
     stop = tmp_path / "stop"
-    task_id = manager.submit_job({"name": "j", "job_type": "debug", "priority": 50, "tasks": [
-        {"name": "t", "task_type": "debug", "commands": [counter(100000, stop)]}]})["task_ids"][0]
-    w = worker_process(manager.url, settings={"task_update_queue_db": str(fs.path / "q.sqlite"),
-                                              "min_free_disk_mb": "0"})
-    manager.wait_for(lambda: "count 5 " in manager.task_log(task_id), timeout=30)
+    task_id, w = counting_on(fs, stop, manager, worker_process, manager.url)
     fs.fill()
     w.wait_for_output("cannot write to the update queue")
     # Still rendering, still delivering (from memory).
@@ -161,11 +166,7 @@ def test_worker_with_a_full_disk_and_no_manager_delivers_everything_later(manage
     proxy = FaultProxy(manager.url).up()
     stop = tmp_path / "stop"
     try:
-        task_id = manager.submit_job({"name": "j", "job_type": "debug", "priority": 50, "tasks": [
-            {"name": "t", "task_type": "debug", "commands": [counter(100000, stop)]}]})["task_ids"][0]
-        w = worker_process(proxy.url, settings={"task_update_queue_db": str(fs.path / "q.sqlite"),
-                                                "min_free_disk_mb": "0"})
-        manager.wait_for(lambda: "count 5 " in manager.task_log(task_id), timeout=30)
+        task_id, w = counting_on(fs, stop, manager, worker_process, proxy.url)
         proxy.down()
         w.wait_for_output("cannot send task updates")
         fs.fill()
