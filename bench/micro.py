@@ -55,7 +55,7 @@ def timestamps() -> list[dict]:
 
 
 def splitting() -> list[dict]:
-    from fworker.process import _LineSplitter
+    from fworker.lines import LineSplitter
     from fworker.reporter import log_timestamp
 
     sink: list[str] = []
@@ -63,7 +63,7 @@ def splitting() -> list[dict]:
     def now() -> None:  # what _pump + handle + ctx.log + reporter.log_line do per line
         def log_line(line: str) -> None:
             sink.append(f"{log_timestamp()}: {line}")
-        splitter = _LineSplitter(log_line, 65536)
+        splitter = LineSplitter(log_line, 65536)
         splitter.feed(CHUNK)
         sink.clear()
 
@@ -78,7 +78,7 @@ def splitting() -> list[dict]:
     lines = CHUNK.count(b"\n")
     return [{"what": "64 KiB of output -> timestamped log lines", "now": per_call_us(now, 200) / lines,
              "alternative": per_call_us(batch, 200) / lines, "unit": "us/line",
-             "how": "_LineSplitter.feed + a call chain and a timestamp per line vs. one decode/split/timestamp per chunk"}]
+             "how": "LineSplitter.feed + a call chain and a timestamp per line vs. one decode/split/timestamp per chunk"}]
 
 
 def queue_ops() -> list[dict]:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import shlex
 import signal
 import time
@@ -30,6 +29,7 @@ import gevent.subprocess
 import psutil
 
 from fworker.leftovers import OWNER_VAR, PRCTL, DieWithParent
+from fworker.lines import BatchSplitter, LineSplitter
 from fworker.spool import Spool, grow_pipe
 from fworker.proctree import TOKEN_VAR, Descendants, enable_subreaper  # noqa: F401  (worker.py imports it here)
 
@@ -41,7 +41,6 @@ _FLOOD_PAUSE = 0.005  # seconds of CPU left to others per chunk handled meanwhil
 _ON_ABORT = 4 * 1024 * 1024  # at most this much spooled output is still handled on abort
 _CYCLE = 1e-6  # a timer that is due at once: one turn of the event loop
 _GATHER = 0.002  # seconds to let trickling output gather before reading it
-_EOL = re.compile(rb"\r\n|\r|\n")
 _KILL_TIMEOUT = 5.0  # after SIGKILL only a process in uninterruptible sleep takes long
 
 
@@ -59,87 +58,7 @@ def _pids(procs: list[psutil.Process]) -> str:
     return ", ".join(str(proc.pid) for proc in procs)
 
 
-class _LineSplitter:
-    """Bytes in, decoded lines out.  A line ends with \\n, \\r\\n or a lone \\r (progress
-    lines); a line longer than ``limit`` bytes comes out in pieces: memory stays bounded."""
-
-    def __init__(self, emit: Callable[[str], None], limit: int):
-        self._emit = emit
-        self._limit = max(limit, 4)  # room for a whole UTF-8 character
-        self._rest = b""
-        self._cut = False  # the current line was already partly emitted
-
-    def feed(self, data: bytes) -> None:
-        buf, start = self._rest + data, 0
-        for match in _EOL.finditer(buf):
-            if match.end() == len(buf) and match.group() == b"\r":
-                break  # the \n of a \r\n may come with the next chunk
-            self._line_end(buf[start:match.start()])
-            start = match.end()
-        # A held trailing \r stays in the rest: a piece is always shorter than the rest.
-        self._rest = self._send_pieces(buf[start:])
-
-    def close(self) -> None:
-        """End of output: deliver what is left, terminated or not."""
-        rest, self._rest = self._rest, b""
-        if rest:
-            self._line_end(rest.removesuffix(b"\r"))
-
-    def _send_pieces(self, data: bytes) -> bytes:
-        """Send pieces of ``data`` while it is longer than the limit; return the rest."""
-        while len(data) > self._limit:
-            cut = self._limit
-            while cut > self._limit - 3 and data[cut] & 0xC0 == 0x80:
-                cut -= 1  # not inside a UTF-8 character: it would become two U+FFFD
-            self._send(data[:cut])
-            self._cut, data = True, data[cut:]
-        return data
-
-    def _line_end(self, content: bytes) -> None:
-        content = self._send_pieces(content)
-        if content or not self._cut:  # after a cut right at the end, nothing is left
-            self._send(content)
-        self._cut = False
-
-    def _send(self, raw: bytes) -> None:
-        self._emit(raw.decode("utf-8", errors="replace"))
-
-
-class _BatchSplitter(_LineSplitter):
-    """The same lines in the same order as ``_LineSplitter``, but all the lines of one
-    chunk go to ``emit_lines`` in one call: per-line calls and decodes were most of the
-    worker's CPU on chatty output.  Lines that need cutting into pieces take
-    ``_LineSplitter``'s path; they are rare."""
-
-    def __init__(self, emit_lines: Callable[[list[str]], None], limit: int):
-        self._batch: list[str] = []
-        super().__init__(self._batch.append, limit)
-        self._emit_lines = emit_lines
-
-    def feed(self, data: bytes) -> None:
-        buf = self._rest + data
-        held = buf.endswith(b"\r")  # the \n of a \r\n may come with the next chunk
-        parts = _EOL.split(buf[:-1] if held else buf)
-        tail = parts.pop()  # the unterminated rest, maybe b""
-        if self._cut or (parts and max(map(len, parts)) > self._limit):
-            super().feed(data)  # pieces: the careful path (self._rest is untouched so far)
-        else:
-            self._batch.extend([part.decode("utf-8", errors="replace") for part in parts])
-            self._rest = self._send_pieces(tail + b"\r" if held else tail)
-        self._deliver()
-
-    def close(self) -> None:
-        super().close()
-        self._deliver()
-
-    def _deliver(self) -> None:
-        if self._batch:
-            lines = self._batch.copy()
-            self._batch.clear()  # in place: _send appends to this very list
-            self._emit_lines(lines)
-
-
-def _handle_some(spool: Spool, splitter: _LineSplitter) -> None:
+def _handle_some(spool: Spool, splitter: LineSplitter) -> None:
     """On abort: the first ``_ON_ABORT`` bytes of what was read but not handled go
     to the log, and a line saying how much more there was."""
     handled = 0
@@ -266,9 +185,9 @@ class ChildProcess:
 
     def _pump(self) -> None:
         if self._on_lines is not None:
-            splitter: _LineSplitter = _BatchSplitter(self._on_lines, self._max_line_bytes)
+            splitter: LineSplitter = BatchSplitter(self._on_lines, self._max_line_bytes)
         else:
-            splitter = _LineSplitter(self._on_line, self._max_line_bytes)
+            splitter = LineSplitter(self._on_line, self._max_line_bytes)
         fd = self._popen.stdout.fileno()  # non-blocking: gevent made it so
         spool = Spool(directory=self.spool_dir)
         eof, read = False, 0

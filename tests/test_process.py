@@ -13,7 +13,8 @@ import psutil
 import pytest
 
 from fworker import process, proctree, spool
-from fworker.process import ChildProcess, _LineSplitter, describe_exit, enable_subreaper
+from fworker.lines import LineSplitter
+from fworker.process import ChildProcess, describe_exit, enable_subreaper
 from waiting import wait_until
 
 PY = sys.executable
@@ -57,7 +58,7 @@ def test_lines_in_order_with_every_line_ending_and_bad_utf8():
 def test_splitter_gives_the_same_lines_whatever_the_chunking(chunk):
     data = "a\r\nb\rc\n\r\n\u00e9\u00e9\u00e9\u00e9\u00e9|xyzxyzxyz\r".encode() + b"\xffend"
     lines = []
-    splitter = _LineSplitter(lines.append, limit=4)
+    splitter = LineSplitter(lines.append, limit=4)
     for i in range(0, len(data), chunk):
         splitter.feed(data[i:i + chunk])
     splitter.close()
@@ -69,7 +70,7 @@ def test_splitter_gives_the_same_lines_whatever_the_chunking(chunk):
 
 def test_a_piece_ending_right_before_the_line_end_adds_no_empty_line():
     lines = []
-    splitter = _LineSplitter(lines.append, limit=4)
+    splitter = LineSplitter(lines.append, limit=4)
     for part in (b"abcd", b"efgh\r", b"\nnext\r"):
         splitter.feed(part)
     splitter.close()
