@@ -48,8 +48,9 @@ def _check_log(manager: common.Manager, task_id: str, n: int) -> dict:
 
 
 def _worker(ctx, wd: common.Workdir, n: int, run: int) -> dict:
-    manager = common.Manager(wd.sub("manager")).start()
-    profile = ctx.profile_path(f"logs-{run}") if ctx.profile and run == 0 else None
+    profiling = ctx.profile and run == 0
+    manager = common.Manager(wd.sub("manager"), profile=ctx.profile_path("logs-manager") if profiling else None).start()
+    profile = ctx.profile_path(f"logs-{run}") if profiling else None
     worker = common.WorkerProc(wd.sub("worker"), manager.url, SETTINGS, profile=profile)
     out = os.path.join(wd.path, "child.json")
     try:
