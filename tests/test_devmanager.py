@@ -262,6 +262,9 @@ def test_updates_are_recorded_and_applied(dm, worker):
     assert (stored["task_progress_percentage"], stored["command_progress_percentage"]) == (40, 50)
     assert stored["metrics"] == {"timing": {"echo": 0.25}} and stored["last_ping"]
     assert dm.task_updates(task_id) == bodies  # as received, unknown keys included
+    rows = list(dm.store.db["task_updates"].find(task=task_id, order_by="seq"))
+    assert [row["log"] for row in rows] == [body.get("log") for body in bodies]
+    assert not any('"log"' in row["body"] for row in rows)  # stored once, in its own column
     assert dm.task_log(task_id) == stored["log"] == (
         "2024-01-01T00:00:00Z: one\n2024-01-01T00:00:01Z: two\n2024-01-01T00:00:02Z: three")
     assert worker.update(task_id, task_status="completed", activity="Task completed").status_code == 204

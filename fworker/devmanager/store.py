@@ -88,6 +88,14 @@ def _decode(row: typing.Mapping | None) -> dict | None:
     return decoded
 
 
+def _update_body(row: dict) -> dict:
+    """An update's body as it came, its log put back (see add_task_update)."""
+    body = json.loads(row["body"])
+    if row["log"] is not None:
+        body["log"] = row["log"]
+    return body
+
+
 class Store:
     """Tables and row operations; the rules live in the Roster and Dispatcher."""
 
@@ -216,7 +224,12 @@ class Store:
     # Task updates and the log they carry
 
     def add_task_update(self, task_id: str, worker_id: str, body: dict) -> None:
+        # The log is kept once, in its own column, out of the body's JSON: it is
+        # most of an update's size, and encoding and storing it twice was most of
+        # this Manager's work on a chatty task.
         log = body.get("log")
+        if isinstance(log, str):
+            body = {key: value for key, value in body.items() if key != "log"}
         self._insert("task_updates", {
             "task": task_id, "worker": worker_id, "received": common.utc_timestamp(),
             "body": json.dumps(body), "log": log if isinstance(log, str) else None,
@@ -224,12 +237,12 @@ class Store:
 
     def task_updates(self, task_id: str) -> list[dict]:
         """The bodies of every accepted update of a task, in arrival order."""
-        return [json.loads(row["body"]) for row in self._find("task_updates", task=task_id)]
+        return [_update_body(row) for row in self._find("task_updates", task=task_id)]
 
     def task_update_rows(self, task_id: str) -> list[dict]:
         """Like task_updates, with the arrival time and sender of each."""
         rows = self._find("task_updates", task=task_id)
-        return [dict(row, body=json.loads(row["body"])) for row in rows]
+        return [dict(row, body=_update_body(row)) for row in rows]
 
     def task_log(self, task_id: str) -> str:
         """The task's log: each update's ``log`` appended, one line break between."""
