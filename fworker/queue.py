@@ -2,7 +2,9 @@
 
 Every update is committed here before anything is sent, so a render goes on
 while the Manager is unreachable and nothing is lost when the worker dies.
-Payloads are stored as JSON.  The flusher (``fworker.flusher``) reads from the
+Payloads are stored as JSON, except their log text, which is most of their
+size and is stored as it is, in a column of its own: encoding it into the JSON
+and decoding it again cost more than storing it.  The flusher (``fworker.flusher``) reads from the
 head, in insertion order, and deletes what the Manager accepted.
 
 The queue owns one ``sqlite3`` connection (WAL, synchronous=NORMAL, no implicit
@@ -58,8 +60,9 @@ WRITE_ERRORS = (sqlite3.DatabaseError, sqlalchemy.exc.SQLAlchemyError, OSError)
 # Ids per DELETE statement: below SQLite's old limit of 999 bound parameters.
 _DELETE_CHUNK = 500
 
-_INSERT = "INSERT INTO task_updates (task_id, payload, queued_at) VALUES (:task_id, :payload, :queued_at)"
-_HEAD = "SELECT id, task_id, payload FROM task_updates ORDER BY id LIMIT ?"
+_INSERT = ("INSERT INTO task_updates (task_id, payload, log, queued_at) "
+           "VALUES (:task_id, :payload, :log, :queued_at)")
+_HEAD = "SELECT id, task_id, payload, log FROM task_updates ORDER BY id LIMIT ?"
 _REJECT = "INSERT INTO rejected_updates (task_id, payload, answer, rejected_at) VALUES (?, ?, ?, ?)"
 
 
@@ -105,6 +108,8 @@ class UpdateQueue:
         self._updates = self._db.create_table("task_updates", primary_id="id", primary_type=self._db.types.integer)
         self._updates.create_column("task_id", self._db.types.string(32))
         self._updates.create_column("payload", self._db.types.text)
+        # Queues written before the log had a column of their own have it in the payload.
+        self._updates.create_column("log", self._db.types.text)
         self._updates.create_column("queued_at", self._db.types.float)
         self._rejected = self._db.create_table("rejected_updates", primary_id="id", primary_type=self._db.types.integer)
         self._rejected.create_column("task_id", self._db.types.string(32))
@@ -203,11 +208,11 @@ class UpdateQueue:
             try:
                 # Rows are read one by one, and no gevent switch happens before
                 # the cursor is closed: no read snapshot is held across one.
-                for row_id, task_id, payload in cursor:
+                for row_id, task_id, payload, text in cursor:
                     if row_id in self._undeleted:
                         continue
-                    items.append(QueuedUpdate(row_id, task_id, json.loads(payload)))
-                    size += len(payload)
+                    items.append(QueuedUpdate(row_id, task_id, decode_payload(payload, text)))
+                    size += len(payload) + len(text or "")
                     if len(items) >= limit or (max_bytes and size >= max_bytes):
                         return items
             finally:
@@ -282,8 +287,26 @@ def _deletes(ids: list[int]) -> typing.Iterator[tuple[str, tuple[int, ...]]]:
         yield f"DELETE FROM task_updates WHERE id IN ({','.join('?' * len(chunk))})", chunk
 
 
-def _row(task_id: str, payload: dict) -> dict:
-    return {"task_id": task_id, "payload": json.dumps(payload, ensure_ascii=False), "queued_at": time.time()}
+def _row(task_id: str, payload: dict, queued_at: float | None = None) -> dict:
+    text = payload.get("log")
+    if isinstance(text, str):
+        payload = {key: value for key, value in payload.items() if key != "log"}
+    else:
+        text = None  # not text (a caller's bug the Manager will refuse): stays in the JSON
+    return {"task_id": task_id, "payload": json.dumps(payload, ensure_ascii=False), "log": text,
+            "queued_at": time.time() if queued_at is None else queued_at}
+
+
+def decode_payload(payload: str, text: str | None) -> dict:
+    """An update as it was pushed, from its row's ``payload`` and ``log`` columns."""
+    decoded = json.loads(payload)
+    if text is not None:
+        decoded["log"] = text
+    return decoded
+
+
+def _size(row: dict) -> int:
+    return len(row["payload"]) + len(row["log"] or "")
 
 
 @dataclasses.dataclass
@@ -318,7 +341,7 @@ class Overflow:
 
     def add(self, rows: list[dict]) -> None:
         for row in rows:
-            payload, size = json.loads(row["payload"]), len(row["payload"])
+            payload, size = decode_payload(row["payload"], row["log"]), _size(row)
             if self._bytes + size <= self.limit:
                 self._append(row["task_id"], payload, size, row["queued_at"])
             else:
@@ -331,8 +354,7 @@ class Overflow:
         return [(entry.id, entry.task_id, self._payload(entry)) for entry in entries]
 
     def rows(self) -> list[dict]:
-        return [{"task_id": entry.task_id, "payload": json.dumps(self._payload(entry), ensure_ascii=False),
-                 "queued_at": entry.queued_at} for entry in self._entries]
+        return [_row(entry.task_id, self._payload(entry), entry.queued_at) for entry in self._entries]
 
     def remove(self, ids: list[int]) -> None:
         if ids:

@@ -5,7 +5,7 @@ import sqlite3
 import subprocess
 import sys
 
-from fworker.queue import UpdateQueue
+from fworker.queue import UpdateQueue, decode_payload
 
 T1 = "a" * 24
 T2 = "b" * 24
@@ -31,6 +31,30 @@ def test_payloads_are_json_not_pickle(tmp_path):
     row = sqlite3.connect(path).execute("SELECT task_id, payload FROM task_updates").fetchone()
     assert row[0] == T1
     assert json.loads(row[1]) == {"activity": "ünïcode", "task_progress_percentage": 5}
+
+
+def test_log_text_is_stored_as_it_is_beside_the_json(tmp_path):
+    path = tmp_path / "q.sqlite"
+    q = UpdateQueue(str(path))
+    q.push(T1, {"log": 'line "one"\nline two \u00e9', "activity": "x"})
+    row = sqlite3.connect(path).execute("SELECT payload, log FROM task_updates").fetchone()
+    assert json.loads(row[0]) == {"activity": "x"}
+    assert row[1] == 'line "one"\nline two \u00e9'
+    assert q.head()[0].payload == {"activity": "x", "log": 'line "one"\nline two \u00e9'}
+
+
+def test_a_queue_from_before_the_log_column_is_read_in_order(tmp_path):
+    path = tmp_path / "q.sqlite"
+    old = sqlite3.connect(path)
+    old.execute("CREATE TABLE task_updates (id INTEGER PRIMARY KEY, task_id VARCHAR(32), payload TEXT, queued_at FLOAT)")
+    old.execute("INSERT INTO task_updates (task_id, payload, queued_at) VALUES (?, ?, 1.0)",
+                (T1, json.dumps({"log": "old line", "activity": "old"})))
+    old.commit()
+    old.close()
+    q = UpdateQueue(str(path))
+    q.push(T1, {"log": "new line"})
+    assert len(q) == 2
+    assert [u.payload for u in q.head()] == [{"log": "old line", "activity": "old"}, {"log": "new line"}]
 
 
 def test_queue_file_is_private(tmp_path):
@@ -95,7 +119,8 @@ class JournaledQueue(UpdateQueue):
     def _insert(self, rows):
         super()._insert(rows)
         extra = [{"id": 1}] if self.fail else []
-        self._journal.insert_many([{"payload": row["payload"]} for row in rows] + extra)
+        self._journal.insert_many([{"payload": json.dumps(decode_payload(row["payload"], row["log"]))}
+                                   for row in rows] + extra)
 
 
 def test_a_subclass_writes_through_dataset_in_the_same_transaction(tmp_path):

@@ -5,6 +5,7 @@ is exactly what the worker produced and committed, in order: what the reliabilit
 tests compare with what the Manager received."""
 import fworker  # noqa: F401  (monkey-patches first)
 
+import json
 import sys
 
 from fworker import queue
@@ -19,7 +20,8 @@ class JournaledQueue(queue.UpdateQueue):
 
     def _insert(self, rows: list[dict]) -> None:
         super()._insert(rows)
-        self._journal.insert_many([{"task_id": row["task_id"], "payload": row["payload"]} for row in rows])
+        self._journal.insert_many([{"task_id": row["task_id"], "payload": json.dumps(
+            queue.decode_payload(row["payload"], row["log"]), ensure_ascii=False)} for row in rows])
 
 
 # Before fworker.worker is imported, so that it picks up the journaled queue.

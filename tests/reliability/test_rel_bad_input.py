@@ -3,7 +3,6 @@ Manager's answers.  A clear error; the worker stays up, or exits with a clear me
 when it cannot work at all; nothing queued is lost."""
 import fworker  # noqa: F401  (monkey-patches first)
 
-import json
 import shlex
 import signal
 import sqlite3
@@ -12,7 +11,7 @@ import sys
 import pytest
 
 from faultproxy import FaultProxy
-from fworker.queue import UpdateQueue
+from fworker.queue import UpdateQueue, decode_payload
 from fworker.task import BadTask, parse_task
 from workerproc import WorkerProcess
 
@@ -149,7 +148,7 @@ def test_a_manager_answering_html_empty_garbage_and_wrong_shapes_everywhere(mana
 
 def queue_rows(path):
     with sqlite3.connect(path) as db:
-        return db.execute("SELECT id, task_id, payload FROM task_updates ORDER BY id").fetchall()
+        return db.execute("SELECT id, task_id, payload, log FROM task_updates ORDER BY id").fetchall()
 
 
 @pytest.mark.parametrize("text, message", [
@@ -179,4 +178,4 @@ def test_bad_configuration_exits_2_naming_it_and_keeps_the_queue(manager, tmp_pa
     out = w.stderr_path.read_bytes()
     assert message in out and str(w.config).encode() in out and b"Traceback" not in out
     assert queue_rows(w.queue_db) == before
-    assert json.loads(before[0][2]) == {"log": "queued before", "activity": "ünïcode"}
+    assert decode_payload(*before[0][2:]) == {"log": "queued before", "activity": "ünïcode"}
