@@ -36,8 +36,14 @@ from fworker.proctree import TOKEN_VAR, Descendants, enable_subreaper  # noqa: F
 log = logging.getLogger(__name__)
 
 _CHUNK = 65536  # handled at a time
-_FLOOD_BACKLOG = 4 * 1024 * 1024  # spooled bytes that mean the child floods its output
-_FLOOD_PAUSE = 0.005  # seconds of CPU left to others per chunk handled meanwhile
+# A child floods its output when this much waits in the spool while it goes on:
+# it prints faster than the worker handles output at full speed.
+_FLOOD_BACKLOG = 1024 * 1024
+# Meanwhile one chunk is handled every _FLOOD_HANDLE_EVERY seconds (~3 MB/s, a
+# few % of a core for the worker and as much for the Manager) and the pipe is
+# emptied every _FLOOD_FILL_EVERY (at 100 MB/s a 1 MiB pipe is full in 10 ms).
+_FLOOD_HANDLE_EVERY = 0.02
+_FLOOD_FILL_EVERY = 0.005
 _ON_ABORT = 4 * 1024 * 1024  # at most this much spooled output is still handled on abort
 _CYCLE = 1e-6  # a timer that is due at once: one turn of the event loop
 _GATHER = 0.002  # seconds to let trickling output gather before reading it
@@ -202,12 +208,15 @@ class ChildProcess:
                 chunk = spool.get(_CHUNK)
                 if chunk:
                     splitter.feed(chunk)
+                    if self._flooding(spool, eof):
+                        eof = self._only_read(fd, spool)
+                        continue
                     # Output trickling in: let it gather, or every line costs a wake-up,
                     # a read and a batch of its own.  Otherwise one turn of the event
                     # loop (gevent.sleep(0) would not: against a child that never
                     # pauses, timers and other I/O waited ~50-100 ms).
                     gathering = read < _CHUNK and not eof and not len(spool)
-                    gevent.sleep(_GATHER if gathering else self._pause(spool, eof))
+                    gevent.sleep(_GATHER if gathering else _CYCLE)
                 elif eof:
                     break
                 else:
@@ -220,16 +229,28 @@ class ChildProcess:
         self._eof.set()
         splitter.close()
 
-    def _pause(self, spool: Spool, eof: bool) -> float:
-        """How long to leave the CPU to others after handling a chunk.  A child that
-        floods its output faster than it can be handled shares the machine's cores
-        with the worker (and, on small machines, the Manager): while it goes on and a
-        backlog stands, handling runs at a fraction of a core and the spool grows,
-        so the render keeps its CPU; the backlog is handled at full speed once it
-        ends.  Ordinary output never builds such a backlog."""
-        if not eof and len(spool) > _FLOOD_BACKLOG:
-            return _FLOOD_PAUSE
-        return _CYCLE
+    @staticmethod
+    def _flooding(spool: Spool, eof: bool) -> bool:
+        """A child that floods its output shares the machine's cores with the worker
+        (and, on small machines, the Manager): every chunk handled meanwhile is CPU
+        taken from it.  So while it goes on and a backlog stands, handling slows to
+        a trickle and only reading keeps up; the backlog is handled at full speed
+        once the child ends, or when the spool is full (the child waits then, and
+        must not wait on a trickle).  Ordinary output never builds such a backlog."""
+        return not eof and len(spool) > _FLOOD_BACKLOG and not spool.full()
+
+    def _only_read(self, fd: int, spool: Spool) -> bool:
+        """Empty the pipe into the spool for ``_FLOOD_HANDLE_EVERY`` seconds (every
+        ``_FLOOD_FILL_EVERY``, so the child never finds it full); True at its end."""
+        for _ in range(round(_FLOOD_HANDLE_EVERY / _FLOOD_FILL_EVERY)):
+            gevent.sleep(_FLOOD_FILL_EVERY)
+            if spool.full():
+                break
+            eof, _ = spool.fill(fd)
+            if eof:
+                self._eof.set()
+                return True
+        return False
 
     def _wait_for_output(self, fileno: int) -> None:
         if self.output_timeout <= 0:

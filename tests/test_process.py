@@ -359,9 +359,11 @@ def test_an_abort_still_logs_what_was_spooled_up_to_a_limit(tmp_path, monkeypatc
 
 
 def test_handling_leaves_the_cpu_to_a_child_flooding_its_output():
-    proc = ChildProcess([sys.executable, "-c", "pass"], on_lines=lambda lines: None)
-    backlog = spool.Spool(memory_limit=10**9, limit=10**9)
-    assert proc._pause(backlog, eof=False) == process._CYCLE
+    flooding = ChildProcess._flooding
+    backlog = spool.Spool(memory_limit=10**9, limit=2 * process._FLOOD_BACKLOG)
+    assert not flooding(backlog, eof=False)
     backlog.put(b"x" * (process._FLOOD_BACKLOG + 1))
-    assert proc._pause(backlog, eof=False) == process._FLOOD_PAUSE  # the child goes on: it keeps the CPU
-    assert proc._pause(backlog, eof=True) == process._CYCLE  # it ended: catch up at full speed
+    assert flooding(backlog, eof=False)  # the child goes on: it keeps the CPU
+    assert not flooding(backlog, eof=True)  # it ended: catch up at full speed
+    backlog.put(b"x" * process._FLOOD_BACKLOG)
+    assert backlog.full() and not flooding(backlog, eof=False)  # it waits for us: full speed
