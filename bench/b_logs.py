@@ -4,15 +4,19 @@
 The child (children/logspam.py) times its own writes: its wall time under the
 worker (an `exec` command, output through the pipe) vs. writing to /dev/null
 (the baseline, same run), and its longest single write (a blocked write = a
-full pipe the worker did not drain).  The worker's RSS is sampled every 50 ms.
+full pipe the worker did not drain).  Reported beside it: the same child
+writing into a pipe that a bare reader only empties (every 5 ms, as the worker
+does while a child floods), the floor any reader of a pipe has on this machine.  The worker's RSS is sampled every 50 ms.
 Afterwards every line is checked to be in the Manager's task log, in order.
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shlex
 import subprocess
+import time
 
 from bench import common
 
@@ -26,6 +30,30 @@ CHILD = os.path.join(common.ROOT, "bench", "children", "logspam.py")
 def _bare(wd: common.Workdir, n: int) -> dict:
     out = os.path.join(wd.path, "bare.json")
     subprocess.run([common.PY, CHILD, str(n), out], stdout=subprocess.DEVNULL, check=True, timeout=600)
+    with open(out, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _pipe_floor(wd: common.Workdir, n: int) -> dict:
+    """The child into a 1 MiB pipe that this process empties every 5 ms, doing
+    nothing with what it reads."""
+    out = os.path.join(wd.path, "floor.json")
+    read_end, write_end = os.pipe()
+    fcntl.fcntl(read_end, 1031, 1024 * 1024)  # F_SETPIPE_SZ, as the worker asks
+    os.set_blocking(read_end, False)
+    child = subprocess.Popen([common.PY, CHILD, str(n), out], stdout=write_end)
+    os.close(write_end)
+    try:
+        while True:
+            try:
+                if not os.read(read_end, 1024 * 1024):
+                    break
+                continue  # more may be waiting: empty the pipe before sleeping
+            except BlockingIOError:
+                time.sleep(0.005)
+    finally:
+        os.close(read_end)
+        child.wait(600)
     with open(out, encoding="utf-8") as f:
         return json.load(f)
 
@@ -82,13 +110,15 @@ def _worker(ctx, wd: common.Workdir, n: int, run: int) -> dict:
 def run(ctx) -> dict:
     n = 200_000 if ctx.quick else 1_000_000
     runs = ctx.runs(1, 3)
-    bare_runs, worker_runs = [], []
+    bare_runs, floor_runs, worker_runs = [], [], []
     for r in range(runs):
         wd = common.Workdir(f"logs-{r}")
         try:
             ctx.log(f"logs: run {r + 1}/{runs}: {n} lines to /dev/null")
             bare_runs.append(_bare(wd, n))
             ctx.log(f"  /dev/null: {bare_runs[-1]['wall_s']:.2f} s")
+            floor_runs.append(_pipe_floor(wd, n))
+            ctx.log(f"  a pipe a bare reader empties: {floor_runs[-1]['wall_s']:.2f} s")
             ctx.log(f"logs: run {r + 1}/{runs}: {n} lines through the worker")
             worker_runs.append(_worker(ctx, wd, n, r))
             w = worker_runs[-1]
@@ -98,6 +128,7 @@ def run(ctx) -> dict:
             wd.cleanup()
     wall = common.median([w["child"]["wall_s"] for w in worker_runs])
     base = common.median([b["wall_s"] for b in bare_runs])
+    floor = common.median([f["wall_s"] for f in floor_runs])
     rss = max(w["worker_peak_rss_mb"] for w in worker_runs)
     stall = max(w["child"]["max_write_s"] for w in worker_runs) * 1000
     in_order = all(w["lines_delivered_in_order"] for w in worker_runs)
@@ -107,6 +138,9 @@ def run(ctx) -> dict:
             {"metric": "child wall time under the worker / to /dev/null", "value": wall / base, "unit": "x",
              "baseline": base, "baseline_what": "seconds to /dev/null", "target": "<= 1.5", "met": wall / base <= 1.5,
              "detail": f"{wall:.2f} s vs {base:.2f} s"},
+            {"metric": "same child, a pipe a bare reader empties every 5 ms / to /dev/null (the floor)",
+             "value": floor / base, "unit": "x", "baseline": base, "baseline_what": "seconds to /dev/null",
+             "target": "(reported)", "met": None, "detail": f"{floor:.2f} s vs {base:.2f} s"},
             {"metric": "worker peak RSS during the run", "value": rss, "unit": "MB", "target": "< 100 MB",
              "met": rss < 100},
             {"metric": "child's longest blocked write", "value": stall, "unit": "ms", "target": "<= 100 ms",
@@ -114,5 +148,5 @@ def run(ctx) -> dict:
             {"metric": "all lines delivered, in order", "value": in_order, "unit": "", "target": "yes",
              "met": in_order},
         ],
-        "runs": {"worker": worker_runs, "bare": bare_runs},
+        "runs": {"worker": worker_runs, "bare": bare_runs, "pipe_floor": floor_runs},
     }
