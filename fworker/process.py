@@ -118,6 +118,7 @@ class ChildProcess:
         self._aborted = False
         self._eof = gevent.event.Event()
         self._stopping_leftovers = False
+        self._spool: Spool | None = None
 
     def start(self) -> None:
         with self._abort_lock:  # an abort() meanwhile waits for the pid, then kills it
@@ -182,6 +183,12 @@ class ChildProcess:
                 self._stop_tree()
             self._aborted = True
 
+    @property
+    def read_at(self) -> float | None:
+        """When the output being handled was read from the child (wall clock, for
+        log timestamps): during a backlog, handling comes seconds later."""
+        return self._spool.read_at if self._spool is not None else None
+
     def descendants(self) -> list[psutil.Process]:
         """The child and all its descendants currently alive (zombies are gone)."""
         return self._tree.scan()
@@ -195,7 +202,7 @@ class ChildProcess:
         else:
             splitter = LineSplitter(self._on_line, self._max_line_bytes)
         fd = self._popen.stdout.fileno()  # non-blocking: gevent made it so
-        spool = Spool(directory=self.spool_dir)
+        spool = self._spool = Spool(directory=self.spool_dir)
         eof, read = False, 0
         try:
             while True:

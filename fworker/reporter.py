@@ -54,11 +54,12 @@ def one_line(text: str, limit: int = MAX_ACTIVITY) -> str:
 _second_stamp: list = [None, ""]  # [whole second, its formatted date and time]
 
 
-def log_timestamp() -> str:
-    """ISO-8601 UTC with microseconds.  Wall clock on purpose: these are read
-    by people upstream.  The date and time are formatted once per second:
-    strftime on every line was a third of the worker's CPU on chatty logs."""
-    now = time.time()
+def log_timestamp(at: float | None = None) -> str:
+    """ISO-8601 UTC with microseconds, of ``at`` (``time.time()``) or now.  Wall
+    clock on purpose: these are read by people upstream.  The date and time are
+    formatted once per second: strftime on every line was a third of the
+    worker's CPU on chatty logs."""
+    now = time.time() if at is None else at
     second = int(now)
     if second != _second_stamp[0]:
         _second_stamp[:] = [second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))]
@@ -93,7 +94,7 @@ class TaskReporter:
 
     # The Reporter protocol (fworker.commands.base.Reporter).
 
-    def log_line(self, line: str) -> None:
+    def log_line(self, line: str, at: float | None = None) -> None:
         if self.dropped_lines:
             self.dropped_lines += 1
             return
@@ -104,9 +105,9 @@ class TaskReporter:
             self.worker_line(f"worker: {reason}; the rest of it is dropped")
             raise LimitExceeded(reason)
         self.log_bytes += size
-        self.worker_line(line)
+        self._add_lines([line], at)
 
-    def log_lines(self, lines: list[str]) -> None:
+    def log_lines(self, lines: list[str], at: float | None = None) -> None:
         """``log_line`` for each of ``lines``, in order, at a fraction of the cost:
         lines read together arrived together, so they share one timestamp."""
         if self.dropped_lines:
@@ -118,7 +119,7 @@ class TaskReporter:
             # push_log_max_interval = 0 promises every line as its own update, at once:
             # what it costs is what was asked for.
             for line in lines:
-                self.log_line(line)
+                self.log_line(line, at)
             return
         if self.log_max_bytes:
             # One encoding of the whole batch; line by line only when it would pass the cap.
@@ -127,23 +128,23 @@ class TaskReporter:
                 for index, line in enumerate(lines):
                     line_size = len(line.encode("utf-8", errors="replace")) + 1
                     if self.log_bytes + line_size > self.log_max_bytes:
-                        self._add_lines(lines[:index])
-                        self.log_line(line)  # the cap's note and LimitExceeded, as for one line
+                        self._add_lines(lines[:index], at)
+                        self.log_line(line, at)  # the cap's note and LimitExceeded, as for one line
                     self.log_bytes += line_size
                 return  # not reached: log_line raised
             self.log_bytes += size
-        self._add_lines(lines)
+        self._add_lines(lines, at)
 
     def worker_line(self, line: str) -> None:
         """A line of the worker's own about the task, never dropped by the cap."""
         self._add_lines([line])
 
-    def _add_lines(self, lines: list[str]) -> None:
+    def _add_lines(self, lines: list[str], at: float | None = None) -> None:
         if not lines:
             return
         if not self._lines:
             self._lines_since = time.monotonic()
-        stamp = log_timestamp()
+        stamp = log_timestamp(at)
         self._lines.extend([f"{stamp}: {line}" for line in lines])
         self._chars += sum(map(len, lines))
         if (len(self._lines) >= self.log_max_lines or self._chars >= LOG_FLUSH_CHARS

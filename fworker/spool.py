@@ -6,7 +6,8 @@ its time blocked on a full pipe if the two went in lock-step.  ``ChildProcess``
 therefore empties the pipe into a ``Spool`` before handling each chunk: the child
 only waits when the spool is full.  The spool keeps up to ``memory_limit`` bytes
 in memory and the rest in an unlinked temporary file (so a 100 MB burst costs
-disk, not RAM), in order, up to ``limit`` bytes in all.
+disk, not RAM), in order, up to ``limit`` bytes in all.  It remembers when each
+piece was read, so that lines handled late still carry the time they came.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import fcntl
 import logging
 import os
 import tempfile
+import time
 import typing
 
 log = logging.getLogger(__name__)
@@ -57,6 +59,10 @@ class Spool:
         self._read_at = 0  # file offset of the oldest unread byte
         self._write_at = 0
         self.write_failed = False
+        # When what was put came: (its offset in all the bytes ever put, wall-clock time).
+        self._marks: collections.deque[tuple[int, float]] = collections.deque()
+        self._put_total = self._got_total = 0
+        self.read_at: float | None = None  # when the bytes the last get() returned were put
 
     def __len__(self) -> int:
         return self._size
@@ -67,6 +73,8 @@ class Spool:
     def put(self, data: bytes) -> None:
         if not data:
             return
+        self._marks.append((self._put_total, time.time()))
+        self._put_total += len(data)
         self._size += len(data)
         if self._memory_size + len(data) > self.memory_limit and self._write(data):
             if self._segments and isinstance(self._segments[-1], int):
@@ -118,10 +126,16 @@ class Spool:
             if head > len(data):
                 self._segments.appendleft(head - len(data))
         self._size -= len(data)
+        # The time of the first byte (a get is 64 KiB at most, a put from the pipe up to 1 MiB).
+        while len(self._marks) > 1 and self._marks[1][0] <= self._got_total:
+            self._marks.popleft()
+        self.read_at = self._marks[0][1]
+        self._got_total += len(data)
         return data
 
     def close(self) -> None:
         self._segments.clear()
+        self._marks.clear()
         self._memory_size = self._size = self._read_at = self._write_at = 0
         if self._file is not None:
             self._file.close()

@@ -15,7 +15,7 @@ class RecordingReporter:
     def __init__(self):
         self.events: list[tuple[str, object]] = []
 
-    def log_line(self, line):
+    def log_line(self, line, at=None):
         self.events.append(("log", line))
 
     def activity(self, text):

@@ -44,7 +44,7 @@ SIGNATURES = {
     "Command.optional_int": "(self, settings: 'dict', key: 'str', default: 'int | None', *, "
                             "minimum: 'int | None' = None) -> 'int | None'",
     "Command.require_cmdline": "(self, settings: 'dict', key: 'str', default: 'str | None' = None) -> 'list[str]'",
-    "CommandContext.log": "(self, line: 'str') -> 'None'",
+    "CommandContext.log": "(self, line: 'str', at: 'float | None' = None) -> 'None'",
     "CommandContext.activity": "(self, text: 'str') -> 'None'",
     "CommandContext.progress": "(self, percent: 'float') -> 'None'",
     "CommandContext.output_produced": "(self, *paths: 'str') -> 'None'",

@@ -316,15 +316,21 @@ def test_a_missing_program_raises_file_not_found():
 
 def test_a_child_printing_faster_than_its_output_is_handled_is_not_held_back(tmp_path, monkeypatch):
     """Output waits in the spool (memory, then a file beside the queue), not in the
-    child: it ends long before its lines are handled, and every line arrives."""
+    child: it ends long before its lines are handled, and every line arrives,
+    with the time it was read, not the time it was handled."""
     monkeypatch.setattr(spool, "MEMORY_LIMIT", 256 * 1024)
-    lines, handled_when_child_ended = [], []
+    lines, handled_when_child_ended, read_after_end_seen = [], [], []
 
     def slow_handler(batch):
-        if not handled_when_child_ended and proc._popen.poll() is not None:
+        if handled_when_child_ended:
+            read_after_end_seen.append(proc.read_at)
+        elif proc._popen.poll() is not None:
             handled_when_child_ended.append(len(lines))
+            end_seen_at.append(time.time())
         lines.extend(batch)
         gevent.sleep(0.005)  # stands in for the costly part: queue, JSON, HTTP
+
+    end_seen_at = []
 
     code = "import os\nfor i in range(50000): os.write(1, b'%05d ' % i + b'x' * 94 + b'\\n')\n"
     proc = ChildProcess([sys.executable, "-c", code], on_lines=slow_handler, spool_dir=str(tmp_path))
@@ -333,6 +339,8 @@ def test_a_child_printing_faster_than_its_output_is_handled_is_not_held_back(tmp
     assert lines == ["%05d " % i + "x" * 94 for i in range(50_000)]
     # 5 MB printed; the pipe holds 1 MiB: most of it was still to be handled.
     assert handled_when_child_ended and handled_when_child_ended[0] < 20_000
+    # The next chunks were read long before the end was seen: they carry that time.
+    assert read_after_end_seen[0] < end_seen_at[0]
     assert os.listdir(tmp_path) == []  # the spool file was never visible, and is gone
     assert not proc._stopping_leftovers
 

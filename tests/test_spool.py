@@ -122,3 +122,19 @@ def test_fill_reads_at_most_fill_max_per_call(monkeypatch):
     finally:
         os.close(read_end)
         os.close(write_end)
+
+
+def test_what_comes_out_carries_the_time_it_was_put(monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr(spool_module.time, "time", lambda: clock[0])
+    spool = Spool(memory_limit=10, limit=10_000)
+    assert spool.read_at is None
+    for data in (b"aaaa", b"bbbbbbbb", b"cc"):  # to memory, to the file, to memory
+        spool.put(data)
+        clock[0] += 1
+    assert (spool.get(3), spool.read_at) == (b"aaa", 1000.0)
+    assert (spool.get(3), spool.read_at) == (b"a", 1000.0)  # memory and file pieces never join
+    assert (spool.get(5), spool.read_at) == (b"bbbbb", 1001.0)
+    assert (spool.get(100), spool.read_at) == (b"bbb", 1001.0)
+    assert (spool.get(100), spool.read_at) == (b"cc", 1002.0)
+    assert (spool.get(100), spool.read_at) == (b"", 1002.0)  # nothing new: unchanged

@@ -93,7 +93,8 @@ class Reporter(typing.Protocol):
     """Where a command's output goes; the runner's implementation queues
     updates for the Manager, tests may record them."""
 
-    def log_line(self, line: str) -> None: ...
+    def log_line(self, line: str, at: float | None = None) -> None:
+        """``at``: when the line came (wall clock, ``time.time()``); None: now."""
 
     def activity(self, text: str) -> None: ...
 
@@ -113,18 +114,19 @@ class CommandContext:
         self.logger = logger
         self.settings = settings  # fworker.config.Settings, or None in unit tests
 
-    def log(self, line: str) -> None:
-        self.reporter.log_line(line)
+    def log(self, line: str, at: float | None = None) -> None:
+        """``at``: when the line came (wall clock); None: now."""
+        self.reporter.log_line(line, at)
 
-    def log_lines(self, lines: list[str]) -> None:
+    def log_lines(self, lines: list[str], at: float | None = None) -> None:
         """``log`` for each of ``lines``, in order; one call to the reporter when it
         has ``log_lines`` (a timestamp and a buffer extend per batch, not per line)."""
         batch = getattr(self.reporter, "log_lines", None)
         if batch is not None:
-            batch(lines)
+            batch(lines, at)
             return
         for line in lines:  # a reporter with the minimal protocol, e.g. in tests
-            self.reporter.log_line(line)
+            self.reporter.log_line(line, at)
 
     def activity(self, text: str) -> None:
         self.reporter.activity(text)
@@ -170,20 +172,20 @@ class CommandContext:
         from fworker import leftovers  # late: these import psutil
         from fworker.process import ChildProcess, OutputTimeout, describe_exit
 
+        # Lines carry the time they were read: during a backlog they are handled later.
         def handle(line: str) -> None:
             if log_lines:
-                self.log(line)
+                self.log(line, child.read_at)
             if on_line is not None:
                 on_line(line)
 
-        def ignore(lines: list[str]) -> None:
-            pass
+        def handle_batch(lines: list[str]) -> None:
+            if log_lines:
+                self.log_lines(lines, child.read_at)
 
         # Without a per-line parser, lines go to the log a chunk at a time: per-line
         # calls were most of the worker's CPU on chatty output (exec).
-        line_sinks: dict[str, typing.Any] = (
-            {"on_line": handle} if on_line is not None
-            else {"on_lines": self.log_lines if log_lines else ignore})
+        line_sinks: dict[str, typing.Any] = {"on_line": handle} if on_line is not None else {"on_lines": handle_batch}
         if output_timeout is None:
             output_timeout = self.setting("command_output_timeout", 0.0)
         queue_path = self.setting("task_update_queue_db", "")

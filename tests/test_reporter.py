@@ -1,0 +1,73 @@
+"""fworker.reporter: log lines are stamped with the time they came."""
+import calendar
+import logging
+import sys
+import time
+import types
+
+from conftest import RecordingReporter
+from fworker.commands import base
+from fworker.queue import UpdateQueue
+from fworker.reporter import TaskReporter
+
+TASK = "a" * 24
+AT = calendar.timegm((2026, 1, 2, 3, 4, 5)) + 0.25  # 2026-01-02T03:04:05.25Z
+
+
+def settings(**overrides):
+    values = {"push_log_max_interval": 1.0, "push_log_max_lines": 1000, "push_act_max_interval": 1.0,
+              "task_log_max_bytes": 0, **overrides}
+    return types.SimpleNamespace(**values)
+
+
+def logs(queue):
+    return [item.payload["log"] for item in queue.head()]
+
+
+def test_lines_carry_the_time_they_came_not_the_time_they_are_logged(tmp_path):
+    queue = UpdateQueue(str(tmp_path / "q.sqlite"))
+    reporter = TaskReporter(TASK, queue, settings())
+    reporter.log_lines(["one", "two"], AT)
+    reporter.log_line("three", AT + 1)
+    reporter.flush_log()
+    assert logs(queue) == ["2026-01-02T03:04:05.250000Z: one\n2026-01-02T03:04:05.250000Z: two\n"
+                           "2026-01-02T03:04:06.250000Z: three"]
+
+
+def test_every_line_its_own_update_keeps_the_time_too(tmp_path):
+    queue = UpdateQueue(str(tmp_path / "q.sqlite"))
+    reporter = TaskReporter(TASK, queue, settings(push_log_max_interval=0))
+    reporter.log_lines(["one", "two"], AT)
+    assert logs(queue) == ["2026-01-02T03:04:05.250000Z: one", "2026-01-02T03:04:05.250000Z: two"]
+
+
+def test_without_a_time_lines_are_stamped_now(tmp_path):
+    queue = UpdateQueue(str(tmp_path / "q.sqlite"))
+    reporter = TaskReporter(TASK, queue, settings())
+    before = time.time()
+    reporter.log_line("now")
+    reporter.flush_log()
+    after = time.time()
+    stamp = logs(queue)[0].split("Z: ")[0]
+    seconds = calendar.timegm(time.strptime(stamp[:19], "%Y-%m-%dT%H:%M:%S")) + float("0" + stamp[19:])
+    assert before - 1e-6 <= seconds <= after + 1e-6
+
+
+class TimedReporter(RecordingReporter):
+    def __init__(self):
+        super().__init__()
+        self.times = []
+
+    def log_line(self, line, at=None):
+        super().log_line(line, at)
+        self.times.append(at)
+
+
+def test_a_child_s_lines_reach_the_reporter_with_their_read_time():
+    reporter = TimedReporter()
+    ctx = base.CommandContext(reporter, logging.getLogger("test.reporter"))
+    before = time.time()
+    ctx.run_process([sys.executable, "-c", "print('one'); print('two')"])
+    after = time.time()
+    assert reporter.log == ["one", "two"]
+    assert all(at is not None and before <= at <= after for at in reporter.times)
