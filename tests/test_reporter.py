@@ -5,7 +5,6 @@ import sys
 import time
 import types
 
-from conftest import RecordingReporter
 from fworker.commands import base
 from fworker.queue import UpdateQueue
 from fworker.reporter import TaskReporter
@@ -53,14 +52,27 @@ def test_without_a_time_lines_are_stamped_now(tmp_path):
     assert before - 1e-6 <= seconds <= after + 1e-6
 
 
-class TimedReporter(RecordingReporter):
+class TimedReporter:
+    """The minimal Reporter protocol, keeping each line and the time it came with."""
+
     def __init__(self):
-        super().__init__()
-        self.times = []
+        self.log, self.times = [], []
 
     def log_line(self, line, at=None):
-        super().log_line(line, at)
+        self.log.append(line)
         self.times.append(at)
+
+    def activity(self, text):
+        pass
+
+    def command_progress(self, percent):
+        pass
+
+    def output_produced(self, paths):
+        pass
+
+    def timing(self, phase, seconds):
+        pass
 
 
 def test_a_child_s_lines_reach_the_reporter_with_their_read_time():
