@@ -23,33 +23,29 @@ FLOOR = os.path.join(common.ROOT, "bench", "children", "floor.py")
 
 def _one(ctx, window: float, r: int) -> dict:
     wd = common.Workdir(f"idle-{r}")
-    manager = common.Manager(wd.sub("manager")).start()
     profile = ctx.profile_path(f"idle-{r}") if ctx.profile and r == 0 else None
-    worker = common.WorkerProc(wd.sub("worker"), manager.url, SETTINGS, profile=profile)
     floor = subprocess.Popen([common.PY, FLOOR, os.path.join(wd.path, "floor.sqlite"), str(window + 30)],
                              stdout=subprocess.PIPE, text=True, preexec_fn=common._die_with_parent)
     try:
-        worker.start()
-        floor.stdout.readline()
-        common.wait_until(lambda: manager.workers_awake() >= 1, 60, "the worker to be awake")
-        time.sleep(2)  # past start-up
-        floor_ps = common.psutil.Process(floor.pid)
-        w0, f0, t0 = common.cpu_seconds(worker.ps), common.cpu_seconds(floor_ps), time.monotonic()
-        time.sleep(window)
-        w1, f1, t1 = common.cpu_seconds(worker.ps), common.cpu_seconds(floor_ps), time.monotonic()
-        result = {
-            "window_s": t1 - t0,
-            "worker_cpu_percent": 100 * (w1 - w0) / (t1 - t0), "floor_cpu_percent": 100 * (f1 - f0) / (t1 - t0),
-            "worker_peak_rss_mb": common.mb(common.peak_rss(worker.pid)),
-            "floor_peak_rss_mb": common.mb(common.peak_rss(floor.pid)),
-            "worker_rss_now_mb": common.mb(worker.ps.memory_info().rss),
-            "floor_rss_now_mb": common.mb(floor_ps.memory_info().rss),
-        }
+        with common.manager_and_worker(wd.sub("manager"), wd.sub("worker"), SETTINGS,
+                                       worker_profile=profile) as (manager, worker):
+            floor.stdout.readline()
+            time.sleep(2)  # past start-up
+            floor_ps = common.psutil.Process(floor.pid)
+            w0, f0, t0 = common.cpu_seconds(worker.ps), common.cpu_seconds(floor_ps), time.monotonic()
+            time.sleep(window)
+            w1, f1, t1 = common.cpu_seconds(worker.ps), common.cpu_seconds(floor_ps), time.monotonic()
+            result = {
+                "window_s": t1 - t0,
+                "worker_cpu_percent": 100 * (w1 - w0) / (t1 - t0), "floor_cpu_percent": 100 * (f1 - f0) / (t1 - t0),
+                "worker_peak_rss_mb": common.mb(common.peak_rss(worker.pid)),
+                "floor_peak_rss_mb": common.mb(common.peak_rss(floor.pid)),
+                "worker_rss_now_mb": common.mb(worker.ps.memory_info().rss),
+                "floor_rss_now_mb": common.mb(floor_ps.memory_info().rss),
+            }
     finally:
         floor.kill()
         floor.wait()
-        worker.stop()
-        manager.stop()
     polls = [row for row in common.trace_rows(manager.trace(), "req") if t0 <= row[1] <= t1]
     result["requests_per_minute"] = 60 * len(polls) / (t1 - t0)
     wd.cleanup()

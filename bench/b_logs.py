@@ -77,13 +77,11 @@ def _check_log(manager: common.Manager, task_id: str, n: int) -> dict:
 
 def _worker(ctx, wd: common.Workdir, n: int, run: int) -> dict:
     profiling = ctx.profile and run == 0
-    manager = common.Manager(wd.sub("manager"), profile=ctx.profile_path("logs-manager") if profiling else None).start()
-    profile = ctx.profile_path(f"logs-{run}") if profiling else None
-    worker = common.WorkerProc(wd.sub("worker"), manager.url, SETTINGS, profile=profile)
     out = os.path.join(wd.path, "child.json")
-    try:
-        worker.start()
-        common.wait_until(lambda: manager.workers_awake() >= 1, 60, "the worker to be awake")
+    with common.manager_and_worker(
+            wd.sub("manager"), wd.sub("worker"), SETTINGS,
+            manager_profile=ctx.profile_path("logs-manager") if profiling else None,
+            worker_profile=ctx.profile_path(f"logs-{run}") if profiling else None) as (manager, worker):
         job = manager.submit({"name": "logs", "job_type": "debug", "tasks": [{
             "name": "spam", "task_type": "debug",
             "commands": [{"name": "exec", "settings": {"cmd": shlex.join([common.PY, CHILD, str(n), out])}}]}]})
@@ -94,9 +92,6 @@ def _worker(ctx, wd: common.Workdir, n: int, run: int) -> dict:
         cpu = common.cpu_seconds(worker.ps) - cpu0
         peak = common.peak_rss(worker.pid)
         check = _check_log(manager, task_id, n)
-    finally:
-        worker.stop()
-        manager.stop()
     with open(out, encoding="utf-8") as f:
         child = json.load(f)
     trace = manager.trace()

@@ -97,13 +97,10 @@ def _baseline(bodies: list[dict], r: int) -> dict:
 
 def _one(ctx, mode: str, target: int, r: int) -> dict:
     wd = common.Workdir(f"outage-{mode}-{r}")
-    manager = common.Manager(wd.sub("manager")).start()
     profile = ctx.profile_path(f"outage-{mode}-{r}") if ctx.profile and r == 0 else None
-    worker = common.WorkerProc(wd.sub("worker"), manager.url, SETTINGS, profile=profile)
     stop = os.path.join(wd.path, "stop")
-    try:
-        worker.start()
-        common.wait_until(lambda: manager.workers_awake() >= 1, 60, "the worker to be awake")
+    with common.manager_and_worker(wd.sub("manager"), wd.sub("worker"), SETTINGS,
+                                   worker_profile=profile) as (manager, worker):
         job = manager.submit(_job(mode, stop, wd))
         task_id = job["task_ids"][0]
         with common.Sampler(worker.ps, 0.1) as sampler:
@@ -121,15 +118,11 @@ def _one(ctx, mode: str, target: int, r: int) -> dict:
             t_queued = time.monotonic()
             rss_before = sampler.at(t_down)
             manager.start()
-            t_up = time.monotonic()
             common.wait_until(lambda: manager.done(job["job_id"], 1) and worker.queued() == 0, 600,
                               "the queue drained", interval=0.05)
             t_done = time.monotonic()
             rss_end = sampler.at(t_done)
         peak = max(rss for t, rss in sampler.series if t >= t_down)
-    finally:
-        worker.stop()
-        manager.stop()
     trace = manager.trace()
     wd.cleanup()
     ups = [row[1] for row in common.trace_rows(trace, "up")]

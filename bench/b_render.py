@@ -89,14 +89,11 @@ def run(ctx) -> dict:
         raise RuntimeError("blender is not installed (apt-get install blender)")
     runs = ctx.runs(2, 5)
     wd = common.Workdir("render")
-    manager = common.Manager(wd.sub("manager")).start()
     profile = ctx.profile_path("render-0") if ctx.profile else None
-    worker = common.WorkerProc(wd.sub("worker"), manager.url, SETTINGS, events=True, profile=profile)
     bare_times, tasks = [], []
-    try:
-        scene = make_scene(wd.path)
-        worker.start()
-        common.wait_until(lambda: manager.workers_awake() >= 1, 60, "the worker to be awake")
+    scene = make_scene(wd.path)
+    with common.manager_and_worker(wd.sub("manager"), wd.sub("worker"), SETTINGS, events=True,
+                                   worker_profile=profile) as (manager, worker):
         ctx.log("render: warm-up (not measured)")
         _bare(blender, scene, wd.sub("out-warmup"))
         for r in range(runs):
@@ -104,9 +101,6 @@ def run(ctx) -> dict:
             tasks.append(_worker(manager, worker, blender, scene, os.path.join(wd.path, "out-worker")))
             ctx.log(f"render: run {r + 1}/{runs}: bare {bare_times[-1]:.2f} s")
         metrics_rows = dict(manager.query("SELECT id, metrics FROM tasks"))
-    finally:
-        worker.stop()
-        manager.stop()
     trace, events = manager.trace(), worker.events()
     wd.cleanup()
     submits = {row[2]: row[1] for row in common.trace_rows(trace, "submit")}

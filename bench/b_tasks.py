@@ -37,20 +37,15 @@ def echo_job(n: int, name: str = "echo") -> dict:
 def _throughput_worker(ctx, n: int, run: int) -> dict:
     wd = common.Workdir(f"tasks-w{run}")
     profiling = ctx.profile and run == 0
-    manager = common.Manager(wd.path, profile=ctx.profile_path("tasks-manager") if profiling else None).start()
-    profile = ctx.profile_path("tasks-worker") if profiling else None
-    worker = common.WorkerProc(wd.sub("worker"), manager.url, SETTINGS, events=True, profile=profile)
-    try:
-        worker.start()
-        common.wait_until(lambda: manager.workers_awake() >= 1, 60, "the worker to be awake")
+    with common.manager_and_worker(
+            wd.path, wd.sub("worker"), SETTINGS, events=True,
+            manager_profile=ctx.profile_path("tasks-manager") if profiling else None,
+            worker_profile=ctx.profile_path("tasks-worker") if profiling else None) as (manager, worker):
         cpu0 = common.cpu_seconds(worker.ps)
         job = manager.submit(echo_job(n))
         with common.Sampler(worker.ps, 0.1) as sampler:
             common.wait_until(lambda: manager.done(job["job_id"], n), 60 + n, "all tasks done", interval=0.1)
         cpu = common.cpu_seconds(worker.ps) - cpu0
-    finally:
-        worker.stop()
-        manager.stop()
     trace, events = manager.trace(), worker.events()
     wd.cleanup()
     gives = {row[2]: row[1] for row in common.trace_rows(trace, "give")}
@@ -100,18 +95,11 @@ def _throughput_bare(ctx, n: int, run: int) -> dict:
 def _latency(ctx, count: int) -> dict:
     """Lone tasks, one at a time, to an idle worker."""
     wd = common.Workdir("tasks-lat")
-    manager = common.Manager(wd.path).start()
-    worker = common.WorkerProc(wd.sub("worker"), manager.url, SETTINGS, events=True)
-    try:
-        worker.start()
-        common.wait_until(lambda: manager.workers_awake() >= 1, 60, "the worker to be awake")
+    with common.manager_and_worker(wd.path, wd.sub("worker"), SETTINGS, events=True) as (manager, worker):
         for i in range(count):
             job = manager.submit(echo_job(1, f"lone-{i}"))
             common.wait_until(lambda: manager.done(job["job_id"], 1), 30, "the task done", interval=0.005)
             time.sleep(0.05)
-    finally:
-        worker.stop()
-        manager.stop()
     trace, events = manager.trace(), worker.events()
     job_of = dict(manager.query("SELECT id, job FROM tasks"))
     wd.cleanup()

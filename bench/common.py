@@ -319,6 +319,25 @@ class WorkerProc:
 
 # Sampling a process's memory and CPU from outside.
 
+@contextlib.contextmanager
+def manager_and_worker(manager_dir: str, worker_dir: str, settings: dict, *, events: bool = False,
+                       manager_profile: str | None = None,
+                       worker_profile: str | None = None) -> typing.Iterator[tuple[Manager, WorkerProc]]:
+    """A development Manager and one worker, awake (signed on and asking for
+    tasks); both stopped on the way out, whatever happened.  Their traces,
+    events and logs can still be read afterwards."""
+    manager = Manager(manager_dir, profile=manager_profile)
+    worker = WorkerProc(worker_dir, manager.url, settings, events=events, profile=worker_profile)
+    try:
+        manager.start()
+        worker.start()
+        wait_until(lambda: manager.workers_awake() >= 1, 60, "the worker to be awake")
+        yield manager, worker
+    finally:
+        worker.stop()
+        manager.stop()
+
+
 class Sampler:
     """Samples RSS of a process (and optionally of its children) every
     ``interval`` seconds in a thread; ``peak`` and ``series`` afterwards."""

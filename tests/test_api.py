@@ -2,7 +2,6 @@
 running in a greenlet of the test process against the in-process Manager."""
 import ast
 import inspect
-import logging
 import pathlib
 import subprocess
 import sys

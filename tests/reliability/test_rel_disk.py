@@ -5,7 +5,6 @@ filler file taking its last byte.  SQLite then fails with "database or disk is f
 import fworker  # noqa: F401  (monkey-patches first)
 
 import logging
-import os
 import shlex
 import signal
 import sqlite3
