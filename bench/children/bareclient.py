@@ -9,20 +9,14 @@ answers 204.  No queue, no greenlets, no subprocess: what is left of the
 per-task time is the Manager's and HTTP's.
 """
 import json
-import secrets
 import sys
 import time
 
-import requests
+from protoclient import registered_session
 
 
 def main(url: str, out: str) -> None:
-    session = requests.Session()
-    secret = secrets.token_hex(32)
-    answer = session.post(url + "register-worker", json={
-        "secret": secret, "platform": "linux", "supported_task_types": ["debug"], "nickname": "bare"}, timeout=30)
-    answer.raise_for_status()
-    session.auth = (answer.json()["_id"], secret)
+    session = registered_session(url, "bare")
     session.post(url + "sign-on", json={"supported_task_types": ["debug"], "nickname": "bare"}, timeout=30)
     done, fetch_times, first, last = 0, [], None, None
     while True:

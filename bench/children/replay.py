@@ -7,22 +7,16 @@ REQUESTS.json is a list of update bodies.  The client registers, takes the one
 queued task and posts every body to it; RESULT.json gets the time it took.
 """
 import json
-import secrets
 import sys
 import time
 
-import requests
+from protoclient import registered_session
 
 
 def main(url: str, bodies_path: str, out: str) -> None:
     with open(bodies_path, encoding="utf-8") as f:
         bodies = json.load(f)
-    session = requests.Session()
-    secret = secrets.token_hex(32)
-    answer = session.post(url + "register-worker", json={
-        "secret": secret, "platform": "linux", "supported_task_types": ["debug"], "nickname": "replay"}, timeout=30)
-    answer.raise_for_status()
-    session.auth = (answer.json()["_id"], secret)
+    session = registered_session(url, "replay")
     task = session.post(url + "task", timeout=30).json()
     target = f"{url}tasks/{task['_id']}/update"
     start = time.monotonic()
