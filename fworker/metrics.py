@@ -64,6 +64,16 @@ class Stats:
         self.last_manager_contact: float | None = None
         self.started_at: float = time.time()
 
+    def delivered(self, task_id: str, payload: dict, count: int, *, queue_depth: int, retries: int) -> None:
+        """The Manager accepted ``count`` queued updates of ``task_id``, sent as ``payload``."""
+        self.updates_sent += count
+        self.updates_retried = retries
+        self.log_bytes_sent += len(payload.get("log", "").encode("utf-8"))
+        self.last_manager_contact = time.time()  # wall clock: shown to people
+        self.queue_depth = queue_depth
+        if "task_progress_percentage" in payload and task_id == self.task_id:
+            self.task_progress = payload["task_progress_percentage"]
+
     def snapshot(self) -> dict[str, typing.Any]:
         """A JSON-ready copy of every attribute."""
         values = dict(vars(self))

@@ -330,14 +330,8 @@ class Worker:
         self.events.emit("state_changed", old=old.value, new=new.value)
 
     def _delivered(self, batch: typing.Any) -> None:
-        stats = self.stats
-        stats.updates_sent += len(batch.ids)
-        stats.updates_retried = self.flusher.retries
-        stats.log_bytes_sent += len(batch.payload.get("log", "").encode("utf-8"))
-        stats.last_manager_contact = time.time()  # wall clock: shown to people
-        stats.queue_depth = len(self.queue)
-        if "task_progress_percentage" in batch.payload and batch.task_id == stats.task_id:
-            stats.task_progress = batch.payload["task_progress_percentage"]
+        self.stats.delivered(batch.task_id, batch.payload, len(batch.ids), queue_depth=len(self.queue),
+                             retries=self.flusher.retries)
         self.events.emit("update_delivered", task_id=batch.task_id, count=len(batch.ids))
 
     # Shutting down.
