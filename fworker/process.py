@@ -36,9 +36,11 @@ from fworker.proctree import TOKEN_VAR, Descendants, enable_subreaper  # noqa: F
 log = logging.getLogger(__name__)
 
 _CHUNK = 65536  # handled at a time
-# A child floods its output when this much waits in the spool while it goes on:
-# it prints faster than the worker handles output at full speed.
+# A child floods its output when this much waits in the spool (it printed faster
+# than the worker handles output at full speed) and output still comes at least
+# this fast (bytes a second, measured over windows of _FLOOD_HANDLE_EVERY).
 _FLOOD_BACKLOG = 1024 * 1024
+_FLOOD_RATE = 8 * 1024 * 1024
 # Meanwhile one chunk is handled every _FLOOD_HANDLE_EVERY seconds (~3 MB/s, a
 # few % of a core for the worker and as much for the Manager) and the pipe is
 # emptied every _FLOOD_FILL_EVERY (at 100 MB/s a 1 MiB pipe is full in 10 ms).
@@ -77,6 +79,41 @@ def _handle_some(spool: Spool, splitter: LineSplitter) -> None:
     if len(spool):
         splitter.feed(f"\nworker: {len(spool)} bytes of output read but not handled before the abort, "
                       f"dropped\n".encode())
+
+
+class _Pace:
+    """Whether a child floods its output, so that handling it should wait.
+
+    A child that floods its output shares the machine's cores with the worker (and,
+    on small machines, the Manager): every chunk handled meanwhile is CPU taken from
+    it.  So while a backlog stands and output still pours in, handling slows to a
+    trickle and only reading keeps up.  Handling runs at full speed again once the
+    output slows down or ends, and from the moment the spool is full until it is
+    half empty: the child waits then, and must not wait on a trickle.  Ordinary
+    output never builds such a backlog."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = 0.0  # bytes a second read in the last whole window
+        self._clock = clock
+        self._bytes = 0
+        self._since = clock()
+        self._catching_up = False
+
+    def read(self, size: int) -> None:
+        """``size`` bytes were read from the child's output (0: none were waiting)."""
+        self._bytes += size
+        now = self._clock()
+        if now - self._since >= _FLOOD_HANDLE_EVERY:
+            self.rate = self._bytes / (now - self._since)
+            self._bytes, self._since = 0, now
+
+    def flooding(self, spool: Spool, eof: bool) -> bool:
+        if spool.full():
+            self._catching_up = True
+        elif len(spool) <= spool.limit // 2:
+            self._catching_up = False
+        return (not eof and not self._catching_up and len(spool) > _FLOOD_BACKLOG
+                and self.rate >= _FLOOD_RATE)
 
 
 class OutputTimeout(Exception):
@@ -203,20 +240,19 @@ class ChildProcess:
             splitter = LineSplitter(self._on_line, self._max_line_bytes)
         fd = self._popen.stdout.fileno()  # non-blocking: gevent made it so
         spool = self._spool = Spool(directory=self.spool_dir)
+        pace = _Pace()
         eof, read = False, 0
         try:
             while True:
                 # Empty the pipe before handling each chunk: handling costs far more
                 # than reading, and a child must not wait on it (see fworker.spool).
                 if not eof and not spool.full():
-                    eof, read = spool.fill(fd)
-                    if eof:
-                        self._eof.set()  # the pipe is closed; what is spooled is handled next
+                    eof, read = self._fill(fd, spool, pace)
                 chunk = spool.get(_CHUNK)
                 if chunk:
                     splitter.feed(chunk)
-                    if self._flooding(spool, eof):
-                        eof = self._only_read(fd, spool)
+                    if pace.flooding(spool, eof):
+                        eof = self._only_read(fd, spool, pace)
                         continue
                     # Output trickling in: let it gather, or every line costs a wake-up,
                     # a read and a batch of its own.  Otherwise one turn of the event
@@ -236,26 +272,22 @@ class ChildProcess:
         self._eof.set()
         splitter.close()
 
-    @staticmethod
-    def _flooding(spool: Spool, eof: bool) -> bool:
-        """A child that floods its output shares the machine's cores with the worker
-        (and, on small machines, the Manager): every chunk handled meanwhile is CPU
-        taken from it.  So while it goes on and a backlog stands, handling slows to
-        a trickle and only reading keeps up; the backlog is handled at full speed
-        once the child ends, or when the spool is full (the child waits then, and
-        must not wait on a trickle).  Ordinary output never builds such a backlog."""
-        return not eof and len(spool) > _FLOOD_BACKLOG and not spool.full()
+    def _fill(self, fd: int, spool: Spool, pace: _Pace) -> tuple[bool, int]:
+        eof, read = spool.fill(fd)
+        pace.read(read)
+        if eof:
+            self._eof.set()  # the pipe is closed; what is spooled is handled next
+        return eof, read
 
-    def _only_read(self, fd: int, spool: Spool) -> bool:
+    def _only_read(self, fd: int, spool: Spool, pace: _Pace) -> bool:
         """Empty the pipe into the spool for ``_FLOOD_HANDLE_EVERY`` seconds (every
         ``_FLOOD_FILL_EVERY``, so the child never finds it full); True at its end."""
         for _ in range(round(_FLOOD_HANDLE_EVERY / _FLOOD_FILL_EVERY)):
             gevent.sleep(_FLOOD_FILL_EVERY)
             if spool.full():
                 break
-            eof, _ = spool.fill(fd)
+            eof, _ = self._fill(fd, spool, pace)
             if eof:
-                self._eof.set()
                 return True
         return False
 

@@ -367,11 +367,33 @@ def test_an_abort_still_logs_what_was_spooled_up_to_a_limit(tmp_path, monkeypatc
 
 
 def test_handling_leaves_the_cpu_to_a_child_flooding_its_output():
-    flooding = ChildProcess._flooding
-    backlog = spool.Spool(memory_limit=10**9, limit=2 * process._FLOOD_BACKLOG)
-    assert not flooding(backlog, eof=False)
+    clock = [0.0]
+    pace = process._Pace(clock=lambda: clock[0])
+    backlog = spool.Spool(memory_limit=10**9, limit=8 * process._FLOOD_BACKLOG)
+
+    def output(size):  # ``size`` bytes read over one window
+        clock[0] += process._FLOOD_HANDLE_EVERY
+        pace.read(size)
+
     backlog.put(b"x" * (process._FLOOD_BACKLOG + 1))
-    assert flooding(backlog, eof=False)  # the child goes on: it keeps the CPU
-    assert not flooding(backlog, eof=True)  # it ended: catch up at full speed
-    backlog.put(b"x" * process._FLOOD_BACKLOG)
-    assert backlog.full() and not flooding(backlog, eof=False)  # it waits for us: full speed
+    assert not pace.flooding(backlog, eof=False)  # a backlog, but nothing says output pours in
+    output(int(process._FLOOD_RATE * process._FLOOD_HANDLE_EVERY) + 1)
+    assert pace.flooding(backlog, eof=False)  # it does: the child keeps the CPU
+    assert not pace.flooding(backlog, eof=True)  # it ended: catch up at full speed
+    output(0)
+    assert not pace.flooding(backlog, eof=False)  # it went quiet: catch up at full speed
+
+
+def test_a_full_spool_is_handled_at_full_speed_until_half_empty():
+    clock = [0.0]
+    pace = process._Pace(clock=lambda: clock[0])
+    backlog = spool.Spool(memory_limit=10**9, limit=8 * process._FLOOD_BACKLOG)
+    clock[0] += process._FLOOD_HANDLE_EVERY
+    pace.read(10 * process._FLOOD_RATE)  # pouring in
+    backlog.put(b"x" * backlog.limit)
+    assert backlog.full() and not pace.flooding(backlog, eof=False)  # the child waits for us
+    backlog.get(process._CHUNK)
+    assert not pace.flooding(backlog, eof=False)  # just below the limit: still full speed
+    while len(backlog) > backlog.limit // 2:
+        backlog.get(process._CHUNK)
+    assert pace.flooding(backlog, eof=False)  # half empty: the child may have the CPU again
