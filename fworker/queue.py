@@ -2,10 +2,9 @@
 
 Every update is committed here before anything is sent, so a render goes on
 while the Manager is unreachable and nothing is lost when the worker dies.
-Payloads are stored as JSON, except their log text, which is most of their
-size and is stored as it is, in a column of its own: encoding it into the JSON
-and decoding it again cost more than storing it.  The flusher (``fworker.flusher``) reads from the
-head, in insertion order, and deletes what the Manager accepted.
+How an update is stored (JSON, and its log text beside it) is in
+``fworker.rows``.  The flusher (``fworker.flusher``) reads from the head, in
+insertion order, and deletes what the Manager accepted.
 
 The queue owns one ``sqlite3`` connection (WAL, synchronous=NORMAL, no implicit
 transactions: ``BEGIN`` and ``COMMIT`` are explicit).  The statements run for
@@ -20,7 +19,7 @@ yields, and no transaction here spans a yield (no logging, no I/O of our own
 between ``BEGIN`` and ``COMMIT``).
 
 When the file cannot be written (a full disk, an I/O error, a read-only
-mount), updates wait in memory (``Overflow``), after everything on disk, and
+mount), updates wait in memory (``fworker.overflow``), after everything on disk, and
 the flusher sends them from there; ``write_pending()`` (the flusher calls it)
 moves them to disk once writing works again.  ``len()`` counts them: the
 worker takes no task while any update is unsent.  A push never raises: a
@@ -30,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import datetime
 import json
 import logging
 import os
@@ -44,12 +42,10 @@ import sqlalchemy.exc
 import sqlalchemy.pool
 
 from fworker.errors import Fatal, RetryLater
+from fworker.overflow import MEMORY_LIMIT, Overflow
+from fworker.rows import decode_payload, encode_row
 
 log = logging.getLogger(__name__)
-
-# Updates waiting in memory while the disk cannot be written take at most
-# this much (their JSON); beyond it log lines are dropped (see Overflow).
-MEMORY_LIMIT = 16 * 1024 * 1024
 
 # What a failed write raises: "database or disk is full", "disk I/O error",
 # "attempt to write a readonly database", "unable to open database file" are
@@ -147,7 +143,7 @@ class UpdateQueue:
         self.push_many([(task_id, payload)])
 
     def push_many(self, items: typing.Iterable[tuple[str, dict]]) -> None:
-        rows = [_row(task_id, payload) for task_id, payload in items]
+        rows = [encode_row(task_id, payload) for task_id, payload in items]
         if not rows:
             return
         if len(self.memory):
@@ -285,124 +281,3 @@ def _deletes(ids: list[int]) -> typing.Iterator[tuple[str, tuple[int, ...]]]:
     for start in range(0, len(unique), _DELETE_CHUNK):
         chunk = tuple(unique[start:start + _DELETE_CHUNK])
         yield f"DELETE FROM task_updates WHERE id IN ({','.join('?' * len(chunk))})", chunk
-
-
-def _row(task_id: str, payload: dict, queued_at: float | None = None) -> dict:
-    text = payload.get("log")
-    if isinstance(text, str):
-        payload = {key: value for key, value in payload.items() if key != "log"}
-    else:
-        text = None  # not text (a caller's bug the Manager will refuse): stays in the JSON
-    return {"task_id": task_id, "payload": json.dumps(payload, ensure_ascii=False), "log": text,
-            "queued_at": time.time() if queued_at is None else queued_at}
-
-
-def decode_payload(payload: str, text: str | None) -> dict:
-    """An update as it was pushed, from its row's ``payload`` and ``log`` columns."""
-    decoded = json.loads(payload)
-    if text is not None:
-        decoded["log"] = text
-    return decoded
-
-
-def _size(row: dict) -> int:
-    return len(row["payload"]) + len(row["log"] or "")
-
-
-@dataclasses.dataclass
-class _Entry:
-    id: int
-    task_id: str
-    payload: dict
-    size: int
-    queued_at: float
-    frozen: bool = False  # handed to the flusher: its content must not change any more
-    dropped_lines: int = 0  # > 0: a note about dropped log lines, not an update
-    dropped_bytes: int = 0
-
-
-class Overflow:
-    """Updates that could not be written to disk, in order, bounded by ``limit``
-    bytes of JSON.  Beyond the limit nothing that changes the task's status is
-    lost: log lines are dropped (counted, with a note in the task's log where
-    they were), and activity/progress values are merged into the update before
-    them (the newest value wins)."""
-
-    def __init__(self, path: str, limit: int):
-        self.path = path
-        self.limit = limit
-        self.dropped_lines = 0  # in this worker's life, for the logs and tests
-        self._entries: list[_Entry] = []
-        self._bytes = 0
-        self._next_id = -1
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def add(self, rows: list[dict]) -> None:
-        for row in rows:
-            payload, size = decode_payload(row["payload"], row["log"]), _size(row)
-            if self._bytes + size <= self.limit:
-                self._append(row["task_id"], payload, size, row["queued_at"])
-            else:
-                self._squeeze(row["task_id"], payload, row["queued_at"])
-
-    def head(self, limit: int) -> list[tuple[int, str, dict]]:
-        entries = self._entries[:limit]
-        for entry in entries:
-            entry.frozen = True
-        return [(entry.id, entry.task_id, self._payload(entry)) for entry in entries]
-
-    def rows(self) -> list[dict]:
-        return [_row(entry.task_id, self._payload(entry), entry.queued_at) for entry in self._entries]
-
-    def remove(self, ids: list[int]) -> None:
-        if ids:
-            gone = set(ids)
-            self._entries = [entry for entry in self._entries if entry.id not in gone]
-            self._bytes = sum(entry.size for entry in self._entries)
-
-    def clear(self) -> None:
-        self._entries, self._bytes = [], 0
-
-    def _append(self, task_id: str, payload: dict, size: int, queued_at: float) -> _Entry:
-        entry = _Entry(self._next_id, task_id, payload, size, queued_at)
-        self._next_id -= 1
-        self._entries.append(entry)
-        self._bytes += size
-        return entry
-
-    def _squeeze(self, task_id: str, payload: dict, queued_at: float) -> None:
-        text = payload.pop("log", None)
-        if isinstance(text, str):
-            self._note_dropped(task_id, text, queued_at)
-        if not payload:
-            return
-        last = self._entries[-1] if self._entries else None
-        if (last is not None and not last.frozen and not last.dropped_lines and last.task_id == task_id
-                and "task_status" not in last.payload and "task_status" not in payload):
-            last.payload.update(payload)
-        else:  # a status change is never dropped: at most a few per task
-            self._append(task_id, payload, len(json.dumps(payload)), queued_at)
-
-    def _note_dropped(self, task_id: str, text: str, queued_at: float) -> None:
-        if not self.dropped_lines:
-            log.error("memory for updates waiting to be written is full (%d bytes): dropping log lines "
-                      "(counted, with a note in the task log) until %s can be written or the Manager is reached",
-                      self.limit, self.path)
-        lines = text.count("\n") + 1
-        self.dropped_lines += lines
-        note = next((entry for entry in reversed(self._entries)
-                     if entry.dropped_lines and not entry.frozen and entry.task_id == task_id), None)
-        if note is None:
-            note = self._append(task_id, {}, 200, queued_at)
-        note.dropped_lines += lines
-        note.dropped_bytes += len(text)
-
-    def _payload(self, entry: _Entry) -> dict:
-        if not entry.dropped_lines:
-            return dict(entry.payload)
-        stamp = datetime.datetime.fromtimestamp(entry.queued_at, datetime.timezone.utc)
-        return {"log": f"{stamp.strftime('%Y-%m-%dT%H:%M:%S.%fZ')}: worker: {entry.dropped_lines} log line(s) "
-                       f"({entry.dropped_bytes} bytes) dropped here: the update queue {self.path} could not be "
-                       f"written and the memory for waiting updates was full"}

@@ -5,7 +5,8 @@ import sqlite3
 import subprocess
 import sys
 
-from fworker.queue import UpdateQueue, decode_payload
+from fworker.queue import UpdateQueue
+from fworker.rows import decode_payload
 
 T1 = "a" * 24
 T2 = "b" * 24

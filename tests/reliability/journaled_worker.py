@@ -9,6 +9,7 @@ import json
 import sys
 
 from fworker import queue
+from fworker.rows import decode_payload
 
 
 class JournaledQueue(queue.UpdateQueue):
@@ -21,7 +22,7 @@ class JournaledQueue(queue.UpdateQueue):
     def _insert(self, rows: list[dict]) -> None:
         super()._insert(rows)
         self._journal.insert_many([{"task_id": row["task_id"], "payload": json.dumps(
-            queue.decode_payload(row["payload"], row["log"]), ensure_ascii=False)} for row in rows])
+            decode_payload(row["payload"], row["log"]), ensure_ascii=False)} for row in rows])
 
 
 # Before fworker.worker is imported, so that it picks up the journaled queue.

@@ -11,7 +11,8 @@ import sys
 import pytest
 
 from faultproxy import FaultProxy
-from fworker.queue import UpdateQueue, decode_payload
+from fworker.queue import UpdateQueue
+from fworker.rows import decode_payload
 from fworker.task import BadTask, parse_task
 from workerproc import WorkerProcess
 

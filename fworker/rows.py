@@ -1,0 +1,35 @@
+"""How a task update is stored: a row of the queue's ``task_updates`` table.
+
+The payload is JSON, except its log text, which is most of an update's size and
+is stored as it is, in a column of its own: encoding it into the JSON and
+decoding it again cost more than storing it.  Queues written before the log had
+a column of their own hold it in the JSON; ``decode_payload`` reads both.
+"""
+from __future__ import annotations
+
+import json
+import time
+
+
+def encode_row(task_id: str, payload: dict, queued_at: float | None = None) -> dict:
+    """The row of the queue's task_updates table that stores ``payload``."""
+    text = payload.get("log")
+    if isinstance(text, str):
+        payload = {key: value for key, value in payload.items() if key != "log"}
+    else:
+        text = None  # not text (a caller's bug the Manager will refuse): stays in the JSON
+    return {"task_id": task_id, "payload": json.dumps(payload, ensure_ascii=False), "log": text,
+            "queued_at": time.time() if queued_at is None else queued_at}
+
+
+def decode_payload(payload: str, text: str | None) -> dict:
+    """An update as it was pushed, from its row's ``payload`` and ``log`` columns."""
+    decoded = json.loads(payload)
+    if text is not None:
+        decoded["log"] = text
+    return decoded
+
+
+def row_size(row: dict) -> int:
+    """What a row takes in memory, roughly: its text."""
+    return len(row["payload"]) + len(row["log"] or "")
