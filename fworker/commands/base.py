@@ -169,8 +169,7 @@ class CommandContext:
         ``CommandFailed`` naming it; killing the caller kills the child's tree.
         ``output_timeout`` (default: the ``command_output_timeout`` setting, 0 =
         none): a child silent for that long is stopped and the command fails."""
-        from fworker import leftovers  # late: these import psutil
-        from fworker.process import ChildProcess, OutputTimeout, describe_exit
+        from fworker.process import ChildProcess, OutputTimeout, describe_exit  # late: imports psutil
 
         # Lines carry the time they were read: during a backlog they are handled later.
         def handle(line: str) -> None:
@@ -186,21 +185,8 @@ class CommandContext:
         # Without a per-line parser, lines go to the log a chunk at a time: per-line
         # calls were most of the worker's CPU on chatty output (exec).
         line_sinks: dict[str, typing.Any] = {"on_line": handle} if on_line is not None else {"on_lines": handle_batch}
-        if output_timeout is None:
-            output_timeout = self.setting("command_output_timeout", 0.0)
-        queue_path = self.setting("task_update_queue_db", "")
-        child = ChildProcess(
-            args,
-            **line_sinks,
-            cwd=cwd,
-            env=child_environment(env),
-            grace=self.setting("abort_grace_period", 10.0),
-            logger=self.logger,
-            output_timeout=output_timeout,
-            owner=leftovers.owner_mark(queue_path) if queue_path else None,
-            # Beside the queue: the worker's own disk, not a tmpfs /tmp that costs RAM.
-            spool_dir=os.path.dirname(os.path.abspath(queue_path)) if queue_path else None,
-        )
+        child = ChildProcess(args, **line_sinks, cwd=cwd, env=child_environment(env),
+                             **self._child_options(output_timeout))
         try:
             returncode = child.run()
         except FileNotFoundError:
@@ -212,6 +198,21 @@ class CommandContext:
         if returncode != 0:
             raise CommandFailed(f"{os.path.basename(args[0])} failed: {describe_exit(returncode)}")
         return returncode
+
+
+    def _child_options(self, output_timeout: float | None) -> dict[str, typing.Any]:
+        """ChildProcess's options that come from the worker's settings."""
+        from fworker import leftovers  # late: it imports psutil
+
+        queue_path = self.setting("task_update_queue_db", "")
+        return {
+            "grace": self.setting("abort_grace_period", 10.0),
+            "logger": self.logger,
+            "output_timeout": self.setting("command_output_timeout", 0.0) if output_timeout is None else output_timeout,
+            "owner": leftovers.owner_mark(queue_path) if queue_path else None,
+            # Beside the queue: the worker's own disk, not a tmpfs /tmp that costs RAM.
+            "spool_dir": os.path.dirname(os.path.abspath(queue_path)) if queue_path else None,
+        }
 
 
 def child_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
