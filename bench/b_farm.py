@@ -45,16 +45,6 @@ def _wall_now() -> str:
     return now.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _max_in_window(times: list[float], window: float) -> int:
-    times = sorted(times)
-    best, lo = 0, 0
-    for hi, t in enumerate(times):
-        while t - times[lo] > window:
-            lo += 1
-        best = max(best, hi - lo + 1)
-    return best
-
-
 def _one(ctx, workers_n: int, tasks_n: int, r: int) -> dict:
     wd = common.Workdir(f"farm-{r}")
     manager = common.Manager(wd.sub("manager")).start()
@@ -128,7 +118,7 @@ def _one(ctx, workers_n: int, tasks_n: int, r: int) -> dict:
             first_after[row[6]] = row[1]
     arrivals = sorted(first_after.values())
     retries = sorted(t - probed["listening_at"] for t in probed["first"].values())
-    peak = _max_in_window(retries, 0.1)
+    peak = common.max_in_window(retries, 0.1)
     req_rows = [row for row in common.trace_rows(trace, "req") if first_give <= row[1] <= last_done]
     return {
         "workers": workers_n, "tasks": tasks_n, "startup_s": startup,
@@ -146,7 +136,7 @@ def _one(ctx, workers_n: int, tasks_n: int, r: int) -> dict:
         # The Manager's own view once it is back: the first request it handled of each
         # worker (serialised behind its PBKDF2 check of each worker's first request).
         "manager_first_handled_s": [round(a - restart, 3) for a in arrivals],
-        "manager_max_in_100ms": _max_in_window(arrivals, 0.1),
+        "manager_max_in_100ms": common.max_in_window(arrivals, 0.1),
         "downtime_s": t_up - t_down,
     }
 

@@ -88,6 +88,17 @@ def wait_until(predicate: typing.Callable[[], typing.Any], timeout: float, what:
         time.sleep(interval)
 
 
+def max_in_window(times: list[float], window: float) -> int:
+    """The most of ``times`` (seconds) that fall in any one window of that length."""
+    times = sorted(times)
+    best, lo = 0, 0
+    for hi, t in enumerate(times):
+        while t - times[lo] > window:
+            lo += 1
+        best = max(best, hi - lo + 1)
+    return best
+
+
 def median(values: list[float]) -> float | None:
     values = [v for v in values if v is not None]
     return statistics.median(values) if values else None

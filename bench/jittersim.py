@@ -12,10 +12,13 @@ program (it imports fworker, which the benchmark process must not).
 """
 from __future__ import annotations
 
+import fworker  # noqa: F401  (monkey-patches first: bench.common imports requests)
+
 import argparse
 import random
 import statistics
 
+from bench import common
 from fworker.upstream import Backoff
 
 
@@ -40,15 +43,6 @@ def arrivals(policy: type[Backoff], workers: int, downtime: float, rng: random.R
     return sorted(result)
 
 
-def busiest(times: list[float], window: float = 0.1) -> int:
-    most, first = 0, 0
-    for last, t in enumerate(times):
-        while t - times[first] > window:
-            first += 1
-        most = max(most, last - first + 1)
-    return most
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.jittersim", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -59,7 +53,7 @@ def main() -> None:
     rng = random.Random(6)
     for policy in (Backoff, Triple):
         runs = [arrivals(policy, args.workers, args.downtime, rng) for _ in range(args.trials)]
-        over = sum(busiest(run) * 10 > args.workers for run in runs) / args.trials
+        over = sum(common.max_in_window(run, 0.1) * 10 > args.workers for run in runs) / args.trials
         every = sorted(t for run in runs for t in run)
         print(f"{policy.__name__:8s} runs over 10 % in a 100 ms window: {100 * over:4.1f} %;  reconnect after "
               f"the restart: mean {statistics.mean(every):.1f} s, p95 {every[int(0.95 * len(every))]:.1f} s")
