@@ -39,7 +39,7 @@ def _pipe_floor(wd: common.Workdir, n: int) -> dict:
     nothing with what it reads."""
     out = os.path.join(wd.path, "floor.json")
     read_end, write_end = os.pipe()
-    fcntl.fcntl(read_end, 1031, 1024 * 1024)  # F_SETPIPE_SZ, as the worker asks
+    fcntl.fcntl(read_end, fcntl.F_SETPIPE_SZ, 1024 * 1024)  # as the worker asks
     os.set_blocking(read_end, False)
     child = subprocess.Popen([common.PY, CHILD, str(n), out], stdout=write_end)
     os.close(write_end)

@@ -49,7 +49,7 @@ class Overflow:
 
     def add(self, rows: list[dict]) -> None:
         for row in rows:
-            payload, size = decode_payload(row["payload"], row["log"]), row_size(row)
+            payload, size = decode_payload(row["payload"], row["log"]), row_size(row["payload"], row["log"])
             if self._bytes + size <= self.limit:
                 self._append(row["task_id"], payload, size, row["queued_at"])
             else:

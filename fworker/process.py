@@ -269,7 +269,6 @@ class ChildProcess:
             raise
         finally:
             spool.close()
-        self._eof.set()
         splitter.close()
 
     def _fill(self, fd: int, spool: Spool, pace: _Pace) -> tuple[bool, int]:

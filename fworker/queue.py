@@ -43,7 +43,7 @@ import sqlalchemy.pool
 
 from fworker.errors import Fatal, RetryLater
 from fworker.overflow import MEMORY_LIMIT, Overflow
-from fworker.rows import decode_payload, encode_row
+from fworker.rows import decode_payload, encode_row, row_size
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +208,7 @@ class UpdateQueue:
                     if row_id in self._undeleted:
                         continue
                     items.append(QueuedUpdate(row_id, task_id, decode_payload(payload, text)))
-                    size += len(payload) + len(text or "")
+                    size += row_size(payload, text)
                     if len(items) >= limit or (max_bytes and size >= max_bytes):
                         return items
             finally:

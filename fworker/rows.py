@@ -30,6 +30,6 @@ def decode_payload(payload: str, text: str | None) -> dict:
     return decoded
 
 
-def row_size(row: dict) -> int:
-    """What a row takes in memory, roughly: its text."""
-    return len(row["payload"]) + len(row["log"] or "")
+def row_size(payload: str, text: str | None) -> int:
+    """What a row with these ``payload`` and ``log`` columns takes, roughly: its text."""
+    return len(payload) + len(text or "")
