@@ -14,9 +14,11 @@ class RecordingReporter:
 
     def __init__(self):
         self.events: list[tuple[str, object]] = []
+        self.log_times: list[float | None] = []  # the ``at`` of each log line
 
     def log_line(self, line, at=None):
         self.events.append(("log", line))
+        self.log_times.append(at)
 
     def activity(self, text):
         self.events.append(("activity", text))

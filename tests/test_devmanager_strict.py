@@ -8,7 +8,7 @@ import pytest
 
 from fworker.devmanager import DevManager, auth
 from fworker.devmanager import roster as roster_module
-from test_devmanager import WorkerClient, job
+from test_devmanager import WorkerClient, basic, job
 
 pytest_plugins = ["test_devmanager"]  # its fixtures: dm, worker, make_manager, roster
 
@@ -111,15 +111,11 @@ def test_sign_on_fields_are_typed(shared):
 
 # 401: Basic authentication
 
-def _basic(user, password):
-    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
-
-
 @pytest.mark.parametrize("make_header", [
     lambda w: None,
-    lambda w: _basic(w.id, "wrong secret"),
-    lambda w: _basic("0" * 24, w.secret),
-    lambda w: _basic("not-an-id", w.secret),
+    lambda w: basic(w.id, "wrong secret"),
+    lambda w: basic("0" * 24, w.secret),
+    lambda w: basic("not-an-id", w.secret),
     lambda w: "Basic !!!notbase64",
     lambda w: "Bearer " + w.secret,
     lambda w: "Basic " + base64.b64encode(w.id.encode()).decode(),
@@ -160,7 +156,7 @@ def test_re_registration_credentials_do_not_mix(dm, worker):
     for worker_id, secret, code in ((old_id, worker.secret, 401), (worker.id, old_secret, 401),
                                     (worker.id, worker.secret, 204), (old_id, old_secret, 204)):
         response = worker.call("GET", "status-change", auth=False,
-                               headers={"Authorization": _basic(worker_id, secret)})
+                               headers={"Authorization": basic(worker_id, secret)})
         assert response.status_code == code, (worker_id == old_id, secret == old_secret)
 
 
@@ -170,11 +166,11 @@ def test_a_changed_secret_hash_is_checked_again(roster):
     cached row), the cached verification of the old secret does not apply."""
     roster, _ = roster
     worker_id = roster.register({"secret": "old" * 10}, "UA", "a")["id"]
-    assert roster.authenticate(_basic(worker_id, "old" * 10)) is not None  # cached
+    assert roster.authenticate(basic(worker_id, "old" * 10)) is not None  # cached
     roster.store.update_worker(worker_id, secret_hash=auth.hash_secret("new" * 10))
     roster.request_status(worker_id, "")
-    assert roster.authenticate(_basic(worker_id, "old" * 10)) is None
-    assert roster.authenticate(_basic(worker_id, "new" * 10))["id"] == worker_id
+    assert roster.authenticate(basic(worker_id, "old" * 10)) is None
+    assert roster.authenticate(basic(worker_id, "new" * 10))["id"] == worker_id
 
 
 def test_a_worker_removed_while_its_secret_is_checked_is_refused(roster, monkeypatch):
@@ -188,9 +184,9 @@ def test_a_worker_removed_while_its_secret_is_checked_is_refused(roster, monkeyp
         return real(secret, stored)
 
     monkeypatch.setattr(roster_module.auth, "verify_secret", slow_check)
-    assert roster.authenticate(_basic(worker_id, "s" * 30)) is None
+    assert roster.authenticate(basic(worker_id, "s" * 30)) is None
     monkeypatch.setattr(roster_module.auth, "verify_secret", real)
-    assert roster.authenticate(_basic(worker_id, "s" * 30)) is None
+    assert roster.authenticate(basic(worker_id, "s" * 30)) is None
 
 
 def test_status_changes_reach_the_next_request_of_a_cached_worker(dm, worker):

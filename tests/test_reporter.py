@@ -3,20 +3,19 @@ import calendar
 import logging
 import sys
 import time
-import types
 
+from fworker import config
 from fworker.commands import base
 from fworker.queue import UpdateQueue
 from fworker.reporter import TaskReporter
+from test_protocol_modes import _seconds
 
 TASK = "a" * 24
 AT = calendar.timegm((2026, 1, 2, 3, 4, 5)) + 0.25  # 2026-01-02T03:04:05.25Z
 
 
 def settings(**overrides):
-    values = {"push_log_max_interval": 1.0, "push_log_max_lines": 1000, "push_act_max_interval": 1.0,
-              "task_log_max_bytes": 0, **overrides}
-    return types.SimpleNamespace(**values)
+    return config.load(files=[]).replace(**overrides)
 
 
 def logs(queue):
@@ -47,39 +46,14 @@ def test_without_a_time_lines_are_stamped_now(tmp_path):
     reporter.log_line("now")
     reporter.flush_log()
     after = time.time()
-    stamp = logs(queue)[0].split("Z: ")[0]
-    seconds = calendar.timegm(time.strptime(stamp[:19], "%Y-%m-%dT%H:%M:%S")) + float("0" + stamp[19:])
+    seconds = _seconds(logs(queue)[0].split(": ")[0])
     assert before - 1e-6 <= seconds <= after + 1e-6
 
 
-class TimedReporter:
-    """The minimal Reporter protocol, keeping each line and the time it came with."""
-
-    def __init__(self):
-        self.log, self.times = [], []
-
-    def log_line(self, line, at=None):
-        self.log.append(line)
-        self.times.append(at)
-
-    def activity(self, text):
-        pass
-
-    def command_progress(self, percent):
-        pass
-
-    def output_produced(self, paths):
-        pass
-
-    def timing(self, phase, seconds):
-        pass
-
-
-def test_a_child_s_lines_reach_the_reporter_with_their_read_time():
-    reporter = TimedReporter()
-    ctx = base.CommandContext(reporter, logging.getLogger("test.reporter"))
+def test_a_child_s_lines_reach_the_reporter_with_their_read_time(recorder):
+    ctx = base.CommandContext(recorder, logging.getLogger("test.reporter"))
     before = time.time()
     ctx.run_process([sys.executable, "-c", "print('one'); print('two')"])
     after = time.time()
-    assert reporter.log == ["one", "two"]
-    assert all(at is not None and before <= at <= after for at in reporter.times)
+    assert recorder.log == ["one", "two"]
+    assert all(at is not None and before <= at <= after for at in recorder.log_times)
