@@ -25,10 +25,7 @@ from fworker.upstream import Backoff
 class Triple(Backoff):
     """The same jitter with a ceiling that triples instead of doubling."""
 
-    def next_delay(self) -> float:
-        ceiling = min(self.maximum, self.initial * (3 ** min(self.failures, 30)))
-        self.failures += 1
-        return self._rng.uniform(ceiling / 20, ceiling)
+    growth = 3
 
 
 def arrivals(policy: type[Backoff], workers: int, downtime: float, rng: random.Random) -> list[float]:

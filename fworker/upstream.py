@@ -151,6 +151,8 @@ class Backoff:
     """Exponential backoff with full jitter, capped, so that a hundred
     workers retrying after a Manager restart do not arrive in lock-step."""
 
+    growth = 2  # the ceiling's factor per failure (bench/jittersim.py weighs another)
+
     def __init__(self, initial: float, maximum: float, rng: random.Random | None = None):
         self.initial = initial
         self.maximum = maximum
@@ -158,7 +160,7 @@ class Backoff:
         self._rng = rng or random.Random()
 
     def next_delay(self) -> float:
-        ceiling = min(self.maximum, self.initial * (2 ** min(self.failures, 30)))
+        ceiling = min(self.maximum, self.initial * (self.growth ** min(self.failures, 30)))
         self.failures += 1
         # Nearly full jitter: a farm of workers retrying after a Manager
         # restart spreads over the whole interval instead of its upper half

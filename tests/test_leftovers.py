@@ -7,7 +7,7 @@ import sys
 
 import psutil
 
-from fworker import leftovers
+from fworker import leftovers, proctree
 from fworker.process import enable_subreaper
 from waiting import wait_until
 
@@ -39,8 +39,7 @@ def test_after_the_first_sweep_only_the_workers_descendants_are_searched(tmp_pat
     scans.clear()
     try:
         assert leftovers.stop_leftovers(owner, grace=0.5) == []
-        wait_until(lambda: not orphan.is_running() or orphan.status() == psutil.STATUS_ZOMBIE, 10,
-                   "the orphan stopped")
+        wait_until(lambda: not proctree.alive(orphan), 10, "the orphan stopped")
         assert not scans, "later sweeps walk this process's descendants only"
     finally:
         if orphan.is_running():
