@@ -15,32 +15,18 @@ import ctypes
 import logging
 import os
 import signal
-import sys
 import time
-import typing
 
 import gevent
 import psutil
+
+from fworker import proctree
 
 log = logging.getLogger(__name__)
 
 OWNER_VAR = "FWORKER_OWNER"
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 _KILL_TIMEOUT = 5.0
-
-
-def _load_prctl() -> typing.Callable[..., int] | None:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        return ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError) as exc:
-        log.debug("no prctl: %s", exc)
-        return None
-
-
-# Loaded once in the worker: a child must not load libraries between fork and exec.
-PRCTL = _load_prctl()
 
 
 def owner_mark(queue_path: str) -> str:
@@ -57,7 +43,7 @@ class DieWithParent:
 
     def __call__(self) -> None:
         zero = ctypes.c_ulong(0)
-        PRCTL(_PR_SET_PDEATHSIG, ctypes.c_ulong(signal.SIGKILL), zero, zero, zero)
+        proctree.PRCTL(_PR_SET_PDEATHSIG, ctypes.c_ulong(signal.SIGKILL), zero, zero, zero)
         if os.getppid() != self.parent:
             os._exit(1)
 
@@ -69,8 +55,6 @@ _swept: set[str] = set()
 def find(owner: str, *, everywhere: bool = True) -> list[psutil.Process]:
     """Live processes carrying ``owner`` as their owner mark, this one excepted:
     on the whole machine, or only among this process's descendants."""
-    from fworker import proctree  # late: proctree imports this module
-
     me, found = os.getpid(), []
     candidates = psutil.process_iter() if everywhere else proctree.processes(proctree.descendant_pids(me))
     for proc in candidates:
@@ -92,8 +76,6 @@ def stop_leftovers(owner: str, grace: float = 2.0) -> list[str]:
     time): an earlier worker process may have been SIGKILLed.  Later calls,
     while this process is a subreaper, look only at its descendants: whatever
     its own tasks leave behind is re-parented to it, not to init."""
-    from fworker import proctree  # late: proctree imports this module
-
     everywhere = owner not in _swept or not proctree.subreaper_enabled()
     survivors = _stop(find(owner, everywhere=everywhere), grace)
     if not survivors:
@@ -120,8 +102,6 @@ def _stop(found: list[psutil.Process], grace: float) -> list[psutil.Process]:
 
 
 def _wait_gone(procs: list[psutil.Process], timeout: float) -> list[psutil.Process]:
-    from fworker import proctree  # late: proctree imports this module
-
     deadline = time.monotonic() + timeout
     while True:
         procs = [proc for proc in procs if proctree.alive(proc)]

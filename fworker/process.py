@@ -28,10 +28,10 @@ import gevent.socket
 import gevent.subprocess
 import psutil
 
-from fworker.leftovers import OWNER_VAR, PRCTL, DieWithParent
+from fworker.leftovers import OWNER_VAR, DieWithParent
 from fworker.lines import BatchSplitter, LineSplitter
 from fworker.spool import Spool, grow_pipe
-from fworker.proctree import TOKEN_VAR, Descendants, enable_subreaper  # noqa: F401  (worker.py imports it here)
+from fworker.proctree import PRCTL, TOKEN_VAR, Descendants
 
 log = logging.getLogger(__name__)
 

@@ -21,11 +21,10 @@ import collections
 import ctypes
 import logging
 import os
+import sys
 from typing import Callable
 
 import psutil
-
-from fworker.leftovers import PRCTL
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +33,20 @@ _PR_SET_CHILD_SUBREAPER = 36  # from <linux/prctl.h>
 _PR_GET_CHILD_SUBREAPER = 37
 # The kernel has these files for every process or for none.
 _PROC_CHILDREN = os.path.exists(f"/proc/{os.getpid()}/task/{os.getpid()}/children")
+
+
+def _load_prctl() -> Callable[..., int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError) as exc:
+        log.debug("no prctl: %s", exc)
+        return None
+
+
+# Loaded once in the worker: a child must not load libraries between fork and exec.
+PRCTL = _load_prctl()
 
 
 def enable_subreaper() -> bool:

@@ -22,7 +22,7 @@ from fworker import logsetup, metrics, pretask
 from fworker.errors import RetryLater
 from fworker.events import EventBus
 from fworker.flusher import Flusher
-from fworker.process import enable_subreaper
+from fworker.proctree import enable_subreaper
 from fworker.queue import UpdateQueue
 from fworker.registration import Registrar
 from fworker.runner import Abort, Outcome, TaskRunner

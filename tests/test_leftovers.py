@@ -8,7 +8,7 @@ import sys
 import psutil
 
 from fworker import leftovers, proctree
-from fworker.process import enable_subreaper
+from fworker.proctree import enable_subreaper
 from waiting import wait_until
 
 # Starts a grandchild in its own session and exits: the grandchild is an orphan,

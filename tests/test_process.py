@@ -14,7 +14,8 @@ import pytest
 
 from fworker import process, proctree, spool
 from fworker.lines import LineSplitter
-from fworker.process import ChildProcess, describe_exit, enable_subreaper
+from fworker.process import ChildProcess, describe_exit
+from fworker.proctree import enable_subreaper
 from waiting import wait_until
 
 PY = sys.executable
