@@ -22,6 +22,7 @@ import ctypes
 import logging
 import os
 import sys
+import typing
 from typing import Callable
 
 import psutil
@@ -76,14 +77,24 @@ def descendant_pids(pid: int) -> list[int]:
     """Every descendant of ``pid`` at this moment (pids may be gone by the time
     they are used: check them with psutil)."""
     children_of = _children_reader()
-    found, stack, seen = [], children_of(pid), {pid}
+    return [kid for kid in _subtrees(children_of(pid), children_of, int) if kid != pid]
+
+
+_Node = typing.TypeVar("_Node")
+
+
+def _subtrees(roots: list[_Node], children: Callable[[_Node], list[_Node]],
+              pid: Callable[[_Node], int]) -> list[_Node]:
+    """``roots`` and everything below them, each once."""
+    found: list[_Node] = []
+    stack, seen = list(roots), set()
     while stack:
-        kid = stack.pop()
-        if kid in seen:
+        node = stack.pop()
+        if pid(node) in seen:
             continue  # pids change hands while the files are read: no walking in circles
-        seen.add(kid)
-        found.append(kid)
-        stack.extend(children_of(kid))
+        seen.add(pid(node))
+        found.append(node)
+        stack.extend(children(node))
     return found
 
 
@@ -165,16 +176,8 @@ class Descendants:
         """The subtrees of the worker's children that are ours: the child, and orphans
         of its tree re-parented to the worker."""
         children_of = _children_reader()
-        stack = [proc for proc in processes(children_of(os.getpid()), None) if self._is_ours(proc)]
-        ours, visited = [], set()
-        while stack:
-            proc = stack.pop()
-            if proc.pid in visited:
-                continue  # the files are read while pids change hands: no walking in circles
-            visited.add(proc.pid)
-            ours.append(proc)
-            stack.extend(processes(children_of(proc.pid), proc))
-        return ours
+        roots = [proc for proc in processes(children_of(os.getpid()), None) if self._is_ours(proc)]
+        return _subtrees(roots, lambda proc: processes(children_of(proc.pid), proc), lambda proc: proc.pid)
 
     def _is_ours(self, proc: psutil.Process) -> bool:
         if proc == self.leader or proc == self._seen.get(proc.pid):  # pid + create_time
