@@ -68,6 +68,12 @@ class WorkerProcess:
         assert text in self.output, f"worker exited ({self.proc.returncode}) before printing {text!r}:\n{self.output}"
 
     def send(self, sig: int = signal.SIGTERM) -> None:
+        """Send ``sig``; SIGTERM and SIGINT only once the worker handles them (its
+        banner, which names the update queue, is logged right after the handlers
+        are installed): before that they would kill it at once."""
+        if sig in (signal.SIGTERM, signal.SIGINT):
+            wait_until(lambda: "update queue" in self.output or self.proc.poll() is not None, 30,
+                       what="the worker's banner")
         self.proc.send_signal(sig)
 
     def wait(self, timeout: float = 30.0) -> int:

@@ -209,10 +209,7 @@ class Run:
         if worker.proc.poll() is not None:
             result.problems.append(f"the worker died (exit {worker.proc.returncode}):\n{worker.output[-3000:]}")
         else:
-            # A worker restarted just now may not handle SIGTERM yet (its queue can be
-            # empty at once): the banner is logged once its signal handlers are in place.
-            worker.wait_for_output("update queue", timeout=30)
-            worker.send(signal.SIGTERM)
+            worker.send(signal.SIGTERM)  # waits until it handles SIGTERM (WorkerProcess.send)
             result.worker_exit = worker.wait(timeout=30)
             if result.worker_exit != 0:
                 result.problems.append(f"the worker exited {result.worker_exit}:\n{worker.output[-3000:]}")
