@@ -1,6 +1,6 @@
 from setuptools import find_packages, setup
 
-with open("fworker/__init__.py", encoding="utf-8") as f:
+with open("fworker/version.py", encoding="utf-8") as f:
     version = next(line.split('"')[1] for line in f if line.startswith("__version__"))
 
 setup(

@@ -14,7 +14,7 @@ _monkey.patch_all()
 import importlib as _importlib  # noqa: E402  (after the patch, on purpose)
 import typing as _typing  # noqa: E402
 
-__version__ = "0.1.0"
+from fworker.version import __version__  # noqa: E402
 
 # Public name -> the internal module that defines it.
 _EXPORTS = {

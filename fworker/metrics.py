@@ -25,9 +25,9 @@ from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily, Info
                                     StateSetMetricFamily)
 from prometheus_client.registry import Collector
 
-import fworker
 from fworker.errors import ConfigError
 from fworker.states import State
+from fworker.version import __version__
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ class StatsCollector(Collector):
 
     def collect(self) -> typing.Iterator[typing.Any]:
         snap = self.stats.snapshot()
-        yield InfoMetricFamily("fworker_build", "Version of this worker.", value={"version": fworker.__version__})
+        yield InfoMetricFamily("fworker_build", "Version of this worker.", value={"version": __version__})
         yield _state_set(snap["state"])
         for name, help_text in COUNTERS:
             yield CounterMetricFamily(f"fworker_{name}", help_text, value=snap[name])

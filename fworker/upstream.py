@@ -21,8 +21,8 @@ import requests.adapters
 import requests.utils
 import urllib3.exceptions
 
-import fworker
 from fworker.errors import ConfigError, RetryLater
+from fworker.version import __version__
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ class Upstream:
         adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=16)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
-        self.session.headers["User-Agent"] = f"Flamenco-Worker/{fworker.__version__}"
+        self.session.headers["User-Agent"] = f"Flamenco-Worker/{__version__}"
         self.worker_id = ""
         self._secret = ""
 
