@@ -2,50 +2,30 @@
 
 A SIGKILLed worker runs no cleanup, and its renders live in their own sessions.
 Two defences: on Linux every child asks for SIGKILL when the worker dies
-(``PR_SET_PDEATHSIG``, set by ``DieWithParent`` between fork and exec); and every
-child carries the worker's owner mark (``OWNER_VAR``, the worker's queue file) in
+(``PR_SET_PDEATHSIG``, set by ``proctree.DieWithParent`` between fork and exec); and
+every child carries the worker's owner mark (``OWNER_VAR``, the worker's queue file) in
 its environment, inherited by everything it starts, so ``stop_leftovers()`` can
 find what survived (grandchildren do not get the parent-death signal) when the
 worker starts its next task (``TaskRunner``), in the worker's own thread: on the
-whole machine the first time, then among the worker's descendants only.
+whole machine the first time, then among the worker's descendants only, and stops
+it like any tree (``proctree.stop``).
 """
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
-import signal
-import time
 
-import gevent
 import psutil
 
 from fworker import proctree
+from fworker.proctree import OWNER_VAR
 
 log = logging.getLogger(__name__)
-
-OWNER_VAR = "FWORKER_OWNER"
-_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
-_KILL_TIMEOUT = 5.0
 
 
 def owner_mark(queue_path: str) -> str:
     """The owner mark of a worker: its queue file, which no two workers share."""
     return os.path.abspath(queue_path)
-
-
-class DieWithParent:
-    """``preexec_fn``: in the child, between fork and exec, ask for SIGKILL when the
-    worker dies.  If the worker died before that, there is no one to wait for: exit."""
-
-    def __init__(self) -> None:
-        self.parent = os.getpid()
-
-    def __call__(self) -> None:
-        zero = ctypes.c_ulong(0)
-        proctree.PRCTL(_PR_SET_PDEATHSIG, ctypes.c_ulong(signal.SIGKILL), zero, zero, zero)
-        if os.getppid() != self.parent:
-            os._exit(1)
 
 
 # Owners whose leftovers this process has looked for on the whole machine.
@@ -87,27 +67,10 @@ def stop_leftovers(owner: str, grace: float = 2.0) -> list[str]:
 def _stop(found: list[psutil.Process], grace: float) -> list[psutil.Process]:
     if not found:
         return []
-    log.warning("stopping pids %s, left running by an earlier task of this worker",
-                ", ".join(str(proc.pid) for proc in found))
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, _KILL_TIMEOUT)):
-        for proc in found:
-            try:
-                proc.send_signal(sig)  # psutil refuses a reused pid (NoSuchProcess)
-            except psutil.Error as exc:
-                log.debug("pid %d: %s", proc.pid, exc)
-        found = _wait_gone(found, wait)
-        if not found:
-            return []
-    return found
-
-
-def _wait_gone(procs: list[psutil.Process], timeout: float) -> list[psutil.Process]:
-    deadline = time.monotonic() + timeout
-    while True:
-        procs = [proc for proc in procs if proctree.alive(proc)]
-        if not procs or time.monotonic() >= deadline:
-            return procs
-        gevent.sleep(0.02)
+    log.warning("stopping pids %s, left running by an earlier task of this worker", proctree.pids(found))
+    # Only those found: a scan of the whole machine again would cost too much.
+    return proctree.stop(lambda: [proc for proc in found if proctree.alive(proc)], grace,
+                         first=found, logger=log, name="leftovers").procs
 
 
 def _name(proc: psutil.Process) -> str:

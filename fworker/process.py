@@ -1,8 +1,8 @@
 """One child process and its whole tree, from start to the death of its last descendant.
 
 Render tools start helpers that may leave the process group (setsid) or outlive their
-parent, so ``abort()`` signals the group *and* every descendant that
-``fworker.proctree.Descendants`` finds; while the child runs, a scan every
+parent, so ``abort()`` stops (``fworker.proctree.stop``) the group *and* every descendant
+that ``fworker.proctree.Descendants`` finds; while the child runs, a scan every
 ``track_interval`` remembers descendants that could later become impossible to find.
 
 A worker killed with SIGKILL runs none of that: see ``fworker.leftovers``.
@@ -28,10 +28,10 @@ import gevent.socket
 import gevent.subprocess
 import psutil
 
-from fworker.leftovers import OWNER_VAR, DieWithParent
+from fworker import proctree
 from fworker.lines import BatchSplitter, LineSplitter
+from fworker.proctree import OWNER_VAR, PRCTL, TOKEN_VAR, Descendants, DieWithParent
 from fworker.spool import Spool, grow_pipe
-from fworker.proctree import PRCTL, TOKEN_VAR, Descendants
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,6 @@ _FLOOD_FILL_EVERY = 0.005
 _ON_ABORT = 4 * 1024 * 1024  # at most this much spooled output is still handled on abort
 _CYCLE = 1e-6  # a timer that is due at once: one turn of the event loop
 _GATHER = 0.002  # seconds to let trickling output gather before reading it
-_KILL_TIMEOUT = 5.0  # after SIGKILL only a process in uninterruptible sleep takes long
 
 
 def describe_exit(returncode: int) -> str:
@@ -60,10 +59,6 @@ def describe_exit(returncode: int) -> str:
         return f"signal {-returncode} ({signal.Signals(-returncode).name})"
     except ValueError:
         return f"signal {-returncode}"
-
-
-def _pids(procs: list[psutil.Process]) -> str:
-    return ", ".join(str(proc.pid) for proc in procs)
 
 
 def _handle_some(spool: Spool, splitter: LineSplitter) -> None:
@@ -209,7 +204,7 @@ class ChildProcess:
         self._log.debug("%s ended with %s", self._name(), describe_exit(returncode))
         left = self.descendants()
         if left:  # detached helpers: they let go of the output, so they are only logged
-            self._log.warning("%s ended, leaving pids %s running", self._name(), _pids(left))
+            self._log.warning("%s ended, leaving pids %s running", self._name(), proctree.pids(left))
         return returncode
 
     def abort(self) -> None:
@@ -331,60 +326,13 @@ class ChildProcess:
                 continue
         return None
 
-    def _signal(self, procs: list[psutil.Process], sig: int) -> bool:
-        """Signal the group and every process in ``procs`` (they may have left the
-        group); whether the group still had members.  Signal 0 only checks."""
-        pgid = self._group(procs)
-        group_alive = pgid is not None
-        if group_alive:
-            try:
-                os.killpg(pgid, sig)
-            except ProcessLookupError:
-                group_alive = False
-            except PermissionError as exc:  # a member we may not signal is still a member
-                self._log.warning("cannot signal process group %d: %s", pgid, exc)
-        for proc in procs:
-            try:
-                proc.send_signal(sig)  # psutil refuses a reused pid (NoSuchProcess)
-            except psutil.NoSuchProcess:
-                pass  # gone already
-            except psutil.AccessDenied as exc:
-                self._log.warning("cannot signal pid %d: %s", proc.pid, exc)
-        return group_alive
-
     def _stop_tree(self) -> None:
         procs = self.descendants()
-        if not self._signal(procs, 0) and not procs:
+        if not proctree.signal_all(procs, 0, self._group(procs), self._log) and not procs:
             return
         self._log.info("stopping %s: SIGTERM to group %d and pids %s, SIGKILL after %.1fs",
-                       self._name(), self.pid, _pids(procs), self._grace)
-        self._signal(procs, signal.SIGTERM)
-        try:
-            left = self._wait_gone(self._grace)
-            if left:
-                self._log.warning("%s: %s still alive %.1fs after SIGTERM, sending SIGKILL",
-                                  self._name(), left, self._grace)
-                left = self._wait_gone(_KILL_TIMEOUT, kill=True)
-        except BaseException:
-            # Interrupted while waiting (killed again, a timeout): no more patience, but
-            # nothing may outlive the worker's interest in it.
-            self._signal(self.descendants(), signal.SIGKILL)
-            raise
+                       self._name(), self.pid, proctree.pids(procs), self._grace)
+        left = proctree.stop(self.descendants, self._grace, first=procs, group=self._group,
+                             logger=self._log, name=self._name())
         if left:
             self._log.warning("%s: %s survived SIGKILL", self._name(), left)
-
-    def _wait_gone(self, timeout: float, kill: bool = False) -> str:
-        """Poll until the tree is gone or ``timeout`` passes (SIGKILL each round if
-        ``kill``: a dying parent may still have forked); names what is left."""
-        deadline = time.monotonic() + timeout
-        delay = 0.01
-        while True:
-            procs = self.descendants()
-            group_alive = self._signal(procs, signal.SIGKILL if kill else 0)
-            if not procs and not group_alive:
-                return ""
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return f"pids {_pids(procs)}" if procs else f"process group {self.pid}"
-            gevent.sleep(min(delay, remaining))
-            delay = min(delay * 2, 0.2)

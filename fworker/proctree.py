@@ -14,23 +14,36 @@ psutil's ``children()`` does, reads the stat file of every process on the machin
 ~5 ms of CPU a scan with 220 processes, ~10 % of the worker's CPU during a render.
 Without those files (not Linux, a kernel without CONFIG_PROC_CHILDREN) a scan still
 maps every process's parent, once.
+
+``stop()`` is the one way a tree is stopped (a child's, in ``fworker.process``; what an
+earlier worker left, in ``fworker.leftovers``): SIGTERM, a grace period, SIGKILL.
+``exit_at_once()`` kills every descendant of the worker and exits without waiting.
+Every child asks for SIGKILL when the worker dies (``DieWithParent``) and carries its
+worker's owner mark (``OWNER_VAR``) for ``fworker.leftovers`` to find it by.
 """
 from __future__ import annotations
 
 import collections
 import ctypes
+import dataclasses
 import logging
 import os
+import signal
 import sys
+import time
 import typing
 from typing import Callable
 
+import gevent
 import psutil
 
 log = logging.getLogger(__name__)
 
 TOKEN_VAR = "FWORKER_CHILD_TOKEN"
-_PR_SET_CHILD_SUBREAPER = 36  # from <linux/prctl.h>
+OWNER_VAR = "FWORKER_OWNER"
+KILL_TIMEOUT = 5.0  # after SIGKILL only a process in uninterruptible sleep takes long
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+_PR_SET_CHILD_SUBREAPER = 36
 _PR_GET_CHILD_SUBREAPER = 37
 # The kernel has these files for every process or for none.
 _PROC_CHILDREN = os.path.exists(f"/proc/{os.getpid()}/task/{os.getpid()}/children")
@@ -60,6 +73,20 @@ def enable_subreaper() -> bool:
     if result != 0:
         log.debug("prctl(PR_SET_CHILD_SUBREAPER) failed: %s", os.strerror(ctypes.get_errno()))
     return result == 0
+
+
+class DieWithParent:
+    """``preexec_fn``: in the child, between fork and exec, ask for SIGKILL when the
+    worker dies.  If the worker died before that, there is no one to wait for: exit."""
+
+    def __init__(self) -> None:
+        self.parent = os.getpid()
+
+    def __call__(self) -> None:
+        zero = ctypes.c_ulong(0)
+        PRCTL(_PR_SET_PDEATHSIG, ctypes.c_ulong(signal.SIGKILL), zero, zero, zero)
+        if os.getppid() != self.parent:
+            os._exit(1)
 
 
 def subreaper_enabled() -> bool:
@@ -190,3 +217,102 @@ class Descendants:
             return proc.environ().get(TOKEN_VAR) == self._token
         except (ProcessLookupError, psutil.NoSuchProcess, psutil.AccessDenied):
             return False
+
+
+def pids(procs: list[psutil.Process]) -> str:
+    return ", ".join(str(proc.pid) for proc in procs)
+
+
+def signal_all(procs: list[psutil.Process], sig: int, pgid: int | None = None,
+               logger: logging.Logger = log) -> bool:
+    """Send ``sig`` to the process group ``pgid`` (if any) and to every process in
+    ``procs`` (they may have left the group); whether the group still had members.
+    Signal 0 only checks."""
+    group_alive = pgid is not None
+    if pgid is not None:
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            group_alive = False
+        except PermissionError as exc:  # a member we may not signal is still a member
+            logger.warning("cannot signal process group %d: %s", pgid, exc)
+    for proc in procs:
+        try:
+            proc.send_signal(sig)  # psutil refuses a reused pid (NoSuchProcess)
+        except psutil.NoSuchProcess:
+            pass  # gone already
+        except psutil.AccessDenied as exc:
+            logger.warning("cannot signal pid %d: %s", proc.pid, exc)
+    return group_alive
+
+
+@dataclasses.dataclass
+class Left:
+    """What is still alive of a tree: processes, or a process group still having members
+    that no scan found (``pgid``)."""
+    procs: list[psutil.Process]
+    pgid: int | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.procs) or self.pgid is not None
+
+    def __str__(self) -> str:
+        return f"pids {pids(self.procs)}" if self.procs else f"process group {self.pgid}"
+
+
+def _no_group(procs: list[psutil.Process]) -> int | None:
+    return None
+
+
+def stop(members: Callable[[], list[psutil.Process]], grace: float, *,
+         first: list[psutil.Process] | None = None,
+         group: Callable[[list[psutil.Process]], int | None] = _no_group,
+         logger: logging.Logger = log, name: str = "processes") -> Left:
+    """Stop a tree of processes: SIGTERM, up to ``grace`` seconds, then SIGKILL every
+    round (a dying parent may still have forked) for up to ``KILL_TIMEOUT``; returns
+    what survived.  ``members()`` looks at the tree afresh (``first`` is its first
+    look, if the caller has it); ``group(procs)`` is a process group that is certainly
+    still the tree's, signalled as a whole, or None.  Interrupted (killed, a timeout),
+    it sends SIGKILL to everything before it lets the exception through: nothing may
+    outlive the caller's interest in it.  Waits cooperatively (gevent)."""
+    procs = members() if first is None else first
+    signal_all(procs, signal.SIGTERM, group(procs), logger)
+    try:
+        left = _wait_gone(members, group, grace, logger)
+        if left:
+            logger.warning("%s: %s still alive %.1fs after SIGTERM, sending SIGKILL", name, left, grace)
+            left = _wait_gone(members, group, KILL_TIMEOUT, logger, kill=True)
+    except BaseException:
+        procs = members()
+        signal_all(procs, signal.SIGKILL, group(procs), logger)
+        raise
+    return left
+
+
+def _wait_gone(members: Callable[[], list[psutil.Process]],
+               group: Callable[[list[psutil.Process]], int | None], timeout: float,
+               logger: logging.Logger, kill: bool = False) -> Left:
+    """Poll until the tree is gone or ``timeout`` passes (SIGKILL each round if
+    ``kill``); what is left."""
+    deadline = time.monotonic() + timeout
+    delay = 0.01
+    while True:
+        procs = members()
+        pgid = group(procs)
+        group_alive = signal_all(procs, signal.SIGKILL if kill else 0, pgid, logger)
+        if not procs and not group_alive:
+            return Left([])
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return Left(procs, pgid if group_alive else None)
+        gevent.sleep(min(delay, remaining))
+        delay = min(delay * 2, 0.2)
+
+
+def exit_at_once(why: str, code: int = 130) -> typing.NoReturn:
+    """Log ``why``, kill every descendant of this process (nothing it started may
+    outlive it) and exit with ``code`` now, with no clean-up and no waiting: for an
+    operator who will not wait."""
+    log.warning("%s", why)
+    signal_all(processes(descendant_pids(os.getpid())), signal.SIGKILL)
+    os._exit(code)
