@@ -5,28 +5,28 @@ poll while taking no work) until a shutdown is requested; tests can call
 ``start()``, ``run_once()`` and ``shutdown()`` themselves.  Signal handlers
 only record the request (``request_shutdown``, ``request_state``); the loop
 acts on it.  Status requests from the Manager go through
-``fworker.statuschange``, state changes through ``fworker.states``.
+``fworker.statuschange``, state changes through ``fworker.states``, pre-task
+checks through ``fworker.errorstate``.
 """
 from __future__ import annotations
 
 import logging
 import random
 import signal
-import time
 import typing
 
 import gevent
 import gevent.event
 
-from fworker import logsetup, metrics, pretask
+from fworker import logsetup, metrics
 from fworker.errors import RetryLater
+from fworker.errorstate import PreTaskGate
 from fworker.events import EventBus
 from fworker.flusher import Flusher
-from fworker.proctree import enable_subreaper
+from fworker.proctree import enable_subreaper, exit_at_once
 from fworker.queue import UpdateQueue
 from fworker.registration import Registrar
 from fworker.runner import Abort, Outcome, TaskRunner
-from fworker.shutdown import exit_at_once, run as shut_down
 from fworker.states import State
 from fworker.statuschange import StatusChanges
 from fworker.task import BadTask, Task, parse_task
@@ -80,7 +80,7 @@ class Worker:
         self.runner_greenlet: gevent.Greenlet | None = None
         self.last_outcome: Outcome | None = None
         self._aborting = False  # the running task is being stopped already
-        self._recheck_at = 0.0  # monotonic time of the next pre-task check while in error
+        self.pre_task = PreTaskGate(settings, self.machine, self._working_state())
         self._stopped = False
         self.helpers: list[gevent.Greenlet] = []  # linked greenlets beside the loop (the flusher)
 
@@ -108,8 +108,8 @@ class Worker:
     def _on_signal(self, signum: int) -> None:
         self.signals_received += 1
         name = signal.Signals(signum).name
-        if self.signals_received > 1:
-            exit_at_once(name, self.queue.path)
+        if self.signals_received > 1:  # the operator will not wait for the clean sequence
+            exit_at_once(f"second {name}: exiting at once; queued updates stay in {self.queue.path}")
         self.request_shutdown(f"received {name}")
 
     # The loop.
@@ -146,10 +146,11 @@ class Worker:
             state, self.local_request = self.local_request, None
             self.machine.change(state, "local signal")
         elif self.machine.state is State.ERROR:
-            self._in_error()
+            if not self.pre_task.recovered():
+                self._poll_status_change()
         elif not self.machine.working:
             self._poll_status_change()
-        elif not self._pre_task_checks_pass():
+        elif not self.pre_task.passes():
             return
         elif self._reauth:
             self._reauth = False
@@ -296,30 +297,6 @@ class Worker:
             log.warning("returning task %s: Manager answered %d %s", task.id, answer.status,
                         answer.text.strip()[:200])
 
-    # Pre-task checks and the error state.
-
-    def _pre_task_checks_pass(self) -> bool:
-        found = self._check_problems()
-        if found:
-            log.error("pre-task check failed, taking no task: %s", "; ".join(found))
-            self._recheck_at = time.monotonic() + self.settings.pre_task_check_interval
-            self.machine.change(State.ERROR, "pre-task check failed")
-        return not found
-
-    def _in_error(self) -> None:
-        if time.monotonic() >= self._recheck_at:
-            found = self._check_problems()
-            if not found:
-                self.machine.change(self._working_state(), "pre-task check passes again")
-                return
-            log.warning("pre-task check still fails: %s", "; ".join(found))
-            self._recheck_at = time.monotonic() + self.settings.pre_task_check_interval
-        self._poll_status_change()
-
-    def _check_problems(self) -> list[str]:
-        # In the thread pool: a hung network mount must not freeze the hub.
-        return gevent.get_hub().threadpool.apply(pretask.check, (self.settings,))
-
     def _working_state(self) -> State:
         return State.TESTING if self.test_mode else State.AWAKE
 
@@ -337,10 +314,33 @@ class Worker:
     # Shutting down.
 
     def shutdown(self) -> None:
-        """Stop cleanly (fworker.shutdown); only the first call does anything."""
-        if not self._stopped:
-            self._stopped = True
-            shut_down(self)
+        """Stop cleanly, whatever asked for it: a signal, the Manager, the end of
+        ``--single``, a fatal error.  Only the first call does anything.  The task loop
+        has ended: a running task was failed (a signal) or given back (the Manager).
+        Tell the state machine (``shutdown`` is never acknowledged), send what is queued
+        for a while, stop the helpers, report the last output, and sign off, so that the
+        Manager re-queues anything of ours still active."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self.machine.change(State.SHUTDOWN, self.shutdown_reason or "stopping")
+        self.wait_for_flush(self.settings.shutdown_flush_timeout)
+        for greenlet in self.helpers:
+            greenlet.unlink_all()  # their end is expected now, not a reason to shut down
+        self.flusher.stop()
+        gevent.killall(self.helpers, timeout=5)
+        self.output.flush()
+        if len(self.queue):
+            log.warning("%d update(s) not sent; they stay queued in %s for the next start",
+                        len(self.queue), self.queue.path)
+        if self.upstream.worker_id:
+            try:
+                log.info("signed off (%d)", self.upstream.sign_off().status)
+            except RetryLater as ex:
+                log.warning("could not sign off: %s", ex)
+        self.queue.close()
+        if self.metrics_server is not None:
+            self.metrics_server.stop()
 
     def wait_for_flush(self, timeout: float) -> bool:
         """Wait until the queue is empty or ``timeout`` passes; True if empty."""
