@@ -1,7 +1,9 @@
 """The owner-mark sweep before each task (fworker.leftovers)."""
 import fworker  # noqa: F401  (monkey-patches first)
 
+import logging
 import os
+import signal
 import subprocess
 import sys
 
@@ -58,3 +60,21 @@ def test_a_process_without_the_mark_is_left_alone(tmp_path, monkeypatch):
     finally:
         other.kill()
         other.wait()
+
+
+def test_a_leftover_that_ignores_sigterm_gets_sigkill_after_the_grace_period(tmp_path, caplog):
+    owner = leftovers.owner_mark(str(tmp_path / "queue.sqlite"))
+    stubborn = subprocess.Popen(
+        [sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+                               "print('ready', flush=True); time.sleep(120)"],
+        env=dict(os.environ, **{leftovers.OWNER_VAR: owner}), stdout=subprocess.PIPE, text=True)
+    try:
+        assert stubborn.stdout.readline().strip() == "ready"  # SIGTERM is ignored from now on
+        with caplog.at_level(logging.WARNING, logger="fworker.leftovers"):
+            assert leftovers.stop_leftovers(owner, grace=0.2) == []
+        assert stubborn.wait(timeout=10) == -signal.SIGKILL
+        assert f"leftovers: pids {stubborn.pid} still alive 0.2s after SIGTERM, sending SIGKILL" in caplog.text
+    finally:
+        stubborn.kill()
+        stubborn.wait()
+        stubborn.stdout.close()
