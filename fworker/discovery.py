@@ -1,5 +1,5 @@
 """Finding the Manager with UPnP/SSDP when no manager_url is configured
-(PROTOCOL.md section 1): an M-SEARCH for ``urn:flamenco:manager:0``; the
+(docs/PROTOCOL.md §1.5): an M-SEARCH for ``urn:flamenco:manager:0``; the
 first answer's ``Location`` header is the Manager's URL."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Getting credentials: register, persist, sign on (PROTOCOL.md sections 2 and 4)."""
+"""Getting credentials: register, persist, sign on (docs/PROTOCOL.md §2, §4.1)."""
 from __future__ import annotations
 
 import logging

@@ -1,6 +1,6 @@
 """The worker's states and the one place where the state changes.
 
-The states are the Manager's worker statuses (PROTOCOL.md section 3) that a
+The states are the Manager's worker statuses (docs/PROTOCOL.md §3.7) that a
 worker can be in, plus ``shutdown``.  ``StateMachine.change`` checks the
 transition, logs old -> new, and tells the Manager (``POST
 /ack-status-change/<state>``) where the protocol says so: ``starting`` is
@@ -40,7 +40,7 @@ ALLOWED: dict[State, frozenset[State]] = {
 WORKING = frozenset({State.AWAKE, State.TESTING})
 # States the Manager is told about with POST /ack-status-change/<state>.
 ACKNOWLEDGED = frozenset({State.AWAKE, State.ASLEEP, State.TESTING, State.ERROR})
-# What a Manager may ask for (PROTOCOL.md section 3); `error` and `testing`
+# What a Manager may ask for (docs/PROTOCOL.md §3.7); `error` and `testing`
 # are states a worker puts itself in, never on request.
 REQUESTABLE = frozenset({State.AWAKE, State.ASLEEP, State.SHUTDOWN})
 

@@ -1,7 +1,7 @@
 """Status requests from the Manager, whichever channel brings them.
 
-The Manager asks a worker to change status in three ways (PROTOCOL.md
-section 3): a ``423`` answer to ``POST /task``, the ``status_requested`` of a
+The Manager asks a worker to change status in three ways (docs/PROTOCOL.md
+§3.7): a ``423`` answer to ``POST /task``, the ``status_requested`` of a
 may-i-run answer, and ``GET /status-change``, which the worker polls while it
 takes no work.  They all end up in ``StatusChanges.apply``, which moves the
 state machine (that acknowledges) or starts a shutdown (never acknowledged:

@@ -84,7 +84,7 @@ class Upstream:
                                  f"{_snippet(resp.text)}") from None
         return Answer(resp.status_code, body, resp.text)
 
-    # One method per endpoint (PROTOCOL.md section 3).
+    # One method per endpoint (docs/PROTOCOL.md §3).
 
     def register(self, secret: str, task_types: list[str], nickname: str,
                  token: str | None = None) -> Answer:

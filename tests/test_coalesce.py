@@ -1,7 +1,7 @@
 """How the flusher coalesces queued updates into requests.
 
 The rule: one request must leave the Manager exactly as the updates it stands
-for would, sent one by one (PROTOCOL.md: an update is applied as a whole; the
+for would, sent one by one (docs/PROTOCOL.md §3.4: an update is applied as a whole; the
 task keeps the newest activity and progress values, appends the log, merges
 metrics).  The last test checks that against the development Manager itself.
 """

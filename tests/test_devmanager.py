@@ -1,4 +1,4 @@
-"""The development Manager's worker API: the flows of PROTOCOL.md over real
+"""The development Manager's worker API: the flows of docs/PROTOCOL.md §4 over real
 HTTP.  Fixtures and helpers here are shared by the other test_devmanager_*
 files."""
 import base64

@@ -1,4 +1,4 @@
-"""The worker API of PROTOCOL.md section 3, over the Roster and Dispatcher.
+"""The worker API of docs/PROTOCOL.md §3, over the Roster and Dispatcher.
 
 Each handler turns HTTP into calls on the rules and the outcome back into
 the Manager's exact answers (status codes, bodies, headers).

@@ -90,7 +90,7 @@ def _may_repeat(previous: Request, request: Request) -> bool:
     return previous.response_lost or previous.generation < request.generation
 
 
-# What a request may stand for (PROTOCOL.md: an update is applied as a whole, the
+# What a request may stand for (docs/PROTOCOL.md §3.4: an update is applied as a whole, the
 # task keeps the newest of these, logs append, metrics merge by key and timing
 # phase).  Written apart from fworker.flusher on purpose: this is the contract
 # the flusher's coalescing is checked against.
