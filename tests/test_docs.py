@@ -310,3 +310,41 @@ def _validated(name: str, settings: dict) -> dict:
 ])
 def test_commands_md_defaults_are_validates(name, settings, key, wording):
     assert wording.format(_validated(name, settings)[key]) in flat(COMMANDS)
+
+
+# --- The layout table ------------------------------------------------------------------------
+
+
+def declared_layers() -> list[tuple[str, set[str]]]:
+    """tests/test_layers.py's LAYERS, read as data (a test module imports no other)."""
+    tree = ast.parse(text(ROOT / "tests" / "test_layers.py"))
+    for node in tree.body:
+        if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", "") == "LAYERS":
+            return [(name, set(members)) for name, members in ast.literal_eval(node.value)]
+    raise AssertionError("tests/test_layers.py has no LAYERS")
+
+
+def readme_layers() -> list[tuple[str, set[str]]]:
+    """The README's layout table: layer name -> the modules its row describes (the names
+    in backticks before each colon: "`api` (and `__init__`): ...")."""
+    section = text(README).split("## Project layout", 1)[1].split("\n## ", 1)[0]
+    rows = []
+    for layer, items in re.findall(r"^\| ([a-z ]+) \| (.+) \|$", section, flags=re.M):
+        if layer == "layer":
+            continue
+        named = set()
+        for item in items.split(" · "):
+            named |= set(re.findall(r"`([a-z_/]+)`", item.split(":", 1)[0]))
+        rows.append((layer, named))
+    return rows
+
+
+def test_the_readme_layout_follows_the_declared_layers():
+    # Shown as a folder: the commands package; described beside the table: the development
+    # Manager; not worth a word: __main__.
+    shown = {"commands": "commands/", "commands.*": None, "devmanager": None, "devmanager.*": None,
+             "__main__": None}
+    expected = [(name, {shown.get(member, member) for member in members} - {None})
+                for name, members in declared_layers()]
+    expected = [(name, members) for name, members in expected if members]
+    assert readme_layers() == expected
