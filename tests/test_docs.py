@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import ast
+import importlib
 import inspect
 import logging
 import os
@@ -24,7 +25,7 @@ import pytest
 
 import fworker  # noqa: F401  (gevent's patching first)
 from fworker import discovery, errors, overflow, process, registration, spool
-from fworker.commands import base as commands
+from fworker.commands import base as commands, blender
 import fworker.commands  # noqa: F401  (registers the built-in commands)
 from fworker.devmanager import DevManager
 
@@ -161,6 +162,30 @@ def test_the_protocol_has_its_place_for_flamenco_3():
     assert any("Flamenco 3 (api/v3)" in heading for heading in headings), headings
 
 
+# Entry-point groups, spelled like modules.
+NOT_CODE = {"fworker.commands", "fworker.task_types"}
+
+
+@pytest.mark.parametrize("doc", [README, PROTOCOL, COMMANDS], ids=lambda p: p.name)
+def test_names_of_code_the_docs_give_exist(doc):
+    """`fworker.flusher.HEAD_BYTES` and the like: a constant named instead of copied must
+    still be there."""
+    missing = []
+    for name in sorted(set(re.findall(r"`(fworker(?:\.[A-Za-z_]\w*)+)`", text(doc))) - NOT_CODE):
+        parts = name.split(".")
+        for split in range(len(parts), 0, -1):
+            try:
+                found: typing.Any = importlib.import_module(".".join(parts[:split]))
+                break
+            except ModuleNotFoundError:
+                continue
+        for attribute in parts[split:]:
+            found = getattr(found, attribute, None)
+        if found is None:
+            missing.append(name)
+    assert not missing, f"{doc.name} names what the code no longer has: {missing}"
+
+
 # --- Numbers quoted from the code ---------------------------------------------------------
 
 
@@ -213,6 +238,7 @@ QUOTED: list[tuple[pathlib.Path, str, typing.Callable[[], typing.Any]]] = [
     (PROTOCOL, "from its worker for **{}**", lambda: duration(default(DevManager.__init__, "task_ping_timeout"))),
     (PROTOCOL, "It makes up its own secret: {} characters", lambda: len(registration.new_secret())),
     (PROTOCOL, "`MX: {}`", lambda: default(discovery.search_request, "mx")),
+    (COMMANDS, "`--python-exit-code {} --python <overrides>`", lambda: blender.PYTHON_EXIT_CODE),
 ]
 
 
