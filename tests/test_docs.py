@@ -24,7 +24,7 @@ import typing
 import pytest
 
 import fworker  # noqa: F401  (gevent's patching first)
-from fworker import discovery, errors, overflow, process, registration, spool
+from fworker import discovery, errors, overflow, process, proctree, registration, spool
 from fworker.commands import base as commands, blender
 import fworker.commands  # noqa: F401  (registers the built-in commands)
 from fworker.devmanager import DevManager
@@ -225,6 +225,8 @@ QUOTED: list[tuple[pathlib.Path, str, typing.Callable[[], typing.Any]]] = [
     (README, "{} bad configuration;", lambda: errors.ConfigError.exit_code),
     (README, "{} registration refused", lambda: errors.RegistrationRefused.exit_code),
     (README, "{} duplicate command names", lambda: errors.DuplicateCommand.exit_code),
+    (README, "{} a second Ctrl+C", lambda: default(proctree.exit_at_once, "code")),
+    (PROTOCOL, "exits at once with code {}", lambda: default(proctree.exit_at_once, "code")),
     (RELIABILITY, "take at most {} of JSON", lambda: mib(overflow.MEMORY_LIMIT)),
     (RELIABILITY, "| `task_log_max_bytes` | {} ({})",
      lambda: (sample_default("task_log_max_bytes"), mib(int(sample_default("task_log_max_bytes"))))),
