@@ -10,8 +10,9 @@ import pytest
 
 from fworker.commands import base
 from fworker.errors import CommandFailed, InvalidSettings
-from media import blender_media, ffprobe, first_pixel, tool  # noqa: F401  (fixture)
-from waiting import wait_until
+from tests.support.media import ffprobe, first_pixel, tool
+from tests.support.waiting import wait_until
+
 
 FAST = types.SimpleNamespace(activity_interval=0.0, blender_filepath_wait=5.0, abort_grace_period=3.0)
 

@@ -7,7 +7,7 @@ import pytest
 
 from fworker.commands import ffmpeg, ffmpeg_output
 from fworker.errors import CommandFailed, InvalidSettings
-from media import ffprobe, make_frames, make_wav, tool
+from tests.support.media import ffprobe, make_frames, make_wav, tool
 
 FAST = types.SimpleNamespace(activity_interval=0.0)
 

@@ -13,7 +13,9 @@ import psutil
 import pytest
 
 from fworker import config
-from workerproc import FAST
+from tests.support.workers import FAST
+from tests.support.waiting import wait_until
+
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 INIT = os.path.join(REPO, "init", "flamenco-worker.init")
@@ -97,9 +99,9 @@ def test_init_script_starts_reports_and_stops_a_real_worker(init_env, manager):
         with open(pidfile) as f:
             pid = int(f.read().strip())
         assert live(pid) and WORKER_BIN in " ".join(psutil.Process(pid).cmdline())
-        manager.wait_for(lambda: any(p in ("/register-worker", "/sign-on") and s < 300
+        wait_until(lambda: any(p in ("/register-worker", "/sign-on") and s < 300
                                      for _m, p, s in manager.requests_log), timeout=30)
-        manager.wait_for(lambda: ("POST", "/task", 204) in manager.requests_log, timeout=30)
+        wait_until(lambda: ("POST", "/task", 204) in manager.requests_log, timeout=30)
         status = init("status", init_env)
         assert status.returncode == 0 and f"pid {pid}" in status.stdout, status.stdout
         assert init("start", init_env).returncode == 0  # already running: fine, nothing new

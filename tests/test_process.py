@@ -16,7 +16,8 @@ from fworker import process, proctree, spool
 from fworker.lines import LineSplitter
 from fworker.process import ChildProcess, describe_exit
 from fworker.proctree import enable_subreaper
-from waiting import wait_until
+from tests.support.waiting import wait_until
+
 
 PY = sys.executable
 

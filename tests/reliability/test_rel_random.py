@@ -2,7 +2,8 @@
 nothing reordered, duplicates only where a response was lost, nothing left running."""
 import pytest
 
-import relharness
+from tests.support import relharness
+
 
 SEEDS = [1, 2, 3]
 

@@ -2,8 +2,6 @@
 the task with an activity naming the limit, and nothing of the task keeps running."""
 import fworker  # noqa: F401  (monkey-patches first)
 
-import shlex
-import sys
 import time
 
 import gevent
@@ -16,9 +14,10 @@ from fworker.process import ChildProcess, OutputTimeout
 from fworker.queue import UpdateQueue
 from fworker.runner import Outcome, TaskRunner
 from fworker.task import parse_task
-from waiting import wait_until
+from tests.support.jobs import PY, exec_cmd, job, task
+from tests.support.waiting import wait_until
 
-PY = sys.executable
+
 TASK_ID = "0123456789abcdef01234567"
 
 # Prints a line, then nothing for a long time (a hung Blender).
@@ -27,10 +26,6 @@ HANG = "import time; print('loaded', flush=True); time.sleep(300)"
 TICK = "import time\nfor i in range(30):\n    print('tick', i, flush=True)\n    time.sleep(0.05)\n"
 # Prints a lot of long lines, fast.
 FLOOD = "import sys\nfor i in range(200000):\n    sys.stdout.write('flood %d %s\\n' % (i, 'x' * 200))\n"
-
-
-def exec_cmd(code):
-    return {"name": "exec", "settings": {"cmd": shlex.join([PY, "-c", code])}}
 
 
 def run_task(tmp_path, commands, **settings):
@@ -119,12 +114,12 @@ def test_activity_is_one_short_line_even_from_a_huge_setting(tmp_path):
 
 def test_watchdogs_end_to_end(manager, worker_process):
     """Three tasks, three limits, one real worker; it stays up and ends clean."""
-    ids = manager.submit_job({"name": "limits", "job_type": "debug", "priority": 50, "tasks": [
-        {"name": name, "task_type": "debug", "commands": [exec_cmd(code)]}
-        for name, code in (("hang", HANG), ("flood", FLOOD), ("ok", "print('fine')"))]})["task_ids"]
+    ids = manager.submit_job(job(*(task(name, [exec_cmd(code)])
+                                   for name, code in (("hang", HANG), ("flood", FLOOD), ("ok", "print('fine')"))),
+                                 name="limits"))["task_ids"]
     w = worker_process(manager.url, settings={"command_output_timeout": "0.5", "task_log_max_bytes": "50000",
                                               "task_timeout": "30"})
-    manager.wait_for(lambda: [manager.task(t)["status"] for t in ids] == ["failed", "failed", "completed"],
+    wait_until(lambda: [manager.task(t)["status"] for t in ids] == ["failed", "failed", "completed"],
                      timeout=60)
     assert manager.task(ids[0])["activity"].startswith("command_output_timeout: python printed nothing")
     assert manager.task(ids[1])["activity"] == "task_log_max_bytes: the task log passed 50000 bytes"
