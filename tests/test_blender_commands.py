@@ -158,7 +158,7 @@ def test_audio_mixdown_to_flac(run_command, blender_media, tmp_path):
     activities = rec.of("activity")  # the default interval: at most one per 2 s, plus the last
     assert activities[0] == f"mixing down the audio of {blender_media.audio_blend}"
     assert activities[-1] == f"Blender produced {out} (1/1)"  # the latest, sent at the end
-    assert len(activities) <= 2 + elapsed // 2
+    assert len(activities) <= 2 + elapsed // 2  # timing is the behaviour: at most one per 2 s, plus the last
     probe = ffprobe(str(out))
     assert probe["streams"][0]["codec_name"] == "flac"
     assert float(probe["format"]["duration"]) == pytest.approx(0.5, abs=0.05)  # 12 frames at 24 fps
@@ -208,7 +208,7 @@ def test_filepath_that_never_appears(run_command, recorder, tmp_path):
     started = time.monotonic()
     with pytest.raises(CommandFailed) as err:
         run_command("blender_render", blender_settings(str(missing), frames="1"), settings)
-    assert 0.3 <= time.monotonic() - started < 3
+    assert time.monotonic() - started >= 0.3  # timing is the behaviour: it waited blender_filepath_wait
     assert str(missing) in str(err.value) and "waited 0.3 s" in str(err.value)
     assert f"waiting for {missing} to appear" in recorder.of("activity")
 

@@ -588,7 +588,7 @@ def test_secrets_are_checked_without_blocking_other_greenlets():
             gevent.sleep(0.001)
 
     tick = gevent.spawn(ticker)
-    gevent.sleep(0)
+    wait_until(lambda: ticks, 5, "the ticker running")
     started = time.monotonic()
     checks = [gevent.spawn(auth.verify_secret, "secret", stored) for _ in range(4)]
     gevent.joinall(checks, raise_error=True)
