@@ -220,6 +220,7 @@ def test_cli_help(args, capsys):
     assert "usage: flamenco-dev-manager" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_cli_serve_runs_until_sigterm(tmp_path):
     secret_file = tmp_path / "secret"
     secret_file.write_text("s" * 64 + "\n")

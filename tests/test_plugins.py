@@ -141,6 +141,7 @@ def gone(pid):
         return True
 
 
+@pytest.mark.slow
 def test_list_commands_shows_plugins_with_their_distribution(hello_plugin):
     rows = {line.split()[0]: " ".join(line.split()[1:]) for line in list_commands().splitlines()
             if line.startswith("  ") and ":" not in line.split()[0]}
@@ -216,6 +217,7 @@ def test_loading_twice_keeps_plugins_registered(broken_plugins, isolated_registr
     assert base.origin("shout").distribution == "good-plugin"
 
 
+@pytest.mark.slow
 def test_a_worker_with_broken_plugins_starts_warns_and_works(broken_plugins, manager, worker_process, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", with_pythonpath(broken_plugins)["PYTHONPATH"])
     task_id = manager.submit_job(one_task_job({"name": "shout", "settings": {"text": "plug-ins work"}},
@@ -233,6 +235,7 @@ def test_a_worker_with_broken_plugins_starts_warns_and_works(broken_plugins, man
     assert w.wait() == 0
 
 
+@pytest.mark.slow
 def test_the_example_plugin_runs_a_task_end_to_end(hello_plugin, manager, worker_process):
     hello = {"name": "hello", "settings": {"who": "render farm"}}
     task_id = manager.submit_job(one_task_job(hello, task_type="hello-world"))["task_ids"][0]
@@ -248,6 +251,7 @@ def test_the_example_plugin_runs_a_task_end_to_end(hello_plugin, manager, worker
     assert w.wait() == 0
 
 
+@pytest.mark.slow
 def test_cancelling_a_plugin_task_kills_its_child(hello_plugin, manager, worker_process):
     ids = manager.submit_job(one_task_job({"name": "hello", "settings": {"child_seconds": 600}},
                                           task_type="hello-world"))

@@ -89,6 +89,7 @@ def test_a_1mb_line_comes_in_pieces():
     assert "".join(lines[:-1]) == "y" * 1_000_000
 
 
+@pytest.mark.slow
 def test_50mb_of_output_neither_deadlocks_nor_starves_other_greenlets():
     received = [0, 0]  # lines, characters
     seen_by_ticker = []  # lines received so far, each time another greenlet got to run
@@ -167,6 +168,7 @@ time.sleep(60)
 """
 
 
+@pytest.mark.slow
 def test_killing_run_aborts_the_whole_tree_and_nothing_else(tmp_path):
     assert enable_subreaper()
     script = tmp_path / "tree.py"

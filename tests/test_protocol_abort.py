@@ -11,6 +11,8 @@ from tests.support.faults import FaultProxy
 from tests.support.jobs import CHATTY, TREE, exec_cmd, submit
 from tests.support.waiting import wait_until
 
+pytestmark = pytest.mark.slow  # the real worker process, each test a second or more
+
 
 MAY_I_RUN = 0.3
 GRACE = 0.5

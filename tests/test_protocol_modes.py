@@ -10,6 +10,8 @@ from tests.support.client import count, iso_seconds, requests_after, worker_id
 from tests.support.jobs import echo, exec_cmd, submit
 from tests.support.waiting import wait_until
 
+pytestmark = pytest.mark.slow  # the real worker process, each test a second or more
+
 
 ECHO = echo("hello")
 

@@ -10,6 +10,8 @@ from tests.support.client import count, requests_after, verdicts, worker_id
 from tests.support.jobs import CHATTY, exec_cmd, sleep, submit
 from tests.support.waiting import wait_until
 
+pytestmark = pytest.mark.slow  # the real worker process, each test a second or more
+
 
 ACK = "/ack-status-change/"
 NAP = sleep(600)

@@ -5,6 +5,8 @@ import sqlite3
 import subprocess
 import sys
 
+import pytest
+
 from fworker.queue import UpdateQueue
 from tests.support.journal import JournaledQueue
 
@@ -74,6 +76,7 @@ def test_rejected_updates_are_kept_aside(tmp_path):
     assert json.loads(rejected[0]["payload"]) == {"log": "bad"}
 
 
+@pytest.mark.slow
 def test_queue_survives_sigkill_of_the_writer(tmp_path):
     path = str(tmp_path / "q.sqlite")
     code = (

@@ -5,9 +5,12 @@ import stat
 import sys
 
 import psutil
+import pytest
 
 from tests.support.jobs import echo, exec_cmd, job, one_task_job, sleep, task
 from tests.support.waiting import wait_until
+
+pytestmark = pytest.mark.slow  # the real worker process, each test a second or more
 
 
 def task_status(m, task_id):

@@ -2,11 +2,14 @@
 import signal
 
 import psutil
+import pytest
 
 from tests.support.faults import FaultProxy
 from tests.support.jobs import counted, counter, one_task_job
 from tests.support.journal import queued
 from tests.support.waiting import wait_until
+
+pytestmark = pytest.mark.slow  # the real worker process, each test a second or more
 
 
 def test_updates_made_while_the_manager_is_down_arrive_in_order(manager, worker_process, tmp_path):

@@ -61,6 +61,7 @@ def test_malformed_commands_name_the_place(commands, message):
     assert message in str(info.value) and info.value.task_id == TASK_ID
 
 
+@pytest.mark.slow
 def test_malformed_tasks_fail_clearly_and_the_worker_goes_on(manager, worker_process):
     """Rewritten by the proxy as the Manager hands them out, in this order."""
     huge = "h" * 5_000_000
@@ -88,6 +89,7 @@ def test_malformed_tasks_fail_clearly_and_the_worker_goes_on(manager, worker_pro
         proxy.down()
 
 
+@pytest.mark.slow
 def test_invalid_utf8_and_megabyte_lines_from_a_child(manager, worker_process):
     code = ("import sys\n"
             "out = sys.stdout.buffer\n"
@@ -109,6 +111,7 @@ ENDPOINTS = [r"^/register-worker$", r"^/task$", r"/update$", r"^/may-i-run/", r"
              r"^/sign-on$", r"^/sign-off$"]
 
 
+@pytest.mark.slow
 def test_a_manager_answering_html_empty_garbage_and_wrong_shapes_everywhere(manager, worker_process, tmp_path):
     def submit(i):
         return manager.submit_job(job(task(f"t{i}", [sleep(0.5), echo(f"task {i}")]), name=f"j{i}"))["task_ids"]
@@ -143,6 +146,7 @@ def queue_rows(path):
         return db.execute("SELECT id, task_id, payload, log FROM task_updates ORDER BY id").fetchall()
 
 
+@pytest.mark.slow  # five runs of the worker process
 @pytest.mark.parametrize("text, message", [
     (b'output_produced_interval = "soon"\n', b"output_produced_interval = 'soon': must be a number"),
     (b"frobnicate = 1\n", b"unknown key 'frobnicate'"),

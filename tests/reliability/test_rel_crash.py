@@ -7,10 +7,13 @@ import signal
 import sys
 
 import psutil
+import pytest
 
 from tests.support import relharness
 from tests.support.relharness import Step
 from tests.support.waiting import wait_until
+
+pytestmark = pytest.mark.slow  # the real worker process, each test a second or more
 
 
 PY = sys.executable

@@ -121,6 +121,7 @@ def counting_on(fs, stop, manager, worker_process, url):
     return task_id, w
 
 
+@pytest.mark.slow
 def test_worker_renders_on_through_a_full_queue_disk_and_loses_nothing(manager, worker_process, tiny_fs, tmp_path):
     fs = tiny_fs(1024)
     stop = tmp_path / "stop"
@@ -141,6 +142,7 @@ def test_worker_renders_on_through_a_full_queue_disk_and_loses_nothing(manager, 
     assert w.wait() == 0
 
 
+@pytest.mark.slow
 def test_worker_with_a_full_disk_and_no_manager_delivers_everything_later(manager, worker_process, tiny_fs,
                                                                          tmp_path):
     from tests.support.faults import FaultProxy
@@ -168,6 +170,7 @@ def test_worker_with_a_full_disk_and_no_manager_delivers_everything_later(manage
         proxy.down()
 
 
+@pytest.mark.slow
 def test_worker_refuses_work_while_disk_space_is_short_then_takes_it(manager, tiny_fs, tmp_path):
     fs = tiny_fs(2048)
     fs.fill()
@@ -196,6 +199,7 @@ def check_error_then_work(manager, w, fs, task_id):
     assert w.proc.poll() is None
 
 
+@pytest.mark.slow
 def test_a_queue_that_cannot_even_be_created_exits_with_a_clear_message(manager, worker_process, tiny_fs):
     fs = tiny_fs(512)
     fs.fill()

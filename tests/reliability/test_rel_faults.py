@@ -174,6 +174,7 @@ def test_check_allows_a_repeat_only_after_a_lost_response_or_a_restart():
 # --- every kind, once, against the real worker --------------------------------------
 
 
+@pytest.mark.slow
 def test_every_request_fault_on_the_update_path_with_the_real_worker(tmp_path):
     kinds = [k for k in KINDS if k != "refuse"]
     steps = [Step(after=4 + 3 * i, kind=kind, path=r"/update$") for i, kind in enumerate(kinds)]
@@ -188,6 +189,7 @@ def test_every_request_fault_on_the_update_path_with_the_real_worker(tmp_path):
 # --- re-authentication ---------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_401_on_updates_makes_the_worker_sign_on_again(manager, worker_process, tmp_path):
     """The Manager forgot this worker while its updates waited: the flusher gets 401s,
     and the worker must sign on (register) again instead of retrying them forever."""

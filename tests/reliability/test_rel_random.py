@@ -4,6 +4,8 @@ import pytest
 
 from tests.support import relharness
 
+pytestmark = pytest.mark.slow  # the real worker process, each test a second or more
+
 
 SEEDS = [1, 2, 3]
 

@@ -56,6 +56,7 @@ def secrets_in(text, secrets):
     return [name for name, value in secrets.items() if value and value in text]
 
 
+@pytest.mark.slow
 def test_no_secret_in_debug_output_task_logs_or_errors(tmp_path, worker_process):
     from fworker.devmanager import DevManager
 

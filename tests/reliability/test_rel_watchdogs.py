@@ -47,6 +47,7 @@ def final(updates):
     return [u for u in updates if "task_status" in u][-1]
 
 
+@pytest.mark.slow
 def test_task_timeout_fails_the_task_naming_the_limit_and_stops_its_processes(tmp_path):
     outcome, took, updates = run_task(tmp_path, [exec_cmd(HANG)], task_timeout=1.0)
     assert outcome is Outcome.FAILED
@@ -75,6 +76,7 @@ def test_command_output_timeout_stops_a_silent_child(tmp_path):
     wait_until(lambda: not descendants(), timeout=10, what="the silent child gone")
 
 
+@pytest.mark.slow
 def test_command_output_timeout_is_about_silence_not_total_time(tmp_path):
     outcome, _, updates = run_task(tmp_path, [exec_cmd(TICK)], command_output_timeout=0.5)
     assert outcome is Outcome.COMPLETED, final(updates)
@@ -116,6 +118,7 @@ def test_activity_is_one_short_line_even_from_a_huge_setting(tmp_path):
     assert len(activity) <= 1000 and "\n" not in activity
 
 
+@pytest.mark.slow
 def test_watchdogs_end_to_end(manager, worker_process):
     """Three tasks, three limits, one real worker; it stays up and ends clean."""
     ids = manager.submit_job(job(*(task(name, [exec_cmd(code)])
