@@ -1,5 +1,6 @@
-"""Shared fixtures.  Importing fworker first monkey-patches the test process,
-so the in-process development Manager and worker run under gevent."""
+"""Shared fixtures (their helpers are in tests/support).  Importing fworker first
+monkey-patches the test process, so the in-process development Manager and worker
+run under gevent."""
 import fworker  # noqa: F401  (must come first)
 
 import logging
@@ -7,37 +8,15 @@ import logging
 import pytest
 
 from fworker.commands import base
-
-
-class RecordingReporter:
-    """A Reporter that keeps everything a command reports, in order."""
-
-    def __init__(self):
-        self.events: list[tuple[str, object]] = []
-        self.log_times: list[float | None] = []  # the ``at`` of each log line
-
-    def log_line(self, line, at=None):
-        self.events.append(("log", line))
-        self.log_times.append(at)
-
-    def activity(self, text):
-        self.events.append(("activity", text))
-
-    def command_progress(self, percent):
-        self.events.append(("progress", percent))
-
-    def output_produced(self, paths):
-        self.events.append(("output", list(paths)))
-
-    def timing(self, phase, seconds):
-        self.events.append(("timing", (phase, seconds)))
-
-    def of(self, kind):
-        return [value for k, value in self.events if k == kind]
-
-    @property
-    def log(self):
-        return self.of("log")
+from fworker.devmanager import DevManager
+from fworker.devmanager.dispatch import Dispatcher
+from fworker.devmanager.liveness import Liveness
+from fworker.devmanager.roster import Roster
+from fworker.devmanager.store import Store
+from tests.support.client import WorkerClient
+from tests.support.media import make_blender_media
+from tests.support.reporter import RecordingReporter
+from tests.support.workers import WorkerProcess
 
 
 @pytest.fixture
@@ -60,22 +39,51 @@ def run_command(recorder):
 
 
 @pytest.fixture
-def manager(tmp_path):
-    """The development Manager, in this process, on a free loopback port."""
-    from fworker.devmanager import DevManager
+def make_manager(tmp_path):
+    """make_manager(db_name="dev.sqlite", **DevManager kwargs) -> a started development
+    Manager, in this process, on a free loopback port; all of them are stopped at the
+    end of the test."""
+    started = []
 
-    m = DevManager(str(tmp_path / "manager.sqlite"))
-    m.start()
-    yield m
-    m.stop()
+    def make(db_name="dev.sqlite", **kwargs):
+        manager = DevManager(str(tmp_path / db_name), **kwargs).start()
+        started.append(manager)
+        return manager
+
+    yield make
+    for manager in started:
+        manager.stop()
+
+
+@pytest.fixture
+def manager(make_manager):
+    """The development Manager, in this process, on a free loopback port."""
+    return make_manager("manager.sqlite")
+
+
+@pytest.fixture
+def client(manager):
+    """A WorkerClient registered and signed on at ``manager``."""
+    return WorkerClient(manager).join()
+
+
+@pytest.fixture
+def roster(tmp_path):
+    """A Roster on its own Store, with a monotonic clock the test moves: (roster, clock)."""
+    store = Store(str(tmp_path / "roster.sqlite"))
+    clock = [1000.0]
+
+    def now():
+        return clock[0]
+
+    yield Roster(store, Dispatcher(store, Liveness(now)), Liveness(now), clock=now), clock
+    store.close()
 
 
 @pytest.fixture
 def worker_process(tmp_path):
     """worker_process(url, settings=None, args=None) -> a started WorkerProcess;
     every one started is killed at the end of the test."""
-    from workerproc import WorkerProcess
-
     started = []
 
     def start(url, settings=None, args=None, root=None):
@@ -88,3 +96,9 @@ def worker_process(tmp_path):
     yield start
     for proc in started:
         proc.stop()
+
+
+@pytest.fixture(scope="session")
+def blender_media(tmp_path_factory):
+    """The tiny Blender media (tests.support.media.BlenderMedia), made once per session."""
+    return make_blender_media(tmp_path_factory.mktemp("blender"))

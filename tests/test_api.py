@@ -11,7 +11,10 @@ import pytest
 import fworker
 from fworker.commands import base
 from fworker.errors import DuplicateCommand, RegistrationRefused
-from workerproc import FAST
+from tests.support.jobs import one_task_job
+from tests.support.waiting import wait_until
+from tests.support.workers import FAST
+
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -149,11 +152,6 @@ def embedded_settings(manager, tmp_path, **more):
                                  nickname="embedded", task_types="debug", **more)
 
 
-def one_task_job(*commands):
-    return {"name": "api job", "job_type": "debug", "priority": 50,
-            "tasks": [{"name": "t0", "task_type": "debug", "commands": list(commands)}]}
-
-
 def test_an_embedded_worker_runs_a_task_and_reports_every_event_in_order(manager, tmp_path, isolated_registry,
                                                                           caplog):
     fworker.register_command(Tally)
@@ -201,7 +199,7 @@ def test_stop_ends_a_running_task_and_signs_off(manager, tmp_path):
     handle = fworker.start_worker(embedded_settings(manager, tmp_path))
     started = []
     handle.subscribe("command_started", lambda event, **data: started.append(data["name"]))
-    manager.wait_for(lambda: started == ["sleep"], timeout=30)
+    wait_until(lambda: started == ["sleep"], timeout=30)
     assert handle.running and handle.state == "awake"
     assert handle.stop(timeout=30) is True
     task = manager.task(task_id)

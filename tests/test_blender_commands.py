@@ -10,8 +10,9 @@ import pytest
 
 from fworker.commands import base
 from fworker.errors import CommandFailed, InvalidSettings
-from media import blender_media, ffprobe, first_pixel, tool  # noqa: F401  (fixture)
-from waiting import wait_until
+from tests.support.media import ffprobe, first_pixel, tool
+from tests.support.waiting import wait_until
+
 
 FAST = types.SimpleNamespace(activity_interval=0.0, blender_filepath_wait=5.0, abort_grace_period=3.0)
 
@@ -31,6 +32,7 @@ def assert_timing_phases(rec, *phases):
         assert phase in seen, f"no timing for {phase!r} in {seen}"
 
 
+@pytest.mark.slow
 def test_render_one_frame_png(run_command, blender_media, tmp_path):
     out = tmp_path / "out put ü"
     rec = run_command("blender_render", blender_settings(
@@ -46,6 +48,7 @@ def test_render_one_frame_png(run_command, blender_media, tmp_path):
     assert_timing_phases(rec, "starting blender", "loading blendfile", "rendering")
 
 
+@pytest.mark.slow
 def test_render_frame_range_exr_with_overrides(run_command, blender_media, tmp_path):
     blend = tmp_path / "shot 01.blend"
     shutil.copy(blender_media.blend, blend)
@@ -67,6 +70,7 @@ def test_render_frame_range_exr_with_overrides(run_command, blender_media, tmp_p
     assert "Blender: frame 2 (2/3): Sample 4/4" in rec.of("activity")
 
 
+@pytest.mark.slow
 def test_progressive_render_arguments(run_command, blender_media, tmp_path):
     out = tmp_path / "prog"
     rec = run_command("blender_render_progressive", blender_settings(
@@ -81,6 +85,7 @@ def test_progressive_render_arguments(run_command, blender_media, tmp_path):
     assert (out / "p_0002.png").is_file()
 
 
+@pytest.mark.slow
 def test_progressive_refuses_obsolete_cycles_chunk(run_command, blender_media):
     with pytest.raises(InvalidSettings) as err:
         run_command("blender_render_progressive", blender_settings(
@@ -89,6 +94,7 @@ def test_progressive_refuses_obsolete_cycles_chunk(run_command, blender_media):
     assert "obsolete" in str(err.value) and "cycles_chunk_start" in str(err.value)
 
 
+@pytest.mark.slow
 def test_merge_two_exrs_is_the_weighted_average(run_command, blender_media, tmp_path):
     out = tmp_path / "merged ü" / "sum.exr"
     rec = run_command("merge_progressive_renders", {
@@ -101,6 +107,7 @@ def test_merge_two_exrs_is_the_weighted_average(run_command, blender_media, tmp_
     assert rec.of("progress")[-1] == 100
 
 
+@pytest.mark.slow
 def test_merge_sequence(run_command, blender_media, tmp_path):
     out = tmp_path / "seq out" / "merged_######.exr"
     rec = run_command("merge_progressive_render_sequence", {
@@ -112,6 +119,7 @@ def test_merge_sequence(run_command, blender_media, tmp_path):
     assert first_pixel(expected[1]) == pytest.approx((0.4, 0.3, 0.575, 0.875), abs=1e-4)
 
 
+@pytest.mark.slow
 def test_merge_sequence_missing_frames_fail_before_blender_runs(run_command, blender_media, tmp_path):
     with pytest.raises(CommandFailed) as err:
         run_command("merge_progressive_render_sequence", {
@@ -121,6 +129,7 @@ def test_merge_sequence_missing_frames_fail_before_blender_runs(run_command, ble
     assert not (tmp_path / "m_0001.exr").exists()
 
 
+@pytest.mark.slow
 def test_exr_sequence_to_jpeg(run_command, blender_media, tmp_path):
     seq = tmp_path / "exr seq ü"
     shutil.copytree(blender_media.exr_seq, seq)
@@ -134,6 +143,7 @@ def test_exr_sequence_to_jpeg(run_command, blender_media, tmp_path):
     assert rec.of("progress")[-1] == 100
 
 
+@pytest.mark.slow
 def test_exr_glob_or_legacy_directory_exactly_one(blender_media, recorder):
     cmd = base.lookup("exr_sequence_to_jpeg")(base.CommandContext(recorder, None))
     legacy = cmd.validate(blender_settings(blender_media.blend, exr_directory="/renders/shot [1]"))
@@ -148,6 +158,7 @@ def test_exr_glob_or_legacy_directory_exactly_one(blender_media, recorder):
     assert err.value.setting == "output_pattern"
 
 
+@pytest.mark.slow
 def test_audio_mixdown_to_flac(run_command, blender_media, tmp_path):
     out = tmp_path / "audio ü" / "mix.flac"
     started = time.monotonic()
@@ -157,7 +168,7 @@ def test_audio_mixdown_to_flac(run_command, blender_media, tmp_path):
     activities = rec.of("activity")  # the default interval: at most one per 2 s, plus the last
     assert activities[0] == f"mixing down the audio of {blender_media.audio_blend}"
     assert activities[-1] == f"Blender produced {out} (1/1)"  # the latest, sent at the end
-    assert len(activities) <= 2 + elapsed // 2
+    assert len(activities) <= 2 + elapsed // 2  # timing is the behaviour: at most one per 2 s, plus the last
     probe = ffprobe(str(out))
     assert probe["streams"][0]["codec_name"] == "flac"
     assert float(probe["format"]["duration"]) == pytest.approx(0.5, abs=0.05)  # 12 frames at 24 fps
@@ -194,6 +205,7 @@ def test_validation_errors_name_command_and_setting(run_command, name, settings,
     assert name in str(err.value) and setting in str(err.value)
 
 
+@pytest.mark.slow
 def test_missing_blender_program(run_command, blender_media):
     with pytest.raises(InvalidSettings) as err:
         run_command("blender_render", {"blender_cmd": "/opt/no-such/blender --factory-startup",
@@ -207,11 +219,12 @@ def test_filepath_that_never_appears(run_command, recorder, tmp_path):
     started = time.monotonic()
     with pytest.raises(CommandFailed) as err:
         run_command("blender_render", blender_settings(str(missing), frames="1"), settings)
-    assert 0.3 <= time.monotonic() - started < 3
+    assert time.monotonic() - started >= 0.3  # timing is the behaviour: it waited blender_filepath_wait
     assert str(missing) in str(err.value) and "waited 0.3 s" in str(err.value)
     assert f"waiting for {missing} to appear" in recorder.of("activity")
 
 
+@pytest.mark.slow
 def test_filepath_that_appears_late(run_command, blender_media, tmp_path):
     late = tmp_path / "late.blend"
     # The share "catches up" while the command waits (this is the scenario, not a test wait).
@@ -223,6 +236,7 @@ def test_filepath_that_appears_late(run_command, blender_media, tmp_path):
     assert f"waiting for {late} to appear" in rec.of("activity")
 
 
+@pytest.mark.slow
 def test_error_line_is_in_the_failure(run_command, blender_media, tmp_path):
     # Denoising on: Debian's Blender has no OpenImageDenoise, prints an Error: line, exits 1.
     with pytest.raises(CommandFailed) as err:
@@ -233,6 +247,7 @@ def test_error_line_is_in_the_failure(run_command, blender_media, tmp_path):
     assert "exit code 1" in message and "Error: Build without OpenImageDenoiser" in message
 
 
+@pytest.mark.slow
 def test_exit_0_without_saved_image_fails(run_command, blender_media, tmp_path):
     with pytest.raises(CommandFailed) as err:
         run_command("blender_render", blender_settings(
@@ -241,6 +256,7 @@ def test_exit_0_without_saved_image_fails(run_command, blender_media, tmp_path):
     assert "saved nothing" in str(err.value) and "1..2" in str(err.value)
 
 
+@pytest.mark.slow
 def test_python_error_in_overrides_is_explained(run_command, blender_media, tmp_path):
     blend = tmp_path / "broken.blend"
     shutil.copy(blender_media.blend, blend)
@@ -255,6 +271,7 @@ def blender_children():
     return [p for p in psutil.Process().children(recursive=True) if "blender" in p.name()]
 
 
+@pytest.mark.slow
 def test_abort_during_render_leaves_no_blender(run_command, recorder, blender_media, tmp_path):
     assert blender_children() == []
     runner = gevent.spawn(run_command, "blender_render", blender_settings(

@@ -6,7 +6,7 @@ scene; the others follow those versions' formats (2.8x tiles, EEVEE's
 import pytest
 
 from fworker.commands import blender_output as bo
-from waiting import wait_until
+from tests.support.waiting import wait_until
 
 # Captured: blender --background "tiny scene.blend" -o .../frame_#### -F PNG -f 1..2 (lines cut).
 BLENDER_34_TWO_FRAMES = """\

@@ -11,7 +11,8 @@ import pytest
 
 from fworker.flusher import MAX_COALESCED_LOG, coalesce
 from fworker.queue import QueuedUpdate
-from test_devmanager import WorkerClient, job, task
+from tests.support.client import WorkerClient
+from tests.support.jobs import job, task
 
 T1, T2 = "a" * 24, "b" * 24
 

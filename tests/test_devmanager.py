@@ -1,8 +1,5 @@
 """The development Manager's worker API: the flows of docs/PROTOCOL.md §4 over real
-HTTP.  Fixtures and helpers here are shared by the other test_devmanager_*
-files."""
-import base64
-import secrets
+HTTP."""
 import socket
 import time
 
@@ -11,105 +8,10 @@ from gevent import pywsgi
 import pytest
 import requests
 
-from fworker.devmanager import DevManager, auth, common, server
-from fworker.devmanager.dispatch import Dispatcher
-from fworker.devmanager.liveness import Liveness
-from fworker.devmanager.roster import Roster
-from fworker.devmanager.store import Store
-from waiting import wait_until
-
-UA = "Flamenco-Worker/9.9-test"
-
-
-def job(*tasks, name="job", priority=50):
-    return {"name": name, "job_type": "debug", "priority": priority,
-            "tasks": list(tasks) or [task("t0")]}
-
-
-def task(name, task_type="debug", priority=50, parents=(), commands=None):
-    return {"name": name, "task_type": task_type, "priority": priority, "parents": list(parents),
-            "commands": commands if commands is not None else
-            [{"name": "echo", "settings": {"message": f"hi from {name}"}}]}
-
-
-class WorkerClient:
-    """Speaks the worker API with requests, as the real worker does."""
-
-    def __init__(self, manager, task_types=("debug",), nickname="tester", platform="linux"):
-        self.manager = manager
-        self.task_types = list(task_types)
-        self.nickname = nickname
-        self.platform = platform
-        self.secret = secrets.token_urlsafe(48)
-        self.id = None
-
-    def call(self, method, path, auth=True, **kwargs):
-        # Connection: close, so that no idle keep-alive connection makes
-        # DevManager.stop() wait for its grace period at the end of a test.
-        headers = {"User-Agent": UA, "Connection": "close", **kwargs.pop("headers", {})}
-        credentials = (self.id, self.secret) if auth else None
-        return requests.request(method, self.manager.url + path, auth=credentials,
-                                headers=headers, timeout=10, allow_redirects=False, **kwargs)
-
-    def register(self, headers=None):
-        body = {"secret": self.secret, "platform": self.platform,
-                "supported_task_types": self.task_types, "nickname": self.nickname}
-        response = self.call("POST", "register-worker", auth=False, json=body, headers=headers or {})
-        if response.status_code == 200:
-            self.id = response.json()["_id"]
-        return response
-
-    def join(self):
-        """Register and sign on; returns self."""
-        assert self.register().status_code == 200
-        assert self.call("POST", "sign-on", json={}).status_code == 204
-        return self
-
-    def ask(self):
-        return self.call("POST", "task")
-
-    def take(self):
-        """Ask for a task that must be there; returns its id."""
-        response = self.ask()
-        assert response.status_code == 200, response.text
-        return response.json()["_id"]
-
-    def update(self, task_id, **fields):
-        return self.call("POST", f"tasks/{task_id}/update", json=fields)
-
-    def may_i_run(self, task_id):
-        response = self.call("GET", f"may-i-run/{task_id}")
-        assert response.status_code == 200
-        return response.json()
-
-    def give_back(self, task_id):
-        return self.call("POST", f"tasks/{task_id}/return")
-
-
-@pytest.fixture
-def make_manager(tmp_path):
-    """make_manager(db_name="dev.sqlite", **DevManager kwargs) -> a started
-    DevManager; all of them are stopped at the end of the test."""
-    started = []
-
-    def make(db_name="dev.sqlite", **kwargs):
-        manager = DevManager(str(tmp_path / db_name), **kwargs).start()
-        started.append(manager)
-        return manager
-
-    yield make
-    for manager in started:
-        manager.stop()
-
-
-@pytest.fixture
-def dm(make_manager):
-    return make_manager()
-
-
-@pytest.fixture
-def worker(dm):
-    return WorkerClient(dm).join()
+from fworker.devmanager import auth, common, server
+from tests.support.client import UA, WorkerClient, basic
+from tests.support.jobs import job, task
+from tests.support.waiting import wait_until
 
 
 def status_of(manager, task_id):
@@ -118,8 +20,8 @@ def status_of(manager, task_id):
 
 # Registration and sign-on
 
-def test_registration_answers_the_worker_document(dm):
-    client = WorkerClient(dm, task_types=["debug", "blender"], nickname="box", platform="darwin")
+def test_registration_answers_the_worker_document(manager):
+    client = WorkerClient(manager, task_types=["debug", "blender"], nickname="box", platform="darwin")
     response = client.register()
     assert response.status_code == 200
     assert response.headers["Content-Type"] == "application/json"
@@ -127,44 +29,44 @@ def test_registration_answers_the_worker_document(dm):
     doc = response.json()
     assert len(doc["_id"]) == 24 and int(doc["_id"], 16) >= 0
     assert doc["nickname"] == "box" and doc["platform"] == "darwin"
-    stored = dm.worker(doc["_id"])
+    stored = manager.worker(doc["_id"])
     assert stored["supported_task_types"] == ["debug", "blender"]
     assert stored["software"] == UA and stored["status"] == ""
     assert "secret_hash" not in stored and client.secret not in repr(stored)
 
 
-def test_every_registration_creates_a_new_worker(dm):
-    first, second = WorkerClient(dm), WorkerClient(dm)
+def test_every_registration_creates_a_new_worker(manager):
+    first, second = WorkerClient(manager), WorkerClient(manager)
     first.register(), second.register()
     assert first.id != second.id
-    assert {w["id"] for w in dm.workers()} == {first.id, second.id}
+    assert {w["id"] for w in manager.workers()} == {first.id, second.id}
 
 
-def test_registration_reads_legacy_supported_job_types(dm):
-    response = WorkerClient(dm).call("POST", "register-worker", auth=False, json={
+def test_registration_reads_legacy_supported_job_types(manager):
+    response = WorkerClient(manager).call("POST", "register-worker", auth=False, json={
         "secret": "x" * 64, "platform": "linux", "supported_job_types": ["old"], "nickname": "n"})
     assert response.status_code == 200
-    assert dm.worker(response.json()["_id"])["supported_task_types"] == ["old"]
+    assert manager.worker(response.json()["_id"])["supported_task_types"] == ["old"]
 
 
-def test_sign_on_sets_starting_and_updates_nickname_and_task_types(dm):
-    client = WorkerClient(dm)
+def test_sign_on_sets_starting_and_updates_nickname_and_task_types(manager):
+    client = WorkerClient(manager)
     client.register()
     response = client.call("POST", "sign-on", json={"nickname": "renamed",
                                                     "supported_task_types": ["ffmpeg"]})
     assert response.status_code == 204 and response.content == b""
-    stored = dm.worker(client.id)
+    stored = manager.worker(client.id)
     assert (stored["status"], stored["nickname"], stored["supported_task_types"]) == \
         ("starting", "renamed", ["ffmpeg"])
     assert client.call("POST", "sign-on", json={}).status_code == 204
-    assert dm.worker(client.id)["nickname"] == "renamed"
+    assert manager.worker(client.id)["nickname"] == "renamed"
 
 
 # Asking for work
 
-def test_task_json_is_the_protocol_shape(dm, worker):
-    ids = dm.submit_job(job(task("a"), task("b", parents=["a"])))
-    response = worker.ask()
+def test_task_json_is_the_protocol_shape(manager, client):
+    ids = manager.submit_job(job(task("a"), task("b", parents=["a"])))
+    response = client.ask()
     assert response.status_code == 200
     assert response.headers["Content-Type"] == "application/json" and response.text.endswith("\n")
     doc = response.json()
@@ -175,228 +77,228 @@ def test_task_json_is_the_protocol_shape(dm, worker):
     assert doc["priority"] == 50 and doc["job_priority"] == 50 and doc["job_type"] == "debug"
     assert doc["commands"] == [{"name": "echo", "settings": {"message": "hi from a"}}]
     assert len(doc["manager"]) == 24 and doc["project"] == "" and doc["user"] == ""
-    assert dm.task(doc["_id"])["worker"] == worker.id
-    assert dm.worker(worker.id)["status"] == "awake"
-    worker.update(doc["_id"], task_status="completed")
-    child = worker.ask().json()
+    assert manager.task(doc["_id"])["worker"] == client.id
+    assert manager.worker(client.id)["status"] == "awake"
+    client.update(doc["_id"], task_status="completed")
+    child = client.ask().json()
     assert child["parents"] == [doc["_id"]]
 
 
-def test_nothing_to_do_is_204(dm, worker):
-    response = worker.ask()
+def test_nothing_to_do_is_204(manager, client):
+    response = client.ask()
     assert response.status_code == 204 and response.content == b""
 
 
-def test_no_supported_task_types_is_406(dm):
-    client = WorkerClient(dm, task_types=[]).join()
-    dm.submit_job(job())
+def test_no_supported_task_types_is_406(manager):
+    client = WorkerClient(manager, task_types=[]).join()
+    manager.submit_job(job())
     response = client.ask()
     assert response.status_code == 406
     assert response.text == "You do not support any task types.\n"
 
 
 @pytest.mark.parametrize("lazy", [False, True])
-def test_pending_status_request_is_423_before_anything_else(dm, lazy):
-    client = WorkerClient(dm, task_types=[]).join()  # would otherwise be a 406
-    dm.request_status(client.id, "asleep", lazy=lazy)
+def test_pending_status_request_is_423_before_anything_else(manager, lazy):
+    client = WorkerClient(manager, task_types=[]).join()  # would otherwise be a 406
+    manager.request_status(client.id, "asleep", lazy=lazy)
     response = client.ask()
     assert response.status_code == 423
     assert response.json() == {"status_requested": "asleep"}
     assert response.headers["Content-Type"] == "application/json"
 
 
-def test_the_active_task_is_delivered_again(dm, worker):
-    dm.submit_job(job(task("a"), task("b")))
-    first = worker.take()
-    assert worker.take() == first
-    assert [t["status"] for t in dm.tasks()] == ["active", "queued"]
+def test_the_active_task_is_delivered_again(manager, client):
+    manager.submit_job(job(task("a"), task("b")))
+    first = client.take()
+    assert client.take() == first
+    assert [t["status"] for t in manager.tasks()] == ["active", "queued"]
 
 
-def test_scheduling_order_is_job_priority_then_priority_then_age(dm):
-    low_job = dm.submit_job(job(task("low-job"), priority=10))["task_ids"]
-    old, new, top = dm.submit_job(job(task("old"), task("new"), task("top", priority=90),
+def test_scheduling_order_is_job_priority_then_priority_then_age(manager):
+    low_job = manager.submit_job(job(task("low-job"), priority=10))["task_ids"]
+    old, new, top = manager.submit_job(job(task("old"), task("new"), task("top", priority=90),
                                       priority=60))["task_ids"]
     order = []
-    client = WorkerClient(dm).join()
+    client = WorkerClient(manager).join()
     for _ in range(4):
         order.append(client.take())
         client.update(order[-1], task_status="completed")
     assert order == [top, old, new, low_job[0]]
 
 
-def test_only_supported_task_types_and_completed_parents(dm):
-    render, encode = dm.submit_job(job(task("render", task_type="blender"),
+def test_only_supported_task_types_and_completed_parents(manager):
+    render, encode = manager.submit_job(job(task("render", task_type="blender"),
                                        task("encode", task_type="ffmpeg", parents=["render"])))["task_ids"]
-    encoder = WorkerClient(dm, task_types=["ffmpeg"]).join()
+    encoder = WorkerClient(manager, task_types=["ffmpeg"]).join()
     assert encoder.ask().status_code == 204  # its only task waits for its parent
-    renderer = WorkerClient(dm, task_types=["blender"]).join()
+    renderer = WorkerClient(manager, task_types=["blender"]).join()
     assert renderer.take() == render
     renderer.update(render, task_status="failed")
     assert encoder.ask().status_code == 204  # a failed parent holds it back too
-    dm.store.update_task(render, status="completed")
+    manager.store.update_task(render, status="completed")
     assert encoder.take() == encode
 
 
-def test_concurrent_workers_never_share_a_task(dm):
-    dm.submit_job(job(*[task(f"t{i}") for i in range(8)]))
-    clients = [WorkerClient(dm).join() for _ in range(8)]
+def test_concurrent_workers_never_share_a_task(manager):
+    manager.submit_job(job(*[task(f"t{i}") for i in range(8)]))
+    clients = [WorkerClient(manager).join() for _ in range(8)]
     jobs = [gevent.spawn(client.take) for client in clients]
     gevent.joinall(jobs, raise_error=True)
     taken = [g.value for g in jobs]
     assert len(set(taken)) == 8
-    assert {dm.task(t)["worker"] for t in taken} == {c.id for c in clients}
-    assert dm.store.db.connections == {}  # every greenlet's connection was released
+    assert {manager.task(t)["worker"] for t in taken} == {c.id for c in clients}
+    assert manager.store.db.connections == {}  # every greenlet's connection was released
 
 
 # Task updates
 
-def test_updates_are_recorded_and_applied(dm, worker):
-    task_id = dm.submit_job(job())["task_ids"][0]
-    worker.take()
+def test_updates_are_recorded_and_applied(manager, client):
+    task_id = manager.submit_job(job())["task_ids"][0]
+    client.take()
     bodies = [{"task_status": "active", "activity": "starting echo", "log": "2024-01-01T00:00:00Z: one"},
               {"current_command_idx": 0, "command_progress_percentage": 50, "task_progress_percentage": 40,
                "log": "2024-01-01T00:00:01Z: two\n2024-01-01T00:00:02Z: three", "extra": [1]},
               {"metrics": {"timing": {"echo": 0.25}}}]
     for body in bodies:
-        assert worker.update(task_id, **body).status_code == 204
-    stored = dm.task(task_id)
+        assert client.update(task_id, **body).status_code == 204
+    stored = manager.task(task_id)
     assert stored["status"] == "active" and stored["activity"] == "starting echo"
     assert (stored["task_progress_percentage"], stored["command_progress_percentage"]) == (40, 50)
     assert stored["metrics"] == {"timing": {"echo": 0.25}} and stored["last_ping"]
-    assert dm.task_updates(task_id) == bodies  # as received, unknown keys included
-    rows = list(dm.store.db["task_updates"].find(task=task_id, order_by="seq"))
+    assert manager.task_updates(task_id) == bodies  # as received, unknown keys included
+    rows = list(manager.store.db["task_updates"].find(task=task_id, order_by="seq"))
     assert [row["log"] for row in rows] == [body.get("log") for body in bodies]
     assert not any('"log"' in row["body"] for row in rows)  # stored once, in its own column
-    assert dm.task_log(task_id) == stored["log"] == (
+    assert manager.task_log(task_id) == stored["log"] == (
         "2024-01-01T00:00:00Z: one\n2024-01-01T00:00:01Z: two\n2024-01-01T00:00:02Z: three")
-    assert worker.update(task_id, task_status="completed", activity="Task completed").status_code == 204
-    assert status_of(dm, task_id) == "completed"
+    assert client.update(task_id, task_status="completed", activity="Task completed").status_code == 204
+    assert status_of(manager, task_id) == "completed"
 
 
-def test_update_of_a_task_no_longer_active_keeps_only_the_log(dm, worker):
-    task_id = dm.submit_job(job())["task_ids"][0]
-    worker.take()
-    assert worker.give_back(task_id).status_code == 204
-    response = worker.update(task_id, task_status="completed", activity="late", log="late line")
+def test_update_of_a_task_no_longer_active_keeps_only_the_log(manager, client):
+    task_id = manager.submit_job(job())["task_ids"][0]
+    client.take()
+    assert client.give_back(task_id).status_code == 204
+    response = client.update(task_id, task_status="completed", activity="late", log="late line")
     assert response.status_code == 204
-    stored = dm.task(task_id)
+    stored = manager.task(task_id)
     assert stored["status"] == "queued" and stored["activity"] != "late"
     assert stored["log"] == "late line"
-    assert dm.task_updates(task_id)[-1]["task_status"] == "completed"
+    assert manager.task_updates(task_id)[-1]["task_status"] == "completed"
 
 
-def test_update_of_an_unknown_task_is_404(dm, worker):
+def test_update_of_an_unknown_task_is_404(manager, client):
     unknown = "0123456789abcdef01234567"
-    response = worker.update(unknown, log="x")
+    response = client.update(unknown, log="x")
     assert response.status_code == 404
     assert response.text == f"Task {unknown} is unknown.\n"
 
 
-def test_update_of_another_workers_task_is_409(dm, worker):
-    task_id = dm.submit_job(job())["task_ids"][0]
-    other = WorkerClient(dm).join()
+def test_update_of_another_workers_task_is_409(manager, client):
+    task_id = manager.submit_job(job())["task_ids"][0]
+    other = WorkerClient(manager).join()
     other.take()
-    response = worker.update(task_id, log="not mine")
+    response = client.update(task_id, log="not mine")
     assert response.status_code == 409
     assert response.text == f"Task {task_id} is assigned to another worker.\n"
-    assert dm.task_updates(task_id) == []
+    assert manager.task_updates(task_id) == []
 
 
 @pytest.mark.parametrize("new_owner", ["", "f" * 24])
-def test_reassigned_task_is_409_for_the_old_worker(dm, worker, new_owner):
-    task_id = dm.submit_job(job())["task_ids"][0]
-    worker.take()
-    dm.reassign_task(task_id, new_owner)
-    assert worker.update(task_id, log="x").status_code == 409
-    answer = worker.may_i_run(task_id)
+def test_reassigned_task_is_409_for_the_old_worker(manager, client, new_owner):
+    task_id = manager.submit_job(job())["task_ids"][0]
+    client.take()
+    manager.reassign_task(task_id, new_owner)
+    assert client.update(task_id, log="x").status_code == 409
+    answer = client.may_i_run(task_id)
     assert answer["may_keep_running"] is False and "another worker" in answer["reason"]
-    assert dm.task(task_id)["worker"] == new_owner
-    assert status_of(dm, task_id) == ("active" if new_owner else "queued")
+    assert manager.task(task_id)["worker"] == new_owner
+    assert status_of(manager, task_id) == ("active" if new_owner else "queued")
 
 
-def test_failed_update_counts_a_failure_for_the_worker(dm, worker):
-    task_id = dm.submit_job(job())["task_ids"][0]
-    worker.take()
-    assert worker.update(task_id, task_status="failed", activity="exit code 1").status_code == 204
-    stored = dm.task(task_id)
+def test_failed_update_counts_a_failure_for_the_worker(manager, client):
+    task_id = manager.submit_job(job())["task_ids"][0]
+    client.take()
+    assert client.update(task_id, task_status="failed", activity="exit code 1").status_code == 204
+    stored = manager.task(task_id)
     assert stored["status"] == "failed" and stored["activity"] == "exit code 1"
-    assert [entry["id"] for entry in stored["failed_by_workers"]] == [worker.id]
-    assert dm.worker(worker.id)["failures"] == 1
-    assert dm.store.failures()[0]["task_type"] == "debug"
+    assert [entry["id"] for entry in stored["failed_by_workers"]] == [client.id]
+    assert manager.worker(client.id)["failures"] == 1
+    assert manager.store.failures()[0]["task_type"] == "debug"
 
 
 # Giving tasks back
 
-def test_return_requeues_an_owned_active_task(dm, worker):
-    task_id = dm.submit_job(job())["task_ids"][0]
-    worker.take()
-    response = worker.give_back(task_id)
+def test_return_requeues_an_owned_active_task(manager, client):
+    task_id = manager.submit_job(job())["task_ids"][0]
+    client.take()
+    response = client.give_back(task_id)
     assert response.status_code == 204
-    stored = dm.task(task_id)
+    stored = manager.task(task_id)
     assert stored["status"] == "queued" and stored["worker"] == ""
-    other = WorkerClient(dm).join()
+    other = WorkerClient(manager).join()
     assert other.take() == task_id
 
 
-def test_return_of_someone_elses_task_changes_nothing(dm, worker):
-    task_id = dm.submit_job(job())["task_ids"][0]
-    other = WorkerClient(dm).join()
+def test_return_of_someone_elses_task_changes_nothing(manager, client):
+    task_id = manager.submit_job(job())["task_ids"][0]
+    other = WorkerClient(manager).join()
     other.take()
-    assert worker.give_back(task_id).status_code == 204
-    assert dm.task(task_id)["worker"] == other.id and status_of(dm, task_id) == "active"
+    assert client.give_back(task_id).status_code == 204
+    assert manager.task(task_id)["worker"] == other.id and status_of(manager, task_id) == "active"
 
 
-def test_return_of_an_unknown_task_is_404_with_empty_body(dm, worker):
-    response = worker.give_back("0123456789abcdef01234567")
+def test_return_of_an_unknown_task_is_404_with_empty_body(manager, client):
+    response = client.give_back("0123456789abcdef01234567")
     assert response.status_code == 404 and response.content == b""
 
 
-def test_sign_off_requeues_active_tasks_and_marks_offline(dm, worker):
-    task_id = dm.submit_job(job())["task_ids"][0]
-    worker.take()
-    response = worker.call("POST", "sign-off")
+def test_sign_off_requeues_active_tasks_and_marks_offline(manager, client):
+    task_id = manager.submit_job(job())["task_ids"][0]
+    client.take()
+    response = client.call("POST", "sign-off")
     assert response.status_code == 204
-    assert status_of(dm, task_id) == "queued" and dm.task(task_id)["worker"] == ""
-    stored = dm.worker(worker.id)
+    assert status_of(manager, task_id) == "queued" and manager.task(task_id)["worker"] == ""
+    stored = manager.worker(client.id)
     assert stored["status"] == "offline" and stored["signed_off"] == 1
-    assert ("POST", "/sign-off", 204) in dm.requests_log
+    assert ("POST", "/sign-off", 204) in manager.requests_log
 
 
 # may-i-run
 
-def test_may_i_run_yes_pings_the_task(dm, worker):
-    task_id = dm.submit_job(job())["task_ids"][0]
-    worker.take()
-    dm.store.update_task(task_id, last_ping="")
-    assert worker.may_i_run(task_id) == {"may_keep_running": True}
-    assert dm.task(task_id)["last_ping"]
+def test_may_i_run_yes_pings_the_task(manager, client):
+    task_id = manager.submit_job(job())["task_ids"][0]
+    client.take()
+    manager.store.update_task(task_id, last_ping="")
+    assert client.may_i_run(task_id) == {"may_keep_running": True}
+    assert manager.task(task_id)["last_ping"]
 
 
-def test_may_i_run_checks_in_the_protocol_order(dm, worker):
-    mine, others = dm.submit_job(job(task("mine"), task("others")))["task_ids"]
-    worker.take()
-    other = WorkerClient(dm).join()
+def test_may_i_run_checks_in_the_protocol_order(manager, client):
+    mine, others = manager.submit_job(job(task("mine"), task("others")))["task_ids"]
+    client.take()
+    other = WorkerClient(manager).join()
     other.take()
-    dm.cancel_task(others)
-    dm.request_status(worker.id, "asleep")
+    manager.cancel_task(others)
+    manager.request_status(client.id, "asleep")
     unknown = "0" * 24
     # Each answer names the first rule that applies, and the request rides along.
-    assert worker.may_i_run(unknown) == {"may_keep_running": False, "status_requested": "asleep",
+    assert client.may_i_run(unknown) == {"may_keep_running": False, "status_requested": "asleep",
                                          "reason": f"task {unknown} is unknown"}
-    answer = worker.may_i_run(others)  # another's AND cancel-requested
+    answer = client.may_i_run(others)  # another's AND cancel-requested
     assert "reassigned to another worker" in answer["reason"]
-    dm.cancel_task(mine)  # not active AND a status request pending
-    assert "cancel-requested, not active" in worker.may_i_run(mine)["reason"]
+    manager.cancel_task(mine)  # not active AND a status request pending
+    assert "cancel-requested, not active" in client.may_i_run(mine)["reason"]
 
 
 @pytest.mark.parametrize("requested, lazy, allowed", [
     ("asleep", False, False), ("shutdown", False, False), ("asleep", True, True),
     ("shutdown", True, True), ("awake", False, True)])
-def test_may_i_run_with_a_status_request(dm, worker, requested, lazy, allowed):
-    task_id = dm.submit_job(job())["task_ids"][0]
-    worker.take()
-    dm.request_status(worker.id, requested, lazy=lazy)
-    answer = worker.may_i_run(task_id)
+def test_may_i_run_with_a_status_request(manager, client, requested, lazy, allowed):
+    task_id = manager.submit_job(job())["task_ids"][0]
+    client.take()
+    manager.request_status(client.id, requested, lazy=lazy)
+    answer = client.may_i_run(task_id)
     assert answer["may_keep_running"] is allowed
     assert answer["status_requested"] == requested
     assert ("reason" in answer) is not allowed
@@ -404,70 +306,70 @@ def test_may_i_run_with_a_status_request(dm, worker, requested, lazy, allowed):
 
 # Status changes
 
-def test_status_change_polling_and_acknowledgement(dm, worker):
-    response = worker.call("GET", "status-change")
+def test_status_change_polling_and_acknowledgement(manager, client):
+    response = client.call("GET", "status-change")
     assert response.status_code == 204 and response.content == b""
-    dm.request_status(worker.id, "asleep", lazy=True)
-    assert dm.worker(worker.id)["lazy_status_request"] is True
-    response = worker.call("GET", "status-change")
+    manager.request_status(client.id, "asleep", lazy=True)
+    assert manager.worker(client.id)["lazy_status_request"] is True
+    response = client.call("GET", "status-change")
     assert response.status_code == 200 and response.json() == {"status_requested": "asleep"}
-    assert worker.call("POST", "ack-status-change/asleep").status_code == 204
-    stored = dm.worker(worker.id)
+    assert client.call("POST", "ack-status-change/asleep").status_code == 204
+    stored = manager.worker(client.id)
     assert (stored["status"], stored["status_requested"], stored["lazy_status_request"]) == \
         ("asleep", "", False)
-    assert dm.acks == [(worker.id, "asleep")]
-    assert worker.call("GET", "status-change").status_code == 204
+    assert manager.acks == [(client.id, "asleep")]
+    assert client.call("GET", "status-change").status_code == 204
 
 
-def test_acknowledging_another_status_keeps_the_request(dm, worker):
-    dm.request_status(worker.id, "shutdown")
-    assert worker.call("POST", "ack-status-change/testing").status_code == 204
-    stored = dm.worker(worker.id)
+def test_acknowledging_another_status_keeps_the_request(manager, client):
+    manager.request_status(client.id, "shutdown")
+    assert client.call("POST", "ack-status-change/testing").status_code == 204
+    stored = manager.worker(client.id)
     assert stored["status"] == "testing" and stored["status_requested"] == "shutdown"
 
 
 # Produced output
 
-def test_output_produced(dm, worker):
+def test_output_produced(manager, client):
     paths = ["/render/frame_0001.png", "/render/frame_0002.png"]
-    assert worker.call("POST", "output-produced", json={"paths": paths}).status_code == 204
-    assert dm.output_produced() == [paths] and dm.output_produced(worker.id) == [paths]
-    assert dm.output_produced("f" * 24) == []
+    assert client.call("POST", "output-produced", json={"paths": paths}).status_code == 204
+    assert manager.output_produced() == [paths] and manager.output_produced(client.id) == [paths]
+    assert manager.output_produced("f" * 24) == []
     for body in ({"paths": []}, {}):
-        assert worker.call("POST", "output-produced", json=body).status_code == 422
-    assert worker.call("POST", "output-produced", json={"paths": "/x"}).status_code == 400
+        assert client.call("POST", "output-produced", json=body).status_code == 422
+    assert client.call("POST", "output-produced", json={"paths": "/x"}).status_code == 400
 
 
 # Cancelling
 
-def test_cancelling_an_active_task(dm, worker):
-    task_id = dm.submit_job(job())["task_ids"][0]
-    worker.take()
-    assert dm.cancel_task(task_id) == "cancel-requested"
-    assert worker.may_i_run(task_id)["may_keep_running"] is False
-    assert worker.update(task_id, task_status="failed", log="killed").status_code == 204
-    assert status_of(dm, task_id) == "canceled" and dm.task_log(task_id) == "killed"
-    assert dm.worker(worker.id)["failures"] == 0  # a cancellation is not a failure
+def test_cancelling_an_active_task(manager, client):
+    task_id = manager.submit_job(job())["task_ids"][0]
+    client.take()
+    assert manager.cancel_task(task_id) == "cancel-requested"
+    assert client.may_i_run(task_id)["may_keep_running"] is False
+    assert client.update(task_id, task_status="failed", log="killed").status_code == 204
+    assert status_of(manager, task_id) == "canceled" and manager.task_log(task_id) == "killed"
+    assert manager.worker(client.id)["failures"] == 0  # a cancellation is not a failure
 
 
-def test_returning_a_cancel_requested_task_cancels_it(dm, worker):
-    task_id = dm.submit_job(job())["task_ids"][0]
-    worker.take()
-    dm.cancel_task(task_id)
-    worker.give_back(task_id)
-    assert status_of(dm, task_id) == "canceled"
+def test_returning_a_cancel_requested_task_cancels_it(manager, client):
+    task_id = manager.submit_job(job())["task_ids"][0]
+    client.take()
+    manager.cancel_task(task_id)
+    client.give_back(task_id)
+    assert status_of(manager, task_id) == "canceled"
 
 
-def test_cancelling_a_job(dm, worker):
-    ids = dm.submit_job(job(task("a"), task("b")))
-    worker.take()
-    dm.cancel_job(ids["job_id"])
-    assert [status_of(dm, t) for t in ids["task_ids"]] == ["cancel-requested", "canceled"]
-    assert dm.job(ids["job_id"])["status"] == "canceled"
-    assert worker.update(ids["task_ids"][0], task_status="completed").status_code == 204
-    assert status_of(dm, ids["task_ids"][0]) == "cancel-requested"  # only failed/canceled end it
-    worker.update(ids["task_ids"][0], task_status="canceled")
-    assert status_of(dm, ids["task_ids"][0]) == "canceled"
+def test_cancelling_a_job(manager, client):
+    ids = manager.submit_job(job(task("a"), task("b")))
+    client.take()
+    manager.cancel_job(ids["job_id"])
+    assert [status_of(manager, t) for t in ids["task_ids"]] == ["cancel-requested", "canceled"]
+    assert manager.job(ids["job_id"])["status"] == "canceled"
+    assert client.update(ids["task_ids"][0], task_status="completed").status_code == 204
+    assert status_of(manager, ids["task_ids"][0]) == "cancel-requested"  # only failed/canceled end it
+    client.update(ids["task_ids"][0], task_status="canceled")
+    assert status_of(manager, ids["task_ids"][0]) == "canceled"
 
 
 # Timeouts
@@ -479,7 +381,7 @@ def test_silent_awake_worker_times_out_and_loses_its_task(make_manager):
     silent.take()
     sleeper = WorkerClient(manager).join()
     assert sleeper.call("POST", "ack-status-change/asleep").status_code == 204
-    manager.wait_for(lambda: manager.worker(silent.id)["status"] == "timeout", timeout=5)
+    wait_until(lambda: manager.worker(silent.id)["status"] == "timeout", timeout=5)
     assert status_of(manager, task_id) == "queued" and manager.task(task_id)["worker"] == ""
     assert manager.worker(sleeper.id)["status"] == "asleep"  # asleep workers are not timed out
     assert silent.ask().status_code == 200  # talking again: awake, and the task is back
@@ -491,7 +393,7 @@ def test_unpinged_task_fails(make_manager):
     task_id = manager.submit_job(job())["task_ids"][0]
     client = WorkerClient(manager).join()
     client.take()
-    manager.wait_for(lambda: status_of(manager, task_id) == "failed", timeout=5)
+    wait_until(lambda: status_of(manager, task_id) == "failed", timeout=5)
     assert "timed out" in manager.task(task_id)["activity"]
 
 
@@ -506,28 +408,28 @@ def test_pings_keep_a_task_alive(make_manager):
         assert client.may_i_run(task_id)["may_keep_running"] is True
         return time.monotonic() > until
 
-    manager.wait_for(pinged_long_enough, timeout=5, interval=0.05)
+    wait_until(pinged_long_enough, timeout=5, interval=0.05)
     assert status_of(manager, task_id) == "active"
 
 
 # Forgetting
 
-def test_a_forgotten_worker_gets_401_and_its_task_back_in_the_queue(dm, worker):
-    task_id = dm.submit_job(job())["task_ids"][0]
-    worker.take()
-    dm.forget_worker(worker.id)
-    response = worker.call("POST", "sign-on", json={})
+def test_a_forgotten_worker_gets_401_and_its_task_back_in_the_queue(manager, client):
+    task_id = manager.submit_job(job())["task_ids"][0]
+    client.take()
+    manager.forget_worker(client.id)
+    response = client.call("POST", "sign-on", json={})
     assert response.status_code == 401
-    assert status_of(dm, task_id) == "queued"
-    assert worker.register().status_code == 200 and worker.take() == task_id
+    assert status_of(manager, task_id) == "queued"
+    assert client.register().status_code == 200 and client.take() == task_id
 
 
-def test_a_forgotten_task_is_404(dm, worker):
-    task_id = dm.submit_job(job())["task_ids"][0]
-    worker.take()
-    dm.forget_task(task_id)
-    assert worker.update(task_id, log="x").status_code == 404
-    assert worker.may_i_run(task_id)["may_keep_running"] is False
+def test_a_forgotten_task_is_404(manager, client):
+    task_id = manager.submit_job(job())["task_ids"][0]
+    client.take()
+    manager.forget_task(task_id)
+    assert client.update(task_id, log="x").status_code == 404
+    assert client.may_i_run(task_id)["may_keep_running"] is False
 
 
 # Persistence and performance
@@ -548,12 +450,12 @@ def test_state_survives_a_restart(make_manager):
     assert second.worker(client.id)["nickname"] == "tester"
 
 
-def test_a_stopped_manager_does_not_answer(dm, worker):
+def test_a_stopped_manager_does_not_answer(manager, client):
     session = requests.Session()
-    assert session.get(dm.url, timeout=5).status_code == 200
-    dm.stop()
+    assert session.get(manager.url, timeout=5).status_code == 200
+    manager.stop()
     with pytest.raises(requests.ConnectionError):
-        session.get(dm.url, timeout=5)
+        session.get(manager.url, timeout=5)
 
 
 def test_every_connection_has_tcp_nodelay(monkeypatch):
@@ -585,23 +487,6 @@ def test_every_connection_has_tcp_nodelay(monkeypatch):
 
 
 # Presence: last_seen is written at most once a second (PERFORMANCE.md B5)
-
-@pytest.fixture
-def roster(tmp_path):
-    """A Roster on its own Store, with a monotonic clock the test moves: (roster, clock)."""
-    store = Store(str(tmp_path / "roster.sqlite"))
-    clock = [1000.0]
-
-    def now():
-        return clock[0]
-
-    yield Roster(store, Dispatcher(store, Liveness(now)), Liveness(now), clock=now), clock
-    store.close()
-
-
-def basic(worker_id, secret):
-    return "Basic " + base64.b64encode(f"{worker_id}:{secret}".encode()).decode()
-
 
 def count_worker_writes(monkeypatch, store):
     """The fields of each write to a worker row, from now on."""
@@ -703,7 +588,7 @@ def test_secrets_are_checked_without_blocking_other_greenlets():
             gevent.sleep(0.001)
 
     tick = gevent.spawn(ticker)
-    gevent.sleep(0)
+    wait_until(lambda: ticks, 5, "the ticker running")
     started = time.monotonic()
     checks = [gevent.spawn(auth.verify_secret, "secret", stored) for _ in range(4)]
     gevent.joinall(checks, raise_error=True)

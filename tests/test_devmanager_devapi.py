@@ -11,9 +11,8 @@ import pytest
 import requests
 
 from fworker.devmanager import InvalidJob, NotFound, cli, jobs
-from test_devmanager import WorkerClient, job, task
-
-pytest_plugins = ["test_devmanager"]  # its fixtures: dm, worker, make_manager
+from tests.support.client import WorkerClient
+from tests.support.jobs import job, task
 
 
 def dev(manager, method, path, **kwargs):
@@ -53,14 +52,14 @@ def _with(changes, task_changes=None):
     (_with({}, {"commands": [{"name": "echo", "setings": {}}]}), "tasks[1].commands[0].setings"),
     (_with({}, {"extra": 1}), "tasks[1].extra: unknown field"),
 ])
-def test_invalid_jobs_are_refused_naming_the_field(dm, doc, field):
+def test_invalid_jobs_are_refused_naming_the_field(manager, doc, field):
     with pytest.raises(InvalidJob, match=None) as caught:
-        dm.submit_job(doc)
+        manager.submit_job(doc)
     assert str(caught.value).startswith(field)
-    response = dev(dm, "POST", "jobs", json=doc)
+    response = dev(manager, "POST", "jobs", json=doc)
     assert response.status_code == 400
     assert response.text.startswith("Invalid job: " + field)
-    assert dm.jobs() == [] and dm.tasks() == []
+    assert manager.jobs() == [] and manager.tasks() == []
 
 
 def test_longer_dependency_cycles_are_refused():
@@ -98,45 +97,45 @@ def test_variables_are_replaced_for_the_workers_platform(make_manager):
 
 # The /dev/ HTTP API
 
-def test_dev_api_round_trip(dm, worker):
-    response = dev(dm, "POST", "jobs", json=job(task("a"), task("b"), name="api"))
+def test_dev_api_round_trip(manager, client):
+    response = dev(manager, "POST", "jobs", json=job(task("a"), task("b"), name="api"))
     assert response.status_code == 201
     ids = response.json()
-    assert [j["id"] for j in dev(dm, "GET", "jobs").json()] == [ids["job_id"]]
-    assert dev(dm, "GET", f"jobs/{ids['job_id']}").json()["status"] == "queued"
-    listed = dev(dm, "GET", "tasks", params={"job": ids["job_id"]}).json()
+    assert [j["id"] for j in dev(manager, "GET", "jobs").json()] == [ids["job_id"]]
+    assert dev(manager, "GET", f"jobs/{ids['job_id']}").json()["status"] == "queued"
+    listed = dev(manager, "GET", "tasks", params={"job": ids["job_id"]}).json()
     assert [t["id"] for t in listed] == ids["task_ids"]
-    first = worker.take()
-    worker.update(first, activity="working", log="a line")
-    detail = dev(dm, "GET", f"tasks/{first}").json()
+    first = client.take()
+    client.update(first, activity="working", log="a line")
+    detail = dev(manager, "GET", f"tasks/{first}").json()
     assert detail["status"] == "active" and detail["log"] == "a line"
     assert detail["updates"] == [{"activity": "working", "log": "a line"}]
-    assert dev(dm, "POST", f"tasks/{first}/cancel").json()["status"] == "cancel-requested"
-    assert dev(dm, "POST", f"jobs/{ids['job_id']}/cancel").json()["status"] == "canceled"
-    assert dm.task(ids["task_ids"][1])["status"] == "canceled"
+    assert dev(manager, "POST", f"tasks/{first}/cancel").json()["status"] == "cancel-requested"
+    assert dev(manager, "POST", f"jobs/{ids['job_id']}/cancel").json()["status"] == "canceled"
+    assert manager.task(ids["task_ids"][1])["status"] == "canceled"
 
 
-def test_dev_api_workers(dm, worker):
-    assert [w["id"] for w in dev(dm, "GET", "workers").json()] == [worker.id]
-    response = dev(dm, "POST", f"workers/{worker.id}/status", json={"status": "asleep", "lazy": True})
+def test_dev_api_workers(manager, client):
+    assert [w["id"] for w in dev(manager, "GET", "workers").json()] == [client.id]
+    response = dev(manager, "POST", f"workers/{client.id}/status", json={"status": "asleep", "lazy": True})
     assert response.status_code == 200 and response.json()["status_requested"] == "asleep"
-    assert dm.worker(worker.id)["lazy_status_request"] is True
-    assert dev(dm, "POST", f"workers/{worker.id}/status", json={"status": 1}).status_code == 400
-    assert dev(dm, "POST", f"workers/{worker.id}/status", json={}).status_code == 400
-    assert dev(dm, "GET", f"workers/{worker.id}").json()["nickname"] == "tester"
-    assert dev(dm, "DELETE", f"workers/{worker.id}").status_code == 204
-    assert dm.workers() == []
-    assert worker.ask().status_code == 401
+    assert manager.worker(client.id)["lazy_status_request"] is True
+    assert dev(manager, "POST", f"workers/{client.id}/status", json={"status": 1}).status_code == 400
+    assert dev(manager, "POST", f"workers/{client.id}/status", json={}).status_code == 400
+    assert dev(manager, "GET", f"workers/{client.id}").json()["nickname"] == "tester"
+    assert dev(manager, "DELETE", f"workers/{client.id}").status_code == 204
+    assert manager.workers() == []
+    assert client.ask().status_code == 401
 
 
-def test_dev_api_reassign(dm, worker):
-    task_id = dm.submit_job(job())["task_ids"][0]
-    worker.take()
-    other = WorkerClient(dm).join()
-    response = dev(dm, "POST", f"tasks/{task_id}/reassign", json={"worker": other.id})
+def test_dev_api_reassign(manager, client):
+    task_id = manager.submit_job(job())["task_ids"][0]
+    client.take()
+    other = WorkerClient(manager).join()
+    response = dev(manager, "POST", f"tasks/{task_id}/reassign", json={"worker": other.id})
     assert response.status_code == 200 and response.json()["worker"] == other.id
-    assert other.take() == task_id and worker.update(task_id, log="x").status_code == 409
-    assert dev(dm, "POST", f"tasks/{task_id}/reassign").json()["status"] == "queued"
+    assert other.take() == task_id and client.update(task_id, log="x").status_code == 409
+    assert dev(manager, "POST", f"tasks/{task_id}/reassign").json()["status"] == "queued"
 
 
 @pytest.mark.parametrize("method, path", [
@@ -144,77 +143,71 @@ def test_dev_api_reassign(dm, worker):
     ("GET", "tasks/" + "0" * 24), ("POST", "tasks/" + "0" * 24 + "/cancel"),
     ("POST", "tasks/" + "0" * 24 + "/reassign"), ("GET", "workers/" + "0" * 24),
     ("DELETE", "workers/" + "0" * 24)])
-def test_dev_api_unknown_ids_are_404(dm, method, path):
-    response = dev(dm, method, path)
+def test_dev_api_unknown_ids_are_404(manager, method, path):
+    response = dev(manager, method, path)
     assert response.status_code == 404 and "is unknown" in response.text
 
 
-def test_python_api_unknown_ids_raise_not_found(dm):
-    for call in (dm.task, dm.job, dm.worker, dm.cancel_task, dm.forget_task, dm.forget_worker):
+def test_python_api_unknown_ids_raise_not_found(manager):
+    for call in (manager.task, manager.job, manager.worker, manager.cancel_task, manager.forget_task, manager.forget_worker):
         with pytest.raises(NotFound):
             call("0" * 24)
     with pytest.raises(NotFound):
-        dm.request_status("0" * 24, "asleep")
+        manager.request_status("0" * 24, "asleep")
 
 
-def test_a_bad_job_body_is_400(dm):
-    response = dev(dm, "POST", "jobs", data=b"{not json")
+def test_a_bad_job_body_is_400(manager):
+    response = dev(manager, "POST", "jobs", data=b"{not json")
     assert response.status_code == 400 and response.text.startswith("Unable to decode JSON")
-
-
-def test_wait_for_names_what_timed_out(dm):
-    assert dm.wait_for(lambda: 42) == 42
-    with pytest.raises(AssertionError, match="never_true"):
-        dm.wait_for(lambda: "never_true" == "", timeout=0.05)
 
 
 # HTML pages
 
-def test_overview_page_lists_everything_escaped(dm, worker):
-    ids = dm.submit_job(job(task("<b>bold</b>"), name="<script>alert(1)</script>"))
-    worker.take()
-    worker.update(ids["task_ids"][0], activity="a & b")
-    response = requests.get(dm.url, timeout=10)
+def test_overview_page_lists_everything_escaped(manager, client):
+    ids = manager.submit_job(job(task("<b>bold</b>"), name="<script>alert(1)</script>"))
+    client.take()
+    client.update(ids["task_ids"][0], activity="a & b")
+    response = requests.get(manager.url, timeout=10)
     assert response.status_code == 200
     assert response.headers["Content-Type"].startswith("text/html")
     page = response.text
     assert "<script>alert" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "&lt;b&gt;bold&lt;/b&gt;" in page and "a &amp; b" in page
-    assert worker.id in page and f'/dev/view/tasks/{ids["task_ids"][0]}' in page
+    assert client.id in page and f'/dev/view/tasks/{ids["task_ids"][0]}' in page
 
 
-def test_task_page_shows_updates_and_log(dm, worker):
-    task_id = dm.submit_job(job())["task_ids"][0]
-    worker.take()
-    worker.update(task_id, log="<img src=x onerror=alert(1)>", activity="rendering")
-    response = requests.get(dm.url + f"dev/view/tasks/{task_id}", timeout=10)
+def test_task_page_shows_updates_and_log(manager, client):
+    task_id = manager.submit_job(job())["task_ids"][0]
+    client.take()
+    client.update(task_id, log="<img src=x onerror=alert(1)>", activity="rendering")
+    response = requests.get(manager.url + f"dev/view/tasks/{task_id}", timeout=10)
     assert response.status_code == 200
     assert "<img" not in response.text and "&lt;img src=x onerror=alert(1)&gt;" in response.text
     assert "rendering" in response.text
-    assert requests.get(dm.url + "dev/view/tasks/" + "0" * 24, timeout=10).status_code == 404
+    assert requests.get(manager.url + "dev/view/tasks/" + "0" * 24, timeout=10).status_code == 404
 
 
 # The command line
 
-def test_cli_submit_and_status(dm, tmp_path, capsys):
+def test_cli_submit_and_status(manager, tmp_path, capsys):
     job_file = tmp_path / "job.json"
     job_file.write_text(json.dumps(job(task("a"), task("b"), name="from-cli")))
-    assert cli.main(["submit", str(job_file), "--url", dm.url]) == 0
+    assert cli.main(["submit", str(job_file), "--url", manager.url]) == 0
     out = capsys.readouterr().out.split()
-    assert out[0] == "job" and out[1] == dm.jobs()[0]["id"]
-    assert out[3::2] == [t["id"] for t in dm.tasks()]
-    assert cli.main(["status", "--url", dm.url]) == 0
+    assert out[0] == "job" and out[1] == manager.jobs()[0]["id"]
+    assert out[3::2] == [t["id"] for t in manager.tasks()]
+    assert cli.main(["status", "--url", manager.url]) == 0
     status = capsys.readouterr().out
     assert "Jobs (1)" in status and "from-cli" in status and "Tasks (2)" in status
 
 
-def test_cli_submit_reports_refusals(dm, tmp_path, capsys):
+def test_cli_submit_reports_refusals(manager, tmp_path, capsys):
     job_file = tmp_path / "job.json"
     job_file.write_text(json.dumps({"name": "x"}))
-    assert cli.main(["submit", str(job_file), "--url", dm.url]) == 1
+    assert cli.main(["submit", str(job_file), "--url", manager.url]) == 1
     assert "job_type: missing" in capsys.readouterr().err
     job_file.write_text("{oops")
-    assert cli.main(["submit", str(job_file), "--url", dm.url]) == 1
+    assert cli.main(["submit", str(job_file), "--url", manager.url]) == 1
     assert cli.main(["status", "--url", "http://127.0.0.1:9/"]) == 1
 
 
@@ -227,6 +220,7 @@ def test_cli_help(args, capsys):
     assert "usage: flamenco-dev-manager" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_cli_serve_runs_until_sigterm(tmp_path):
     secret_file = tmp_path / "secret"
     secret_file.write_text("s" * 64 + "\n")

@@ -8,17 +8,17 @@ import pytest
 
 from fworker.devmanager import DevManager, auth
 from fworker.devmanager import roster as roster_module
-from test_devmanager import WorkerClient, basic, job
+from tests.support.client import WorkerClient, basic
+from tests.support.jobs import job
 
-pytest_plugins = ["test_devmanager"]  # its fixtures: dm, worker, make_manager, roster
 
 REG_SECRET = "registration-secret-" + "k" * 44
 
 
 @pytest.fixture
-def running_task(dm, worker):
-    task_id = dm.submit_job(job())["task_ids"][0]
-    worker.take()
+def running_task(manager, client):
+    task_id = manager.submit_job(job())["task_ids"][0]
+    client.take()
     return task_id
 
 
@@ -79,8 +79,8 @@ def test_error_message_names_the_field(shared):
     assert "task_progress_percentage" in response.text and "integer" in response.text
 
 
-def test_unknown_keys_are_ignored(dm, worker, running_task):
-    assert worker.update(running_task, not_a_field={"x": 1}, log="ok").status_code == 204
+def test_unknown_keys_are_ignored(manager, client, running_task):
+    assert client.update(running_task, not_a_field={"x": 1}, log="ok").status_code == 204
 
 
 @pytest.mark.parametrize("body", [
@@ -131,31 +131,31 @@ def test_authentication_failures_are_401(shared, make_header, method, path):
     assert response.text == "401 Unauthorized\n"
 
 
-def test_the_secret_is_checked_after_a_successful_login_too(dm, worker):
-    assert worker.call("POST", "task").status_code == 204  # caches this secret
-    worker.secret = "something else"
-    assert worker.call("POST", "task").status_code == 401
+def test_the_secret_is_checked_after_a_successful_login_too(manager, client):
+    assert client.call("POST", "task").status_code == 204  # caches this secret
+    client.secret = "something else"
+    assert client.call("POST", "task").status_code == 401
 
 
 # The verified-secret and row caches never let a stale secret in
 
-def test_a_removed_worker_is_refused_though_its_secret_was_cached(dm, worker):
-    assert worker.call("GET", "status-change").status_code == 204  # cached
-    dm.forget_worker(worker.id)
-    assert worker.call("GET", "status-change").status_code == 401
-    assert worker.call("POST", "task").status_code == 401
+def test_a_removed_worker_is_refused_though_its_secret_was_cached(manager, client):
+    assert client.call("GET", "status-change").status_code == 204  # cached
+    manager.forget_worker(client.id)
+    assert client.call("GET", "status-change").status_code == 401
+    assert client.call("POST", "task").status_code == 401
 
 
-def test_re_registration_credentials_do_not_mix(dm, worker):
+def test_re_registration_credentials_do_not_mix(manager, client):
     """Registering again makes a new worker with a new id; the old one stays
     until removed (as with the real Manager), each with its own secret."""
-    old_id, old_secret = worker.id, worker.secret
-    assert worker.call("GET", "status-change").status_code == 204  # cached
-    worker.secret = "a new secret " + "x" * 40
-    assert worker.register().status_code == 200 and worker.id != old_id
-    for worker_id, secret, code in ((old_id, worker.secret, 401), (worker.id, old_secret, 401),
-                                    (worker.id, worker.secret, 204), (old_id, old_secret, 204)):
-        response = worker.call("GET", "status-change", auth=False,
+    old_id, old_secret = client.id, client.secret
+    assert client.call("GET", "status-change").status_code == 204  # cached
+    client.secret = "a new secret " + "x" * 40
+    assert client.register().status_code == 200 and client.id != old_id
+    for worker_id, secret, code in ((old_id, client.secret, 401), (client.id, old_secret, 401),
+                                    (client.id, client.secret, 204), (old_id, old_secret, 204)):
+        response = client.call("GET", "status-change", auth=False,
                                headers={"Authorization": basic(worker_id, secret)})
         assert response.status_code == code, (worker_id == old_id, secret == old_secret)
 
@@ -189,20 +189,20 @@ def test_a_worker_removed_while_its_secret_is_checked_is_refused(roster, monkeyp
     assert roster.authenticate(basic(worker_id, "s" * 30)) is None
 
 
-def test_status_changes_reach_the_next_request_of_a_cached_worker(dm, worker):
-    assert worker.call("POST", "task").status_code == 204  # cached, awake
-    dm.request_status(worker.id, "asleep")
-    assert worker.call("POST", "task").status_code == 423
-    assert worker.call("POST", "ack-status-change/asleep").status_code == 204
-    assert worker.call("GET", "status-change").status_code == 204
-    assert dm.worker(worker.id)["status"] == "asleep"
-    assert worker.call("POST", "task").status_code == 204
-    assert dm.worker(worker.id)["status"] == "awake"
+def test_status_changes_reach_the_next_request_of_a_cached_worker(manager, client):
+    assert client.call("POST", "task").status_code == 204  # cached, awake
+    manager.request_status(client.id, "asleep")
+    assert client.call("POST", "task").status_code == 423
+    assert client.call("POST", "ack-status-change/asleep").status_code == 204
+    assert client.call("GET", "status-change").status_code == 204
+    assert manager.worker(client.id)["status"] == "asleep"
+    assert client.call("POST", "task").status_code == 204
+    assert manager.worker(client.id)["status"] == "awake"
 
 
-def test_auth_comes_before_task_id_checks(dm, worker):
-    worker.secret = "wrong"
-    assert worker.call("GET", "may-i-run/abc").status_code == 401
+def test_auth_comes_before_task_id_checks(manager, client):
+    client.secret = "wrong"
+    assert client.call("GET", "may-i-run/abc").status_code == 401
 
 
 # 403: the registration secret
@@ -253,8 +253,8 @@ def test_registration_token_is_checked_before_the_body(guarded):
     assert response.status_code == 403
 
 
-def test_without_a_registration_secret_registration_is_open(dm):
-    assert WorkerClient(dm).register(headers={"Authorization": "Bearer junk"}).status_code == 200
+def test_without_a_registration_secret_registration_is_open(manager):
+    assert WorkerClient(manager).register(headers={"Authorization": "Bearer junk"}).status_code == 200
 
 
 # 404, 405, 301 and task ids in URLs
@@ -291,15 +291,15 @@ def test_malformed_task_ids_are_404(shared, method, path, bad_id):
     assert response.text == f"Invalid ObjectID used for task-id: {bad_id}\n"
 
 
-def test_task_ids_in_urls_may_be_upper_case(dm, worker, running_task):
-    assert worker.update(running_task.upper(), log="shouting").status_code == 204
-    assert dm.task_log(running_task) == "shouting"
+def test_task_ids_in_urls_may_be_upper_case(manager, client, running_task):
+    assert client.update(running_task.upper(), log="shouting").status_code == 204
+    assert manager.task_log(running_task) == "shouting"
 
 
-def test_json_answers_end_in_a_newline(dm, worker, running_task):
-    dm.request_status(worker.id, "asleep", lazy=True)
+def test_json_answers_end_in_a_newline(manager, client, running_task):
+    manager.request_status(client.id, "asleep", lazy=True)
     for method, path in [("GET", f"may-i-run/{running_task}"), ("GET", "status-change"),
                          ("POST", "task")]:
-        response = worker.call(method, path)
+        response = client.call(method, path)
         assert response.headers["Content-Type"] == "application/json", path
         assert response.text.endswith("}\n"), path

@@ -7,7 +7,7 @@ import pytest
 
 from fworker.commands import ffmpeg, ffmpeg_output
 from fworker.errors import CommandFailed, InvalidSettings
-from media import ffprobe, make_frames, make_wav, tool
+from tests.support.media import ffprobe, make_frames, make_wav, tool
 
 FAST = types.SimpleNamespace(activity_interval=0.0)
 
@@ -37,6 +37,7 @@ def video_stream(path):
     return next(s for s in probe["streams"] if s["codec_type"] == "video"), probe
 
 
+@pytest.mark.slow
 def test_create_video(run_command, ffmpeg_media, tmp_path):
     out = tmp_path / "vidéo out" / "it's a clip.mp4"
     rec = run_command("create_video", {"input_files": os.path.join(ffmpeg_media.frames, "*.png"),
@@ -52,6 +53,7 @@ def test_create_video(run_command, ffmpeg_media, tmp_path):
     assert any("Input #0" in line for line in rec.log)
 
 
+@pytest.mark.slow
 def test_create_video_with_an_index_file_as_on_windows(run_command, ffmpeg_media, tmp_path, monkeypatch):
     monkeypatch.setattr(ffmpeg, "USE_GLOB", False)
     out = tmp_path / "win.mp4"
@@ -67,6 +69,7 @@ def make_clip(run_command, ffmpeg_media, path, fps=10):
                                  "output_file": str(path), "fps": fps})
 
 
+@pytest.mark.slow
 def test_concatenate_videos(run_command, recorder, ffmpeg_media, tmp_path):
     clips = tmp_path / "clips 'quoted' ü"
     for name in ("a clip.mp4", "b 'q' clip.mp4", "c\"double\".mp4"):
@@ -81,6 +84,7 @@ def test_concatenate_videos(run_command, recorder, ffmpeg_media, tmp_path):
     assert any(line.startswith("    file ") and "'\\''q'\\''" in line for line in rec.log)
 
 
+@pytest.mark.slow
 def test_encode_audio_then_mux(run_command, ffmpeg_media, tmp_path):
     aac = tmp_path / "sound ü.m4a"
     rec = run_command("encode_audio", {"input_file": ffmpeg_media.wav, "codec": "aac", "bitrate": "64k",
@@ -98,6 +102,7 @@ def test_encode_audio_then_mux(run_command, ffmpeg_media, tmp_path):
     assert codecs == ["aac", "h264"]
 
 
+@pytest.mark.slow
 def test_progress_from_the_input_duration(run_command, ffmpeg_media, tmp_path):
     rec = run_command("encode_audio", {"input_file": ffmpeg_media.wav, "codec": "flac", "bitrate": 128000,
                                        "output_file": str(tmp_path / "t.flac")}, FAST)
@@ -106,6 +111,7 @@ def test_progress_from_the_input_duration(run_command, ffmpeg_media, tmp_path):
     assert any(" of 00:00:01" in a for a in rec.of("activity")), rec.of("activity")
 
 
+@pytest.mark.slow
 def test_ffmpeg_error_is_in_the_failure(run_command, ffmpeg_media, tmp_path):
     with pytest.raises(CommandFailed) as err:
         run_command("encode_audio", {"input_file": ffmpeg_media.wav, "codec": "no_such_codec",
@@ -139,6 +145,7 @@ def test_validation_errors_name_command_and_setting(run_command, name, settings,
     assert (err.value.command, err.value.setting) == (name, setting)
 
 
+@pytest.mark.slow
 def test_missing_inputs_are_named(run_command, ffmpeg_media, tmp_path):
     with pytest.raises(InvalidSettings) as err:
         run_command("mux_audio", {"audio_file": ffmpeg_media.wav, "video_file": str(tmp_path / "none.mp4"),

@@ -13,7 +13,9 @@ import psutil
 import pytest
 
 from fworker import config
-from workerproc import FAST
+from tests.support.workers import FAST
+from tests.support.waiting import wait_until
+
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 INIT = os.path.join(REPO, "init", "flamenco-worker.init")
@@ -86,6 +88,7 @@ def live(pid):
         return False
 
 
+@pytest.mark.slow
 def test_init_script_starts_reports_and_stops_a_real_worker(init_env, manager):
     write_worker_config(init_env, manager_url=manager.url, nickname="init-d-worker",
                         task_update_queue_db=os.path.join(init_env["FWORKER_WORKDIR"], "queue.sqlite"), **FAST)
@@ -97,9 +100,9 @@ def test_init_script_starts_reports_and_stops_a_real_worker(init_env, manager):
         with open(pidfile) as f:
             pid = int(f.read().strip())
         assert live(pid) and WORKER_BIN in " ".join(psutil.Process(pid).cmdline())
-        manager.wait_for(lambda: any(p in ("/register-worker", "/sign-on") and s < 300
+        wait_until(lambda: any(p in ("/register-worker", "/sign-on") and s < 300
                                      for _m, p, s in manager.requests_log), timeout=30)
-        manager.wait_for(lambda: ("POST", "/task", 204) in manager.requests_log, timeout=30)
+        wait_until(lambda: ("POST", "/task", 204) in manager.requests_log, timeout=30)
         status = init("status", init_env)
         assert status.returncode == 0 and f"pid {pid}" in status.stdout, status.stdout
         assert init("start", init_env).returncode == 0  # already running: fine, nothing new
@@ -159,6 +162,7 @@ def test_start_refuses_without_program_or_configuration(init_env, tmp_path, miss
     assert not os.path.exists(init_env["FWORKER_PIDFILE"])
 
 
+@pytest.mark.slow
 def test_a_worker_that_exits_at_once_is_a_failed_start(init_env):
     write_worker_config(init_env, no_such_key="1")  # the worker exits 2: bad configuration
     result = init("start", init_env)
@@ -259,6 +263,7 @@ while :; do sleep 1; done
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(os.geteuid() != 0, reason="only root switches users")
 def test_as_root_the_worker_runs_as_the_dedicated_user(init_env):
     try:

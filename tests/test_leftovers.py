@@ -11,7 +11,7 @@ import psutil
 
 from fworker import leftovers, proctree
 from fworker.proctree import enable_subreaper
-from waiting import wait_until
+from tests.support.waiting import wait_until
 
 # Starts a grandchild in its own session and exits: the grandchild is an orphan,
 # re-parented to the nearest subreaper, and prints its pid.

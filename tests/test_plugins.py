@@ -26,7 +26,9 @@ import pytest
 from fworker import plugins
 from fworker.commands import base, simple
 from fworker.errors import ConfigError, UnknownCommand
-from waiting import wait_until
+from tests.support.jobs import echo, one_task_job
+from tests.support.waiting import wait_until
+
 
 EXAMPLE = pathlib.Path(__file__).resolve().parent.parent / "examples" / "fworker-hello-plugin"
 HELLO_ENTRY_POINT = "fworker-hello-plugin 0.1.0 (entry point hello = fworker_hello:Hello)"
@@ -121,11 +123,6 @@ def isolated_registry(monkeypatch):
     monkeypatch.setattr(base, "_ORIGINS", dict(base._ORIGINS))
 
 
-def job(task_type, *commands):
-    return {"name": "plugin job", "job_type": "debug", "priority": 50,
-            "tasks": [{"name": "t0", "task_type": task_type, "commands": list(commands)}]}
-
-
 def list_commands(env=None):
     done = subprocess.run([sys.executable, "-m", "fworker", "--list-commands"], capture_output=True, text=True,
                           env=env, timeout=60)
@@ -144,6 +141,7 @@ def gone(pid):
         return True
 
 
+@pytest.mark.slow
 def test_list_commands_shows_plugins_with_their_distribution(hello_plugin):
     rows = {line.split()[0]: " ".join(line.split()[1:]) for line in list_commands().splitlines()
             if line.startswith("  ") and ":" not in line.split()[0]}
@@ -219,12 +217,13 @@ def test_loading_twice_keeps_plugins_registered(broken_plugins, isolated_registr
     assert base.origin("shout").distribution == "good-plugin"
 
 
+@pytest.mark.slow
 def test_a_worker_with_broken_plugins_starts_warns_and_works(broken_plugins, manager, worker_process, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", with_pythonpath(broken_plugins)["PYTHONPATH"])
-    task_id = manager.submit_job(job("shouting", {"name": "shout", "settings": {"text": "plug-ins work"}},
-                                     {"name": "echo", "settings": {"message": "and echo is ours"}}))["task_ids"][0]
+    task_id = manager.submit_job(one_task_job({"name": "shout", "settings": {"text": "plug-ins work"}},
+                                              echo("and echo is ours"), task_type="shouting"))["task_ids"][0]
     w = worker_process(manager.url, {"task_types": "debug explode-render shouting frob-type"})
-    manager.wait_for(lambda: manager.task(task_id)["status"] == "completed", timeout=30)
+    wait_until(lambda: manager.task(task_id)["status"] == "completed", timeout=30)
     log = manager.task_log(task_id)
     assert "PLUG-INS WORK" in log and "and echo is ours" in log and "the wrong echo" not in log
     assert manager.workers()[0]["supported_task_types"] == ["debug", "shouting"]
@@ -236,11 +235,12 @@ def test_a_worker_with_broken_plugins_starts_warns_and_works(broken_plugins, man
     assert w.wait() == 0
 
 
+@pytest.mark.slow
 def test_the_example_plugin_runs_a_task_end_to_end(hello_plugin, manager, worker_process):
     hello = {"name": "hello", "settings": {"who": "render farm"}}
-    task_id = manager.submit_job(job("hello-world", hello))["task_ids"][0]
+    task_id = manager.submit_job(one_task_job(hello, task_type="hello-world"))["task_ids"][0]
     w = worker_process(manager.url, {"task_types": "debug hello-world"})
-    manager.wait_for(lambda: manager.task(task_id)["status"] == "completed", timeout=30)
+    wait_until(lambda: manager.task(task_id)["status"] == "completed", timeout=30)
     log = manager.task_log(task_id)
     # The greeting, then the child's (run through ctx.run_process, its output in the task log).
     assert log.index("hello, render farm!") < log.index("hello from child process")
@@ -251,19 +251,21 @@ def test_the_example_plugin_runs_a_task_end_to_end(hello_plugin, manager, worker
     assert w.wait() == 0
 
 
+@pytest.mark.slow
 def test_cancelling_a_plugin_task_kills_its_child(hello_plugin, manager, worker_process):
-    ids = manager.submit_job(job("hello-world", {"name": "hello", "settings": {"child_seconds": 600}}))
+    ids = manager.submit_job(one_task_job({"name": "hello", "settings": {"child_seconds": 600}},
+                                          task_type="hello-world"))
     task_id = ids["task_ids"][0]
     w = worker_process(manager.url, {"task_types": "hello-world debug"})
-    log = manager.wait_for(lambda: "hello from child process" in manager.task_log(task_id)
+    log = wait_until(lambda: "hello from child process" in manager.task_log(task_id)
                            and manager.task_log(task_id), timeout=30)
     child = int(log.split("hello from child process", 1)[1].split()[0])
     assert child in [p.pid for p in psutil.Process(w.proc.pid).children(recursive=True)]
     assert manager.cancel_task(task_id) == "cancel-requested"
-    manager.wait_for(lambda: manager.task(task_id)["status"] == "canceled", timeout=30)
+    wait_until(lambda: manager.task(task_id)["status"] == "canceled", timeout=30)
     wait_until(lambda: gone(child), timeout=10, what="the plug-in's child gone")
     # Like after any cancel, the worker goes on with the next task.
-    next_id = manager.submit_job(job("debug", {"name": "echo", "settings": {"message": "next"}}))["task_ids"][0]
-    manager.wait_for(lambda: manager.task(next_id)["status"] == "completed", timeout=30)
+    next_id = manager.submit_job(one_task_job(echo("next")))["task_ids"][0]
+    wait_until(lambda: manager.task(next_id)["status"] == "completed", timeout=30)
     w.send(signal.SIGTERM)
     assert w.wait() == 0

@@ -16,7 +16,8 @@ from fworker import process, proctree, spool
 from fworker.lines import LineSplitter
 from fworker.process import ChildProcess, describe_exit
 from fworker.proctree import enable_subreaper
-from waiting import wait_until
+from tests.support.waiting import wait_until
+
 
 PY = sys.executable
 
@@ -88,18 +89,15 @@ def test_a_1mb_line_comes_in_pieces():
     assert "".join(lines[:-1]) == "y" * 1_000_000
 
 
+@pytest.mark.slow
 def test_50mb_of_output_neither_deadlocks_nor_starves_other_greenlets():
-    gaps = []
+    received = [0, 0]  # lines, characters
+    seen_by_ticker = []  # lines received so far, each time another greenlet got to run
 
     def ticker():
-        last = time.monotonic()
         while True:
             gevent.sleep(0.005)
-            now = time.monotonic()
-            gaps.append(now - last)
-            last = now
-
-    received = [0, 0]  # lines, characters
+            seen_by_ticker.append(received[0])
 
     def on_line(line):
         received[0] += 1
@@ -111,7 +109,10 @@ def test_50mb_of_output_neither_deadlocks_nor_starves_other_greenlets():
     ticking.kill()
     assert returncode == 0
     assert received == [51200, 51200 * 1023]
-    assert len(gaps) > 10 and max(gaps) < 0.5, f"ticker starved for {max(gaps):.3f}s"
+    # The other greenlet ran again and again while the output was being read, not
+    # only before the first line or after the last one.
+    meanwhile = {count for count in seen_by_ticker if 0 < count < 51200}
+    assert len(meanwhile) >= 3, f"the ticker ran at {sorted(set(seen_by_ticker))} lines"
 
 
 def test_cwd_and_env_reach_the_child(tmp_path):
@@ -167,6 +168,7 @@ time.sleep(60)
 """
 
 
+@pytest.mark.slow
 def test_killing_run_aborts_the_whole_tree_and_nothing_else(tmp_path):
     assert enable_subreaper()
     script = tmp_path / "tree.py"
@@ -253,7 +255,7 @@ def test_a_child_ignoring_sigterm_is_killed_after_the_grace_period():
     wait_until(lambda: lines == ["ready"], 5, "the child ready")
     started = time.monotonic()
     child.abort()
-    assert time.monotonic() - started >= 0.45  # it did get its grace period
+    assert time.monotonic() - started >= 0.45  # timing is the behaviour: it got its grace period (0.5 s)
     assert runner.get(timeout=5) == -signal.SIGKILL
     child.abort()
     assert gone(child.pid)
@@ -267,6 +269,8 @@ def test_abort_returns_as_soon_as_the_tree_is_gone():
     wait_until(lambda: lines == ["ready"], 5, "the child ready")
     started = time.monotonic()
     child.abort()
+    # Timing is the behaviour: abort() returns once the tree is gone, long before
+    # the 30 s grace period would end (5 s: a wide margin for a loaded machine).
     assert time.monotonic() - started < 5
     assert runner.get(timeout=5) == -signal.SIGTERM
 

@@ -1,15 +1,19 @@
 """Single and test mode, the registration secret, pre-task checks and
 produced-output reports.  The real worker process against the development
 Manager."""
-import datetime
 import signal
 
 import pytest
 
 from fworker.devmanager import DevManager
-from test_protocol_abort import count, exec_cmd, requests_after, submit, worker_id
+from tests.support.client import count, iso_seconds, requests_after, worker_id
+from tests.support.jobs import echo, exec_cmd, submit
+from tests.support.waiting import wait_until
 
-ECHO = {"name": "echo", "settings": {"message": "hello"}}
+pytestmark = pytest.mark.slow  # the real worker process, each test a second or more
+
+
+ECHO = echo("hello")
 
 
 @pytest.mark.parametrize("command, code, status", [(ECHO, 0, "completed"),
@@ -29,10 +33,10 @@ def test_test_mode_acks_testing_and_takes_only_test_renders(manager, worker_proc
     _, test_task = submit(manager, ECHO, task_type="test-blender-render", name="test")
     w = worker_process(manager.url, args=["--test"])
     wid = worker_id(manager)
-    manager.wait_for(lambda: manager.task(test_task)["status"] == "completed", timeout=30)
+    wait_until(lambda: manager.task(test_task)["status"] == "completed", timeout=30)
     assert (wid, "testing") in manager.acks
     assert manager.worker(wid)["supported_task_types"] == ["test-blender-render"]
-    manager.wait_for(lambda: count(manager, "POST", "/task") >= 3)
+    wait_until(lambda: count(manager, "POST", "/task") >= 3)
     assert manager.task(debug_task)["status"] == "queued"
     assert manager.worker(wid)["status"] == "testing"
     w.send(signal.SIGTERM)
@@ -51,7 +55,7 @@ def test_registration_secret(tmp_path, worker_process, secret, refusal):
     try:
         w = worker_process(m.url, {"worker_registration_secret": secret} if secret else {})
         if refusal is None:
-            m.wait_for(lambda: ("POST", "/task", 204) in m.requests_log, timeout=20)
+            wait_until(lambda: ("POST", "/task", 204) in m.requests_log, timeout=20)
             assert len(m.workers()) == 1
             w.send(signal.SIGTERM)
             assert w.wait() == 0
@@ -77,16 +81,16 @@ def test_failing_pre_task_check_means_error_until_it_passes(manager, worker_proc
     out = tmp_path / "renders"  # missing for now (tests run as root: permissions prove nothing)
     w = start_with_checks(worker_process, tmp_path, manager, {"write.renders": out})
     wid = worker_id(manager)
-    manager.wait_for(lambda: (wid, "error") in manager.acks, timeout=20)
+    wait_until(lambda: (wid, "error") in manager.acks, timeout=20)
     error_ack = ("POST", "/ack-status-change/error", 204)
     # In error the worker still talks to the Manager, but asks for no work.
-    manager.wait_for(lambda: len(requests_after(manager, error_ack, "GET", "/status-change")) >= 3)
+    wait_until(lambda: len(requests_after(manager, error_ack, "GET", "/status-change")) >= 3)
     assert not requests_after(manager, error_ack, "POST", "/task")
     assert f"{out} does not exist" in w.output
     out.mkdir()
-    manager.wait_for(lambda: (wid, "awake") in manager.acks[manager.acks.index((wid, "error")):], timeout=10)
+    wait_until(lambda: (wid, "awake") in manager.acks[manager.acks.index((wid, "error")):], timeout=10)
     _, task_id = submit(manager, ECHO)
-    manager.wait_for(lambda: manager.task(task_id)["status"] == "completed", timeout=20)
+    wait_until(lambda: manager.task(task_id)["status"] == "completed", timeout=20)
     assert manager.worker(wid)["status"] == "awake"
 
 
@@ -94,15 +98,11 @@ def test_a_worker_in_error_still_hears_a_shutdown_request(manager, worker_proces
     w = start_with_checks(worker_process, tmp_path, manager, {"read.share": tmp_path / "no-share"},
                           pre_task_check_interval="60")
     wid = worker_id(manager)
-    manager.wait_for(lambda: (wid, "error") in manager.acks, timeout=20)
+    wait_until(lambda: (wid, "error") in manager.acks, timeout=20)
     manager.request_status(wid, "shutdown")
     assert w.wait(timeout=20) == 0
     assert ("POST", "/sign-off", 204) in manager.requests_log
     assert (wid, "shutdown") not in manager.acks
-
-
-def _seconds(timestamp):
-    return datetime.datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
 
 
 def test_output_produced_is_throttled_and_keeps_the_newest(manager, worker_process, tmp_path):
@@ -116,13 +116,13 @@ def test_output_produced_is_throttled_and_keeps_the_newest(manager, worker_proce
     _, task_id = submit(manager, *commands)
     interval = 0.3
     w = worker_process(manager.url, {"output_produced_interval": str(interval)})
-    manager.wait_for(lambda: manager.task(task_id)["status"] == "completed", timeout=30)
+    wait_until(lambda: manager.task(task_id)["status"] == "completed", timeout=30)
     # The newest path is reported soon after, while the worker keeps running.
-    manager.wait_for(lambda: manager.output_produced() and manager.output_produced()[-1][-1] == dests[-1])
+    wait_until(lambda: manager.output_produced() and manager.output_produced()[-1][-1] == dests[-1])
     assert w.proc.poll() is None
     calls = manager.output_produced()
     assert 2 <= len(calls) < len(dests)
     assert all(0 < len(paths) <= 10 and set(paths) <= set(dests) for paths in calls)
     rows = manager.store.outputs()
-    gaps = [_seconds(b["received"]) - _seconds(a["received"]) for a, b in zip(rows, rows[1:])]
+    gaps = [iso_seconds(b["received"]) - iso_seconds(a["received"]) for a, b in zip(rows, rows[1:])]
     assert min(gaps) >= interval * 0.8, gaps

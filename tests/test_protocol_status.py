@@ -6,10 +6,15 @@ import signal
 import pytest
 
 from fworker.devmanager import DevManager
-from test_protocol_abort import CHATTY, count, exec_cmd, requests_after, submit, verdicts, worker_id
+from tests.support.client import count, requests_after, verdicts, worker_id
+from tests.support.jobs import CHATTY, exec_cmd, sleep, submit
+from tests.support.waiting import wait_until
+
+pytestmark = pytest.mark.slow  # the real worker process, each test a second or more
+
 
 ACK = "/ack-status-change/"
-NAP = {"name": "sleep", "settings": {"time_in_seconds": 600}}
+NAP = sleep(600)
 
 
 def acked(manager, wid, status):
@@ -22,7 +27,7 @@ def ack_entry(status):
 
 def assert_idle_asleep_after(manager, entry):
     """After ``entry``, the worker polls /status-change and never asks for work."""
-    manager.wait_for(lambda: len(requests_after(manager, entry, "GET", "/status-change")) >= 3)
+    wait_until(lambda: len(requests_after(manager, entry, "GET", "/status-change")) >= 3)
     assert not requests_after(manager, entry, "POST", "/task")
 
 
@@ -30,9 +35,9 @@ def test_immediate_sleep_returns_the_task_then_wake_fetches_again(manager, worke
     _, task_id = submit(manager, NAP)
     w = worker_process(manager.url)
     wid = worker_id(manager)
-    manager.wait_for(lambda: "sleeping 600" in manager.task_log(task_id), timeout=30)
+    wait_until(lambda: "sleeping 600" in manager.task_log(task_id), timeout=30)
     manager.request_status(wid, "asleep", lazy=False)
-    manager.wait_for(lambda: ("POST", f"/tasks/{task_id}/return", 204) in manager.requests_log)
+    wait_until(lambda: ("POST", f"/tasks/{task_id}/return", 204) in manager.requests_log)
     assert acked(manager, wid, "asleep")
     assert manager.task(task_id)["status"] == "queued"
     assert verdicts(manager, task_id) == []
@@ -43,9 +48,9 @@ def test_immediate_sleep_returns_the_task_then_wake_fetches_again(manager, worke
     assert log.index(ack_entry("asleep")) < log.index(("POST", f"/tasks/{task_id}/return", 204))
 
     manager.request_status(wid, "awake")
-    manager.wait_for(lambda: acked(manager, wid, "awake"))
-    manager.wait_for(lambda: requests_after(manager, ack_entry("awake"), "POST", "/task"))
-    manager.wait_for(lambda: manager.task(task_id)["status"] == "active", timeout=10)
+    wait_until(lambda: acked(manager, wid, "awake"))
+    wait_until(lambda: requests_after(manager, ack_entry("awake"), "POST", "/task"))
+    wait_until(lambda: manager.task(task_id)["status"] == "active", timeout=10)
     assert manager.worker(wid)["status"] == "awake"
     w.send(signal.SIGTERM)
     assert w.wait() == 0
@@ -57,14 +62,14 @@ def test_lazy_sleep_lets_the_task_finish_first(manager, worker_process, tmp_path
     _, task_id = submit(manager, exec_cmd(script))
     w = worker_process(manager.url)
     wid = worker_id(manager)
-    manager.wait_for(lambda: "line 3" in manager.task_log(task_id), timeout=30)
+    wait_until(lambda: "line 3" in manager.task_log(task_id), timeout=30)
     manager.request_status(wid, "asleep", lazy=True)
     polls = count(manager, "GET", f"/may-i-run/{task_id}")
-    manager.wait_for(lambda: count(manager, "GET", f"/may-i-run/{task_id}") >= polls + 2)
+    wait_until(lambda: count(manager, "GET", f"/may-i-run/{task_id}") >= polls + 2)
     assert manager.task(task_id)["status"] == "active", "a lazy request lets the task run"
     assert not acked(manager, wid, "asleep")
     stop.touch()
-    manager.wait_for(lambda: acked(manager, wid, "asleep"), timeout=15)
+    wait_until(lambda: acked(manager, wid, "asleep"), timeout=15)
     assert manager.task(task_id)["status"] == "completed"
     assert verdicts(manager, task_id) == ["completed"]
     last_update = max(i for i, r in enumerate(manager.requests_log) if r[1] == f"/tasks/{task_id}/update")
@@ -77,7 +82,7 @@ def test_shutdown_request_returns_the_task_and_exits_cleanly(manager, worker_pro
     _, task_id = submit(manager, NAP)
     w = worker_process(manager.url)
     wid = worker_id(manager)
-    manager.wait_for(lambda: "sleeping 600" in manager.task_log(task_id), timeout=30)
+    wait_until(lambda: "sleeping 600" in manager.task_log(task_id), timeout=30)
     manager.request_status(wid, "shutdown")
     assert w.wait(timeout=20) == 0
     assert ("POST", f"/tasks/{task_id}/return", 204) in manager.requests_log
@@ -92,12 +97,12 @@ def test_shutdown_request_returns_the_task_and_exits_cleanly(manager, worker_pro
 def test_sigusr1_sleeps_and_sigusr2_wakes(manager, worker_process):
     w = worker_process(manager.url)
     wid = worker_id(manager)
-    manager.wait_for(lambda: count(manager, "POST", "/task") >= 2)
+    wait_until(lambda: count(manager, "POST", "/task") >= 2)
     w.send(signal.SIGUSR1)
-    manager.wait_for(lambda: acked(manager, wid, "asleep"))
+    wait_until(lambda: acked(manager, wid, "asleep"))
     assert_idle_asleep_after(manager, ack_entry("asleep"))
     w.send(signal.SIGUSR2)
-    manager.wait_for(lambda: acked(manager, wid, "awake") and
+    wait_until(lambda: acked(manager, wid, "awake") and
                      requests_after(manager, ack_entry("asleep"), "POST", ACK + "awake"))
     log = manager.requests_log
     first_asleep = log.index(ack_entry("asleep"))
@@ -105,7 +110,7 @@ def test_sigusr1_sleeps_and_sigusr2_wakes(manager, worker_process):
     between = log[first_asleep + 1:awake_after]
     assert ("GET", "/status-change", 204) in between
     assert not [r for r in between if r[1] == "/task"], "no fetch while asleep"
-    manager.wait_for(lambda: ("POST", "/task", 204) in manager.requests_log[awake_after:])
+    wait_until(lambda: ("POST", "/task", 204) in manager.requests_log[awake_after:])
     assert manager.worker(wid)["status"] == "awake"
 
 
@@ -113,9 +118,9 @@ def test_sigusr1_sleeps_and_sigusr2_wakes(manager, worker_process):
 def test_error_and_unknown_requests_put_the_worker_to_sleep(manager, worker_process, requested):
     w = worker_process(manager.url)
     wid = worker_id(manager)
-    manager.wait_for(lambda: count(manager, "POST", "/task") >= 1)
+    wait_until(lambda: count(manager, "POST", "/task") >= 1)
     manager.request_status(wid, requested)
-    manager.wait_for(lambda: acked(manager, wid, "asleep"))
+    wait_until(lambda: acked(manager, wid, "asleep"))
     assert ("POST", "/task", 423) in manager.requests_log
     assert_idle_asleep_after(manager, ack_entry("asleep"))
     # The request stays pending (the worker did not become what was asked),
@@ -125,8 +130,8 @@ def test_error_and_unknown_requests_put_the_worker_to_sleep(manager, worker_proc
     assert not acked(manager, wid, requested)
     assert f"asked for status {requested!r}" in w.output
     manager.request_status(wid, "awake")
-    manager.wait_for(lambda: acked(manager, wid, "awake"))
-    manager.wait_for(lambda: requests_after(manager, ack_entry("awake"), "POST", "/task"))
+    wait_until(lambda: acked(manager, wid, "awake"))
+    wait_until(lambda: requests_after(manager, ack_entry("awake"), "POST", "/task"))
 
 
 def test_an_idle_worker_is_never_timed_out(tmp_path, worker_process):
@@ -137,7 +142,7 @@ def test_an_idle_worker_is_never_timed_out(tmp_path, worker_process):
     m.roster.time_out_silent_workers = lambda timeout: timed_out.extend(check(timeout)) or timed_out
     try:
         worker_process(m.url)
-        m.wait_for(lambda: count(m, "POST", "/task") >= 15, timeout=15)
+        wait_until(lambda: count(m, "POST", "/task") >= 15, timeout=15)
         assert timed_out == []
         assert m.workers()[0]["status"] == "awake"
     finally:

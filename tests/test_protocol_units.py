@@ -15,6 +15,7 @@ from fworker.statuschange import StatusChanges
 from fworker.taskwatch import MayIRunPoller, OutputThrottle
 from fworker.upstream import Answer
 from fworker.worker import IDLE_MAX, Worker
+from tests.support.waiting import wait_until
 
 TASK = "c" * 24
 
@@ -51,15 +52,13 @@ def test_may_i_run_poller_survives_bad_answers_and_stops_once(caplog):
     stops, lazy = [], []
     poller = MayIRunPoller(upstream, TASK, 0.005, lambda *args: stops.append(args), lazy.append).start()
     try:
-        with gevent.Timeout(5):
-            while not stops:
-                gevent.sleep(0.005)
-        asked = upstream.asked
-        gevent.sleep(0.05)
+        wait_until(lambda: stops, timeout=5, what="the stop")
+        # After the stop the poller's loop ends by itself: it asks no more.
+        wait_until(lambda: poller._greenlet.dead, timeout=5, what="the poller ended")
     finally:
         poller.kill()
     assert stops == [("the Manager says stop: task is cancel-requested", "asleep")]
-    assert upstream.asked == asked == 7, "it asked after every bad answer, and not after the stop"
+    assert upstream.asked == 7, "it asked after every bad answer, and not after the stop"
     assert poller.restarts == 1
     assert lazy == ["asleep"]
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
@@ -90,9 +89,8 @@ def test_output_throttle_limits_calls_keeps_newest_and_never_blocks():
         throttle.add([path])
         slowest_add = max(slowest_add, time.monotonic() - started)
         gevent.sleep(0.005)
-    with gevent.Timeout(5):
-        while not upstream.calls or upstream.calls[-1][1][-1] != paths[-1]:
-            gevent.sleep(0.01)
+    wait_until(lambda: upstream.calls and upstream.calls[-1][1][-1] == paths[-1], timeout=5, what="the newest path sent")
+    # Timing is the behaviour: add() only notes the paths, a greenlet sends (a send takes 0.2 s).
     assert slowest_add < upstream.delay / 2, "add() only notes the paths; a greenlet sends"
     times = [t for t, _ in upstream.calls]
     assert 2 <= len(times) < len(paths) / 3
@@ -106,13 +104,9 @@ def test_output_throttle_sends_paths_that_arrive_during_a_send():
     upstream = OutputManager(delay=0.1)
     throttle = OutputThrottle(upstream, interval=0.05)
     throttle.add(["/r/1.png"])
-    with gevent.Timeout(2):
-        while not upstream.calls:
-            gevent.sleep(0.005)
+    wait_until(lambda: upstream.calls, timeout=5, what="the first call")
     throttle.add(["/r/2.png"])  # the first call is still on its way
-    with gevent.Timeout(2):
-        while len(upstream.calls) < 2:
-            gevent.sleep(0.005)
+    wait_until(lambda: len(upstream.calls) >= 2, timeout=5, what="the second call")
     assert [batch for _, batch in upstream.calls] == [["/r/1.png"], ["/r/2.png"]]
 
 

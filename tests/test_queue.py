@@ -5,8 +5,10 @@ import sqlite3
 import subprocess
 import sys
 
+import pytest
+
 from fworker.queue import UpdateQueue
-from fworker.rows import decode_payload
+from tests.support.journal import JournaledQueue
 
 T1 = "a" * 24
 T2 = "b" * 24
@@ -74,6 +76,7 @@ def test_rejected_updates_are_kept_aside(tmp_path):
     assert json.loads(rejected[0]["payload"]) == {"log": "bad"}
 
 
+@pytest.mark.slow
 def test_queue_survives_sigkill_of_the_writer(tmp_path):
     path = str(tmp_path / "q.sqlite")
     code = (
@@ -105,23 +108,6 @@ def test_delete_takes_exactly_the_ids_given_consecutive_or_not(tmp_path):
     assert len(q) == len(left)
     q.close()
     assert len(UpdateQueue(str(tmp_path / "q.sqlite"))) == len(left)
-
-
-class JournaledQueue(UpdateQueue):
-    """Like tests/reliability/journaled_worker.py: a dataset write inside the
-    queue's transaction; ``fail`` makes it fail once (a duplicate id)."""
-    fail = False
-
-    def _open(self):
-        super()._open()
-        self._journal = self._db.create_table("journal", primary_id="id", primary_type=self._db.types.integer)
-        self._journal.create_column("payload", self._db.types.text)
-
-    def _insert(self, rows):
-        super()._insert(rows)
-        extra = [{"id": 1}] if self.fail else []
-        self._journal.insert_many([{"payload": json.dumps(decode_payload(row["payload"], row["log"]))}
-                                   for row in rows] + extra)
 
 
 def test_a_subclass_writes_through_dataset_in_the_same_transaction(tmp_path):

@@ -8,7 +8,8 @@ from fworker import config
 from fworker.commands import base
 from fworker.queue import UpdateQueue
 from fworker.reporter import TaskReporter
-from test_protocol_modes import _seconds
+from tests.support.client import iso_seconds
+
 
 TASK = "a" * 24
 AT = calendar.timegm((2026, 1, 2, 3, 4, 5)) + 0.25  # 2026-01-02T03:04:05.25Z
@@ -46,7 +47,7 @@ def test_without_a_time_lines_are_stamped_now(tmp_path):
     reporter.log_line("now")
     reporter.flush_log()
     after = time.time()
-    seconds = _seconds(logs(queue)[0].split(": ")[0])
+    seconds = iso_seconds(logs(queue)[0].split(": ")[0])
     assert before - 1e-6 <= seconds <= after + 1e-6
 
 

@@ -6,7 +6,7 @@ import sys
 
 from fworker import spool as spool_module
 from fworker.spool import Spool
-from waiting import wait_until
+from tests.support.waiting import wait_until
 
 
 def drain(spool, size=7):

@@ -5,25 +5,12 @@ import stat
 import sys
 
 import psutil
+import pytest
 
-from waiting import wait_until
+from tests.support.jobs import echo, exec_cmd, job, one_task_job, sleep, task
+from tests.support.waiting import wait_until
 
-PY = sys.executable
-
-
-def job(*tasks, name="job"):
-    return {"name": name, "job_type": "debug", "priority": 50,
-            "tasks": [{"name": f"t{i}", "task_type": "debug", "commands": cmds} for i, cmds in enumerate(tasks)]}
-
-
-def echo(msg):
-    return {"name": "echo", "settings": {"message": msg}}
-
-
-
-def _cmd(code):
-    import shlex
-    return shlex.join([PY, "-c", code])
+pytestmark = pytest.mark.slow  # the real worker process, each test a second or more
 
 
 def task_status(m, task_id):
@@ -31,11 +18,11 @@ def task_status(m, task_id):
 
 
 def test_full_task_completes_and_reports_everything(manager, worker_process):
-    ids = manager.submit_job(job([echo("hello there"), {"name": "sleep", "settings": {"time_in_seconds": 0.2}},
-                                  {"name": "exec", "settings": {"cmd": _cmd("print('from the child'); print('line 2')")}}]))
+    ids = manager.submit_job(one_task_job(echo("hello there"), sleep(0.2),
+                                           exec_cmd("print('from the child'); print('line 2')")))
     task_id = ids["task_ids"][0]
     w = worker_process(manager.url)
-    manager.wait_for(lambda: task_status(manager, task_id) == "completed", timeout=30)
+    wait_until(lambda: task_status(manager, task_id) == "completed", timeout=30)
     updates = manager.task_updates(task_id)
     assert updates[0]["task_status"] == "active"
     # Updates queued together arrive merged (newest activity wins), so the
@@ -93,7 +80,7 @@ def test_sign_on_401_registers_again(manager, worker_process, tmp_path):
 
 def test_manager_down_at_start_then_up(tmp_path, worker_process):
     from fworker.devmanager import DevManager
-    from workerproc import free_port
+    from tests.support.workers import free_port
 
     port = free_port()
     w = worker_process(f"http://127.0.0.1:{port}/")
@@ -102,8 +89,8 @@ def test_manager_down_at_start_then_up(tmp_path, worker_process):
     m = DevManager(str(tmp_path / "late.sqlite"), port=port)
     m.start()
     try:
-        task_id = m.submit_job(job([echo("late but fine")]))["task_ids"][0]
-        m.wait_for(lambda: task_status(m, task_id) == "completed", timeout=30)
+        task_id = m.submit_job(one_task_job(echo("late but fine")))["task_ids"][0]
+        wait_until(lambda: task_status(m, task_id) == "completed", timeout=30)
     finally:
         w.send(signal.SIGTERM)
         assert w.wait() == 0
@@ -115,9 +102,9 @@ def test_sigterm_during_exec_kills_the_tree_fails_the_task_and_signs_off(manager
               "c = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
               "print('pids', c.pid, flush=True)\n"
               "time.sleep(600)\n")
-    task_id = manager.submit_job(job([{"name": "exec", "settings": {"cmd": _cmd(script)}}]))["task_ids"][0]
+    task_id = manager.submit_job(one_task_job(exec_cmd(script)))["task_ids"][0]
     w = worker_process(manager.url)
-    log = manager.wait_for(lambda: "pids" in manager.task_log(task_id) and manager.task_log(task_id), timeout=30)
+    log = wait_until(lambda: "pids" in manager.task_log(task_id) and manager.task_log(task_id), timeout=30)
     grandchild = int(log.split("pids", 1)[1].split()[0])
     tree = [grandchild] + [p.pid for p in psutil.Process(w.proc.pid).children(recursive=True)]
     w.send(signal.SIGTERM)
@@ -131,12 +118,11 @@ def test_sigterm_during_exec_kills_the_tree_fails_the_task_and_signs_off(manager
 
 
 def test_unknown_command_and_bad_settings_fail_the_task_and_the_worker_goes_on(manager, worker_process):
-    ids = manager.submit_job(job([{"name": "frobnicate", "settings": {}}],
-                                 [{"name": "echo", "settings": {"message": 42}}],
-                                 [echo("still alive")]))
+    ids = manager.submit_job(job(task("t0", [{"name": "frobnicate", "settings": {}}]),
+                                 task("t1", [echo(42)]), task("t2", [echo("still alive")])))
     bad1, bad2, good = ids["task_ids"]
     worker_process(manager.url)
-    manager.wait_for(lambda: task_status(manager, good) == "completed", timeout=30)
+    wait_until(lambda: task_status(manager, good) == "completed", timeout=30)
     assert task_status(manager, bad1) == "failed"
     assert "unknown command 'frobnicate'" in manager.task(bad1)["activity"]
     assert task_status(manager, bad2) == "failed"
@@ -148,7 +134,7 @@ def test_bad_config_file_is_a_clear_error_without_traceback(tmp_path):
 
     cfg = tmp_path / "bad.cfg"
     cfg.write_text("[flamenco-worker]\nhttp_timeout = soon\n")
-    out = subprocess.run([PY, "-m", "fworker", "-c", str(cfg)], capture_output=True, text=True, timeout=60,
+    out = subprocess.run([sys.executable, "-m", "fworker", "-c", str(cfg)], capture_output=True, text=True, timeout=60,
                          cwd=tmp_path, env=dict(os.environ, HOME=str(tmp_path)))
     assert out.returncode == 2
     assert "http_timeout" in out.stderr and "soon" in out.stderr and str(cfg) in out.stderr

@@ -1,61 +1,34 @@
 """Outages, crashes and misbehaving Managers: nothing is lost, nothing left running."""
-import shlex
 import signal
-import sqlite3
-import sys
 
 import psutil
+import pytest
 
-from faultproxy import FaultProxy
-from waiting import wait_until
+from tests.support.faults import FaultProxy
+from tests.support.jobs import counted, counter, one_task_job
+from tests.support.journal import queued
+from tests.support.waiting import wait_until
 
-PY = sys.executable
-
-# A child that prints numbered lines at a steady pace until a file appears
-# (or it has printed the given number), so a test decides when it ends.
-COUNTER = ("import os, sys, time\n"
-           "i = 0\n"
-           "while i < int(sys.argv[1]) and not os.path.exists(sys.argv[2]):\n"
-           "    print('count', i, flush=True)\n"
-           "    i += 1\n"
-           "    time.sleep(0.01)\n")
-
-
-def counter_job(n, stop_file="/nonexistent/stop"):
-    return {"name": "count", "job_type": "debug", "priority": 50, "tasks": [
-        {"name": "count", "task_type": "debug",
-         "commands": [{"name": "exec", "settings": {"cmd": shlex.join([PY, "-c", COUNTER, str(n), str(stop_file)])}}]}]}
-
-
-def queued(worker):
-    try:
-        with sqlite3.connect(worker.queue_db) as db:
-            return db.execute("SELECT COUNT(*) FROM task_updates").fetchone()[0]
-    except sqlite3.OperationalError:
-        return 0
-
-
-def counted_lines(log):
-    return [int(line.rsplit(" ", 1)[1]) for line in log.splitlines() if ": count " in line]
+pytestmark = pytest.mark.slow  # the real worker process, each test a second or more
 
 
 def test_updates_made_while_the_manager_is_down_arrive_in_order(manager, worker_process, tmp_path):
     proxy = FaultProxy(manager.url).up()
     stop = tmp_path / "stop"
     try:
-        task_id = manager.submit_job(counter_job(100000, stop))["task_ids"][0]
+        task_id = manager.submit_job(one_task_job(counter(100000, stop)))["task_ids"][0]
         w = worker_process(proxy.url)
-        manager.wait_for(lambda: "count 5" in manager.task_log(task_id), timeout=30)
+        wait_until(lambda: "count 5" in manager.task_log(task_id), timeout=30)
         proxy.down()
         # The render goes on: updates pile up in the worker's SQLite queue.
-        wait_until(lambda: queued(w) >= 20, timeout=30, what="updates queued during the outage")
-        during_outage = queued(w)
+        wait_until(lambda: queued(w.queue_db) >= 20, timeout=30, what="updates queued during the outage")
+        during_outage = queued(w.queue_db)
         proxy.up()
         stop.touch()
-        manager.wait_for(lambda: manager.task(task_id)["status"] == "completed", timeout=60)
-        lines = counted_lines(manager.task_log(task_id))
+        wait_until(lambda: manager.task(task_id)["status"] == "completed", timeout=60)
+        lines = counted(manager.task_log(task_id))
         assert lines == list(range(len(lines))) and len(lines) > 20
-        wait_until(lambda: queued(w) == 0, timeout=10, what="the queue drained")
+        wait_until(lambda: queued(w.queue_db) == 0, timeout=10, what="the queue drained")
         print(f"updates queued during the outage: {during_outage}")
     finally:
         proxy.down()
@@ -65,11 +38,11 @@ def test_sigkill_then_restart_delivers_the_queue(manager, worker_process, tmp_pa
     proxy = FaultProxy(manager.url).up()
     root = tmp_path / "w"
     try:
-        task_id = manager.submit_job(counter_job(100000, tmp_path / "stop"))["task_ids"][0]
+        task_id = manager.submit_job(one_task_job(counter(100000, tmp_path / "stop")))["task_ids"][0]
         w = worker_process(proxy.url, root=root)
-        manager.wait_for(lambda: "count 3" in manager.task_log(task_id), timeout=30)
+        wait_until(lambda: "count 3" in manager.task_log(task_id), timeout=30)
         proxy.down()
-        wait_until(lambda: queued(w) >= 10, timeout=30, what="updates queued")
+        wait_until(lambda: queued(w.queue_db) >= 10, timeout=30, what="updates queued")
         (tmp_path / "stop").touch()  # the second run ends at once
         children = psutil.Process(w.proc.pid).children(recursive=True)
         w.proc.kill()
@@ -78,16 +51,16 @@ def test_sigkill_then_restart_delivers_the_queue(manager, worker_process, tmp_pa
         # all the same (PR_SET_PDEATHSIG), instead of rendering on unsupervised.
         wait_until(lambda: not any(c.is_running() and c.status() != "zombie" for c in children), timeout=10,
                    what="the render to die with the worker")
-        left = queued(w)
+        left = queued(w.queue_db)
         assert left >= 10
-        before = counted_lines(manager.task_log(task_id))
+        before = counted(manager.task_log(task_id))
         proxy.up()
         w2 = worker_process(proxy.url, root=root)
         # The queue from before the crash is delivered first, then the Manager
         # hands the still-active task to the worker again; its second run
         # sees the stop file and ends at once.
-        manager.wait_for(lambda: manager.task(task_id)["status"] == "completed", timeout=60)
-        lines = counted_lines(manager.task_log(task_id))
+        wait_until(lambda: manager.task(task_id)["status"] == "completed", timeout=60)
+        lines = counted(manager.task_log(task_id))
         assert lines == list(range(len(lines)))
         assert len(lines) > len(before), "the lines queued before the crash were delivered after it"
         w2.send(signal.SIGTERM)
@@ -102,10 +75,10 @@ def test_5xx_and_garbage_answers_are_retried(manager, worker_process):
         proxy.answer("POST", r"^/task$", 500, b"<html>Internal Server Error</html>", "text/html", times=3)
         proxy.answer("POST", r"/update$", 502, b"Bad Gateway", times=3)
         proxy.answer("POST", r"/update$", 200, b"{not json", "application/json", times=1)
-        task_id = manager.submit_job(counter_job(5))["task_ids"][0]
+        task_id = manager.submit_job(one_task_job(counter(5)))["task_ids"][0]
         worker_process(proxy.url)
-        manager.wait_for(lambda: manager.task(task_id)["status"] == "completed", timeout=30)
-        assert counted_lines(manager.task_log(task_id)) == list(range(5))
+        wait_until(lambda: manager.task(task_id)["status"] == "completed", timeout=30)
+        assert counted(manager.task_log(task_id)) == list(range(5))
         statuses = [s for m, p, s in proxy.log if p == "/task"]
         assert statuses[:3] == [500, 500, 500] and 200 in statuses
     finally:
@@ -122,7 +95,7 @@ def test_malformed_task_json_fails_that_task_and_the_worker_goes_on(manager, wor
         bad, good = ids["task_ids"]
         proxy.rewrite("POST", r"^/task$", lambda task: dict(task, commands={"not": "a list"}))
         w = worker_process(proxy.url)
-        manager.wait_for(lambda: manager.task(bad)["status"] == "failed", timeout=30)
+        wait_until(lambda: manager.task(bad)["status"] == "failed", timeout=30)
         assert "'commands' must be a list" in manager.task(bad)["activity"]
         # The Manager re-queues nothing here: the good task needs a completed
         # parent.  The point is that the worker is alive and still asking.
@@ -140,7 +113,7 @@ def test_sigint_during_sleep_fails_the_task_and_a_second_sigint_is_not_needed(ma
         {"name": "nap", "task_type": "debug", "commands": [{"name": "sleep", "settings": {"time_in_seconds": 600}}]}]}
     )["task_ids"][0]
     w = worker_process(manager.url)
-    manager.wait_for(lambda: "sleeping 600" in manager.task_log(task_id), timeout=30)
+    wait_until(lambda: "sleeping 600" in manager.task_log(task_id), timeout=30)
     w.send(signal.SIGINT)
     assert w.wait() == 0
     assert manager.task(task_id)["status"] == "failed"
@@ -150,9 +123,9 @@ def test_sigint_during_sleep_fails_the_task_and_a_second_sigint_is_not_needed(ma
 def test_second_signal_exits_at_once_and_keeps_the_queue(manager, worker_process):
     proxy = FaultProxy(manager.url).up()
     try:
-        task_id = manager.submit_job(counter_job(100000))["task_ids"][0]
+        task_id = manager.submit_job(one_task_job(counter(100000)))["task_ids"][0]
         w = worker_process(proxy.url, settings={"shutdown_flush_timeout": "600"})
-        manager.wait_for(lambda: "count 3" in manager.task_log(task_id), timeout=30)
+        wait_until(lambda: "count 3" in manager.task_log(task_id), timeout=30)
         proxy.down()
         # Something must be waiting in the queue when the worker gives up: an
         # update that could not be sent (one in flight at down() still arrives).
@@ -162,7 +135,7 @@ def test_second_signal_exits_at_once_and_keeps_the_queue(manager, worker_process
         w.wait_for_output("shutdown requested")
         w.send(signal.SIGTERM)
         assert w.wait(timeout=20) == 130
-        assert queued(w) > 0
+        assert queued(w.queue_db) > 0
         wait_until(lambda: not any(c.is_running() and c.status() != "zombie" for c in children), timeout=10,
                    what="the render killed")
     finally:

@@ -4,10 +4,7 @@ It wires the Store, the rules (Roster for workers, Dispatcher for tasks),
 the WSGI app and the server together, runs the timeout watcher, and offers
 the Python API that tests use to drive and inspect the Manager.
 """
-import inspect
 import logging
-import time
-import typing
 
 import gevent
 
@@ -164,27 +161,3 @@ class DevManager:
     def output_produced(self, worker_id: str | None = None) -> list[list[str]]:
         filters = {"worker": worker_id} if worker_id else {}
         return [row["paths"] for row in self.store.outputs(**filters)]
-
-    # For tests
-
-    def wait_for(self, predicate: typing.Callable[[], typing.Any], timeout: float = 10.0,
-                 interval: float = 0.02) -> typing.Any:
-        """Poll predicate until it returns something truthy, and return that;
-        AssertionError naming the predicate when timeout seconds pass."""
-        deadline = time.monotonic() + timeout
-        while True:
-            value = predicate()
-            if value:
-                return value
-            if time.monotonic() >= deadline:
-                raise AssertionError(f"Timed out after {timeout:g} s waiting for "
-                                     f"{_describe(predicate)}")
-            gevent.sleep(interval)
-
-
-def _describe(predicate: typing.Callable) -> str:
-    """The predicate's source if we can find it, else its name."""
-    try:
-        return inspect.getsource(predicate).strip()
-    except (OSError, TypeError):
-        return getattr(predicate, "__qualname__", repr(predicate))

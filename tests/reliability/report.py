@@ -10,20 +10,15 @@ if any run lost an update, left a process running or broke the worker.
 """
 from __future__ import annotations
 
-import os
+import fworker  # noqa: F401  (monkey-patches before the rest)
+
+import argparse
+import collections
+import pathlib
 import sys
+import tempfile
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:0] = [_HERE, os.path.dirname(_HERE)]  # relharness, workerproc: as under pytest
-
-import fworker  # noqa: E402,F401  (monkey-patches before the rest)
-
-import argparse  # noqa: E402
-import collections  # noqa: E402
-import pathlib  # noqa: E402
-import tempfile  # noqa: E402
-
-import relharness  # noqa: E402
+from tests.support import relharness
 
 BEGIN, END = "<!-- figures:begin -->", "<!-- figures:end -->"
 

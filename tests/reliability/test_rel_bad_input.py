@@ -3,20 +3,20 @@ Manager's answers.  A clear error; the worker stays up, or exits with a clear me
 when it cannot work at all; nothing queued is lost."""
 import fworker  # noqa: F401  (monkey-patches first)
 
-import shlex
 import signal
 import sqlite3
-import sys
 
 import pytest
 
-from faultproxy import FaultProxy
 from fworker.queue import UpdateQueue
 from fworker.rows import decode_payload
 from fworker.task import BadTask, parse_task
-from workerproc import WorkerProcess
+from tests.support.faults import FaultProxy
+from tests.support.jobs import echo, exec_cmd, job, one_task_job, sleep, task
+from tests.support.waiting import wait_until
+from tests.support.workers import WorkerProcess
 
-PY = sys.executable
+
 TASK_ID = "0123456789abcdef01234567"
 GOOD = {"_id": TASK_ID, "job": "1" * 24, "manager": "2" * 24, "project": "", "user": "", "name": "t",
         "status": "active", "priority": 50, "job_priority": 50, "job_type": "debug", "task_type": "debug",
@@ -61,18 +61,14 @@ def test_malformed_commands_name_the_place(commands, message):
     assert message in str(info.value) and info.value.task_id == TASK_ID
 
 
-def echo(msg):
-    return {"name": "echo", "settings": {"message": msg}}
-
-
+@pytest.mark.slow
 def test_malformed_tasks_fail_clearly_and_the_worker_goes_on(manager, worker_process):
     """Rewritten by the proxy as the Manager hands them out, in this order."""
     huge = "h" * 5_000_000
     tasks = [("bad-name", [echo("x")]), ("unknown", [echo("x")]), ("null", [echo("x")]),
              ("no-id", [echo("after no id")]), ("huge", [echo(huge[:10]), {"name": "echo", "settings": {
                  "message": "big settings", "unused": huge}}])]
-    ids = manager.submit_job({"name": "j", "job_type": "debug", "priority": 50, "tasks": [
-        {"name": name, "task_type": "debug", "commands": commands} for name, commands in tasks]})["task_ids"]
+    ids = manager.submit_job(job(*(task(name, commands) for name, commands in tasks)))["task_ids"]
     proxy = FaultProxy(manager.url).up()
     try:
         proxy.rewrite("POST", r"^/task$", lambda t: dict(t, name=12))
@@ -80,7 +76,7 @@ def test_malformed_tasks_fail_clearly_and_the_worker_goes_on(manager, worker_pro
         proxy.rewrite("POST", r"^/task$", lambda t: dict(t, commands=None))
         proxy.rewrite("POST", r"^/task$", lambda t: {k: v for k, v in t.items() if k != "_id"})
         w = worker_process(proxy.url)
-        manager.wait_for(lambda: manager.task(ids[-1])["status"] == "completed", timeout=60)
+        wait_until(lambda: manager.task(ids[-1])["status"] == "completed", timeout=60)
         assert [manager.task(t)["status"] for t in ids] == ["failed", "failed", "completed", "completed",
                                                              "completed"]
         assert "field 'name' must be a string, not int" in manager.task(ids[0])["activity"]
@@ -93,17 +89,16 @@ def test_malformed_tasks_fail_clearly_and_the_worker_goes_on(manager, worker_pro
         proxy.down()
 
 
+@pytest.mark.slow
 def test_invalid_utf8_and_megabyte_lines_from_a_child(manager, worker_process):
     code = ("import sys\n"
             "out = sys.stdout.buffer\n"
             "out.write(b'caf\\xc3\\xa9 \\xff\\xfe bad\\n')\n"
             "out.write(b'L' * 3_000_000 + b'\\n')\n"
             "out.write(b'after\\n')\n")
-    task_id = manager.submit_job({"name": "j", "job_type": "debug", "priority": 50, "tasks": [
-        {"name": "t", "task_type": "debug", "commands": [
-            {"name": "exec", "settings": {"cmd": shlex.join([PY, "-c", code])}}]}]})["task_ids"][0]
+    task_id = manager.submit_job(one_task_job(exec_cmd(code)))["task_ids"][0]
     w = worker_process(manager.url)
-    manager.wait_for(lambda: manager.task(task_id)["status"] == "completed", timeout=60)
+    wait_until(lambda: manager.task(task_id)["status"] == "completed", timeout=60)
     log = manager.task_log(task_id)
     assert "café \ufffd\ufffd bad" in log
     pieces = [line.split(": ", 1)[1] for line in log.splitlines() if ": LLLL" in line]
@@ -116,11 +111,10 @@ ENDPOINTS = [r"^/register-worker$", r"^/task$", r"/update$", r"^/may-i-run/", r"
              r"^/sign-on$", r"^/sign-off$"]
 
 
+@pytest.mark.slow
 def test_a_manager_answering_html_empty_garbage_and_wrong_shapes_everywhere(manager, worker_process, tmp_path):
     def submit(i):
-        return manager.submit_job({"name": f"j{i}", "job_type": "debug", "priority": 50, "tasks": [
-            {"name": f"t{i}", "task_type": "debug", "commands": [
-                {"name": "sleep", "settings": {"time_in_seconds": 0.5}}, echo(f"task {i}")]}]})["task_ids"]
+        return manager.submit_job(job(task(f"t{i}", [sleep(0.5), echo(f"task {i}")]), name=f"j{i}"))["task_ids"]
 
     ids = submit(0)
     proxy = FaultProxy(manager.url).up()
@@ -130,12 +124,12 @@ def test_a_manager_answering_html_empty_garbage_and_wrong_shapes_everywhere(mana
                 proxy.inject(kind, path)
         root = tmp_path / "w"
         w = worker_process(proxy.url, root=root)
-        manager.wait_for(lambda: manager.task(ids[0])["status"] == "completed", timeout=60)
+        wait_until(lambda: manager.task(ids[0])["status"] == "completed", timeout=60)
         w.send(signal.SIGTERM)  # signs off through the bad answers: it cannot insist, it says so
         assert w.wait() == 0
         w2 = worker_process(proxy.url, root=root)  # credentials kept: signs on through them
         ids += submit(1)
-        manager.wait_for(lambda: manager.task(ids[1])["status"] == "completed", timeout=60)
+        wait_until(lambda: manager.task(ids[1])["status"] == "completed", timeout=60)
         assert w2.proc.poll() is None
         # Retried until they work, so every fault on them was met:
         retried = (r"^/register-worker$", r"^/task$", r"/update$", r"^/sign-on$")
@@ -152,6 +146,7 @@ def queue_rows(path):
         return db.execute("SELECT id, task_id, payload, log FROM task_updates ORDER BY id").fetchall()
 
 
+@pytest.mark.slow  # five runs of the worker process
 @pytest.mark.parametrize("text, message", [
     (b'output_produced_interval = "soon"\n', b"output_produced_interval = 'soon': must be a number"),
     (b"frobnicate = 1\n", b"unknown key 'frobnicate'"),

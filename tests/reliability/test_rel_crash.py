@@ -7,10 +7,14 @@ import signal
 import sys
 
 import psutil
+import pytest
 
-import relharness
-from relharness import Step
-from waiting import wait_until
+from tests.support import relharness
+from tests.support.relharness import Step
+from tests.support.waiting import wait_until
+
+pytestmark = pytest.mark.slow  # the real worker process, each test a second or more
+
 
 PY = sys.executable
 
@@ -63,9 +67,9 @@ def test_a_render_helper_that_outlives_a_killed_worker_is_stopped_before_new_wor
     w2.wait_for_output("left running by an earlier task of this worker")
     wait_until(lambda: not alive(helper), timeout=10, what="the helper stopped")
     # The Manager hands the still-active task over again: it runs again from the start.
-    manager.wait_for(lambda: manager.task_log(task_id).count("run starts") == 2, timeout=30)
+    wait_until(lambda: manager.task_log(task_id).count("run starts") == 2, timeout=30)
     manager.cancel_task(task_id)
-    manager.wait_for(lambda: manager.task(task_id)["status"] == "canceled", timeout=30)
+    wait_until(lambda: manager.task(task_id)["status"] == "canceled", timeout=30)
     w2.send(signal.SIGTERM)
     assert w2.wait() == 0
     wait_until(lambda: not marked(token), timeout=10, what="no helper left")

@@ -5,19 +5,18 @@ filler file taking its last byte.  SQLite then fails with "database or disk is f
 import fworker  # noqa: F401  (monkey-patches first)
 
 import logging
-import shlex
 import signal
 import sqlite3
-import sys
 
 import pytest
 
 from fworker import config, pretask
 from fworker.errors import Fatal
 from fworker.queue import UpdateQueue
-from workerproc import WorkerProcess
+from tests.support.jobs import counted, counter, one_task_job
+from tests.support.waiting import wait_until
+from tests.support.workers import WorkerProcess
 
-PY = sys.executable
 T1, T2 = "a" * 24, "b" * 24
 
 
@@ -114,29 +113,15 @@ def test_min_free_disk_mb_is_a_pre_task_problem(tiny_fs, tmp_path):
     assert pretask.check(s) == []
 
 
-def counter(n, stop):
-    code = ("import os, sys, time\n"
-            "i = 0\n"
-            "while i < int(sys.argv[1]) and not os.path.exists(sys.argv[2]):\n"
-            "    print('count', i, 'p' * 300, flush=True)\n"
-            "    i += 1\n"
-            "    time.sleep(0.01)\n")
-    return {"name": "exec", "settings": {"cmd": shlex.join([PY, "-c", code, str(n), str(stop)])}}
-
-
-def counted(log):
-    return [int(line.split(": count ")[1].split(" ")[0]) for line in log.splitlines() if ": count " in line]
-
-
 def counting_on(fs, stop, manager, worker_process, url):
     """A counting task, and a worker whose queue is on ``fs``, once the count has begun."""
-    task_id = manager.submit_job({"name": "j", "job_type": "debug", "priority": 50, "tasks": [
-        {"name": "t", "task_type": "debug", "commands": [counter(100000, stop)]}]})["task_ids"][0]
+    task_id = manager.submit_job(one_task_job(counter(100000, stop, pad=300)))["task_ids"][0]
     w = worker_process(url, settings={"task_update_queue_db": str(fs.path / "q.sqlite"), "min_free_disk_mb": "0"})
-    manager.wait_for(lambda: "count 5 " in manager.task_log(task_id), timeout=30)
+    wait_until(lambda: "count 5 " in manager.task_log(task_id), timeout=30)
     return task_id, w
 
 
+@pytest.mark.slow
 def test_worker_renders_on_through_a_full_queue_disk_and_loses_nothing(manager, worker_process, tiny_fs, tmp_path):
     fs = tiny_fs(1024)
     stop = tmp_path / "stop"
@@ -145,11 +130,11 @@ def test_worker_renders_on_through_a_full_queue_disk_and_loses_nothing(manager, 
     w.wait_for_output("cannot write to the update queue")
     # Still rendering, still delivering (from memory).
     seen = len(counted(manager.task_log(task_id)))
-    manager.wait_for(lambda: len(counted(manager.task_log(task_id))) > seen + 50, timeout=30)
+    wait_until(lambda: len(counted(manager.task_log(task_id))) > seen + 50, timeout=30)
     fs.free()
     w.wait_for_output("can be written again")
     stop.touch()
-    manager.wait_for(lambda: manager.task(task_id)["status"] == "completed", timeout=30)
+    wait_until(lambda: manager.task(task_id)["status"] == "completed", timeout=30)
     lines = counted(manager.task_log(task_id))
     assert lines == list(range(len(lines))) and len(lines) > 60
     assert w.proc.poll() is None
@@ -157,9 +142,10 @@ def test_worker_renders_on_through_a_full_queue_disk_and_loses_nothing(manager, 
     assert w.wait() == 0
 
 
+@pytest.mark.slow
 def test_worker_with_a_full_disk_and_no_manager_delivers_everything_later(manager, worker_process, tiny_fs,
                                                                          tmp_path):
-    from faultproxy import FaultProxy
+    from tests.support.faults import FaultProxy
 
     fs = tiny_fs(1024)
     proxy = FaultProxy(manager.url).up()
@@ -176,7 +162,7 @@ def test_worker_with_a_full_disk_and_no_manager_delivers_everything_later(manage
         # Nothing can be sent from memory meanwhile: the flusher writes it all to disk.
         w.wait_for_output("can be written again")
         proxy.up()
-        manager.wait_for(lambda: manager.task(task_id)["status"] == "completed", timeout=30)
+        wait_until(lambda: manager.task(task_id)["status"] == "completed", timeout=30)
         lines = counted(manager.task_log(task_id))
         assert lines == list(range(len(lines))) and len(lines) > 5
         assert w.proc.poll() is None
@@ -184,6 +170,7 @@ def test_worker_with_a_full_disk_and_no_manager_delivers_everything_later(manage
         proxy.down()
 
 
+@pytest.mark.slow
 def test_worker_refuses_work_while_disk_space_is_short_then_takes_it(manager, tiny_fs, tmp_path):
     fs = tiny_fs(2048)
     fs.fill()
@@ -205,13 +192,14 @@ def test_worker_refuses_work_while_disk_space_is_short_then_takes_it(manager, ti
 
 def check_error_then_work(manager, w, fs, task_id):
     w.wait_for_output(f"MB free on the file system of {fs.path} (min_free_disk_mb = 1)")
-    manager.wait_for(lambda: manager.workers()[-1]["status"] == "error", timeout=20)
+    wait_until(lambda: manager.workers()[-1]["status"] == "error", timeout=20)
     assert manager.task(task_id)["status"] == "queued"
     fs.free()
-    manager.wait_for(lambda: manager.task(task_id)["status"] == "completed", timeout=30)
+    wait_until(lambda: manager.task(task_id)["status"] == "completed", timeout=30)
     assert w.proc.poll() is None
 
 
+@pytest.mark.slow
 def test_a_queue_that_cannot_even_be_created_exits_with_a_clear_message(manager, worker_process, tiny_fs):
     fs = tiny_fs(512)
     fs.fill()

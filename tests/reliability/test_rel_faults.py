@@ -7,17 +7,19 @@ import gevent
 import pytest
 import requests
 
-import relcheck
-import relharness
-from fworker.devmanager.faults import KINDS, FaultManager
-from relharness import Step
+from tests.support import relcheck, relharness
+from tests.support.faults import KINDS, FaultProxy
+from tests.support.jobs import counter, one_task_job
+from tests.support.journal import queued
+from tests.support.relharness import Step
+from tests.support.waiting import wait_until
 
 # --- the proxy, kind by kind --------------------------------------------------------
 
 
 @pytest.fixture
 def proxy(manager):
-    p = FaultManager(manager.url, slow_delay=0.6).up()
+    p = FaultProxy(manager.url, slow_delay=0.6).up()
     yield p
     p.down()
 
@@ -76,7 +78,7 @@ def test_an_answer_the_client_gave_up_waiting_for_counts_as_lost(proxy, manager)
     proxy.rewrite("POST", r"^/register-worker$", lambda answer: (gevent.sleep(0.5), answer)[1])
     with pytest.raises(requests.Timeout):
         register(proxy.url, timeout=0.2)
-    relharness.wait_until(lambda: proxy.exchanges[0].client_status, timeout=5, what="the late answer")
+    wait_until(lambda: proxy.exchanges[0].client_status, timeout=5, what="the late answer")
     assert proxy.exchanges[0].fault is None and proxy.exchanges[0].response_lost
     assert len(manager.workers()) == 1
 
@@ -97,7 +99,7 @@ def test_down_refuses_connections_and_closes_idle_keep_alive_ones(proxy):
 def test_a_request_being_served_when_the_proxy_goes_down_still_gets_its_answer(proxy, manager):
     proxy.inject("slow", r"^/register-worker$", delay=0.3)
     call = gevent.spawn(register, proxy.url)
-    relharness.wait_until(lambda: proxy.exchanges, timeout=5, what="the request arrived")
+    wait_until(lambda: proxy.exchanges, timeout=5, what="the request arrived")
     proxy.down()
     assert call.get(timeout=5).status_code == 200
     assert len(manager.workers()) == 1 and proxy.exchanges[0].client_status == 200
@@ -172,6 +174,7 @@ def test_check_allows_a_repeat_only_after_a_lost_response_or_a_restart():
 # --- every kind, once, against the real worker --------------------------------------
 
 
+@pytest.mark.slow
 def test_every_request_fault_on_the_update_path_with_the_real_worker(tmp_path):
     kinds = [k for k in KINDS if k != "refuse"]
     steps = [Step(after=4 + 3 * i, kind=kind, path=r"/update$") for i, kind in enumerate(kinds)]
@@ -186,33 +189,23 @@ def test_every_request_fault_on_the_update_path_with_the_real_worker(tmp_path):
 # --- re-authentication ---------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_401_on_updates_makes_the_worker_sign_on_again(manager, worker_process, tmp_path):
     """The Manager forgot this worker while its updates waited: the flusher gets 401s,
     and the worker must sign on (register) again instead of retrying them forever."""
-    import shlex
-    import sys
-
-    from faultproxy import FaultProxy
-
     stop = tmp_path / "stop"
-    code = ("import os, sys, time\n"
-            "while not os.path.exists(sys.argv[1]):\n"
-            "    print('tick', flush=True)\n"
-            "    time.sleep(0.02)\n")
-    manager.submit_job({"name": "j", "job_type": "debug", "priority": 50, "tasks": [
-        {"name": "t", "task_type": "debug",
-         "commands": [{"name": "exec", "settings": {"cmd": shlex.join([sys.executable, "-c", code, str(stop)])}}]}]})
+    manager.submit_job(one_task_job(counter(10**9, stop)))
     proxy = FaultProxy(manager.url).up()
     try:
         w = worker_process(proxy.url)
-        manager.wait_for(lambda: manager.workers() and manager.tasks()[0]["status"] == "active", timeout=30)
+        wait_until(lambda: manager.workers() and manager.tasks()[0]["status"] == "active", timeout=30)
         proxy.down()
         w.wait_for_output("cannot send task updates")
         manager.forget_worker(manager.workers()[0]["id"])
         stop.touch()
         proxy.up()
-        relharness.wait_until(lambda: w.output.count("registered as worker") == 2, timeout=5,
+        wait_until(lambda: w.output.count("registered as worker") == 2, timeout=5,
                               what="a new registration")
-        relharness.wait_until(lambda: relharness.queued(w.queue_db) == 0, timeout=5, what="the queue drained")
+        wait_until(lambda: queued(w.queue_db) == 0, timeout=5, what="the queue drained")
     finally:
         proxy.down()

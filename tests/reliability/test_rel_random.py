@@ -2,7 +2,10 @@
 nothing reordered, duplicates only where a response was lost, nothing left running."""
 import pytest
 
-import relharness
+from tests.support import relharness
+
+pytestmark = pytest.mark.slow  # the real worker process, each test a second or more
+
 
 SEEDS = [1, 2, 3]
 

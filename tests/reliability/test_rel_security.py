@@ -20,6 +20,8 @@ import pytest
 from fworker import config
 from fworker.errors import ConfigError, InvalidSettings, RetryLater
 from fworker.upstream import Upstream
+from tests.support.waiting import wait_until
+
 
 PY = sys.executable
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -54,6 +56,7 @@ def secrets_in(text, secrets):
     return [name for name, value in secrets.items() if value and value in text]
 
 
+@pytest.mark.slow
 def test_no_secret_in_debug_output_task_logs_or_errors(tmp_path, worker_process):
     from fworker.devmanager import DevManager
 
@@ -67,7 +70,7 @@ def test_no_secret_in_debug_output_task_logs_or_errors(tmp_path, worker_process)
         root = tmp_path / "w"
         settings = {"worker_registration_secret": registration_secret, "task_log_folder": str(root / "tasklogs")}
         w = worker_process(manager.url, root=root, args=["-d"], settings=settings)
-        manager.wait_for(lambda: [manager.task(t)["status"] for t in ids] == ["completed", "failed"], timeout=30)
+        wait_until(lambda: [manager.task(t)["status"] for t in ids] == ["completed", "failed"], timeout=30)
         first = config.load(files=[str(w.credentials_file)])
         w.send(signal.SIGTERM)
         assert w.wait() == 0
@@ -76,7 +79,7 @@ def test_no_secret_in_debug_output_task_logs_or_errors(tmp_path, worker_process)
         ids += manager.submit_job({"name": "k", "job_type": "debug", "priority": 50, "tasks": [
             {"name": "later", "task_type": "debug",
              "commands": [{"name": "exec", "settings": {"cmd": f"{PY} -c 'print(1)'"}}]}]})["task_ids"]
-        manager.wait_for(lambda: manager.task(ids[2])["status"] == "completed", timeout=30)
+        wait_until(lambda: manager.task(ids[2])["status"] == "completed", timeout=30)
         w.send(signal.SIGTERM)
         assert w.wait() == 0
         second = config.load(files=[str(w.credentials_file)])
@@ -212,9 +215,9 @@ def test_file_commands_refuse_empty_and_root_paths(run_command, command, setting
 
 def test_development_manager_and_fault_manager_listen_on_loopback_by_default(manager):
     from fworker.devmanager import cli
-    from fworker.devmanager.faults import FaultManager
+    from tests.support.faults import FaultProxy
 
-    proxy = FaultManager(manager.url).up()
+    proxy = FaultProxy(manager.url).up()
     try:
         assert manager._server.address[0] == "127.0.0.1" and proxy.server.address[0] == "127.0.0.1"
     finally:

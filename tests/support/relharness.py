@@ -13,12 +13,9 @@ import fworker  # noqa: F401  (monkey-patches first)
 
 import collections
 import dataclasses
-import json
 import os
 import random
-import shlex
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -27,23 +24,19 @@ import uuid
 import gevent
 import psutil
 
-import relcheck
 from fworker.devmanager import DevManager
-from fworker.devmanager.faults import FaultManager
-from waiting import wait_until
-from workerproc import FAST, WorkerProcess
+from tests.support import jobs, relcheck
+from tests.support.faults import FaultProxy
+from tests.support.journal import journal, queued
+from tests.support.waiting import wait_until
+from tests.support.workers import FAST, WorkerProcess
+
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 JOURNALED = os.path.join(HERE, "journaled_worker.py")
 PY = sys.executable
 HTTP_TIMEOUT = 1.0
 SETTINGS = {**FAST, "http_timeout": str(HTTP_TIMEOUT), "abort_grace_period": "0.5"}
-
-# A child that prints numbered lines; its last argument marks it as this run's.
-COUNTER = ("import sys, time\n"
-           "for i in range(int(sys.argv[1])):\n"
-           "    print('count', i, flush=True)\n"
-           "    time.sleep(0.01)\n")
 
 # Per-request faults and how often each is drawn; then outages: "refuse" (the Manager
 # unreachable), "kill" (SIGKILL, restart after a while), "kill-in-outage" (killed while
@@ -109,11 +102,9 @@ def schedule(seed: int, faults: int = 10, max_outage: float = 1.5, kills: int = 
 
 
 def job(tasks: int, lines: int, token: str) -> dict:
-    cmd = shlex.join([PY, "-c", COUNTER, str(lines), token])
-    return {"name": "reliability", "job_type": "debug", "priority": 50, "tasks": [
-        {"name": f"count-{i}", "task_type": "debug",
-         "commands": [{"name": "echo", "settings": {"message": f"task {i} of {token}"}},
-                      {"name": "exec", "settings": {"cmd": cmd}}]} for i in range(tasks)]}
+    """Tasks that count ``lines`` lines; ``token`` marks their processes as this run's."""
+    return jobs.job(*(jobs.task(f"count-{i}", [jobs.echo(f"task {i} of {token}"), jobs.counter(lines, marker=token)])
+                      for i in range(tasks)), name="reliability")
 
 
 class Run:
@@ -122,7 +113,7 @@ class Run:
         self.token = f"reliability-{seed}-{uuid.uuid4().hex[:8]}"
         self.result = RunResult(seed)
         self.manager = DevManager(str(root / "manager.sqlite")).start()
-        self.proxy = FaultManager(self.manager.url, slow_delay=HTTP_TIMEOUT * 1.3,
+        self.proxy = FaultProxy(self.manager.url, slow_delay=HTTP_TIMEOUT * 1.3,
                                   client_timeout=HTTP_TIMEOUT).up()
         self.task_ids = self.manager.submit_job(job(tasks, lines, self.token))["task_ids"]
         (root / "w").mkdir(exist_ok=True)
@@ -134,7 +125,7 @@ class Run:
         started = time.monotonic()
         injector = gevent.spawn(self._inject_all)
         try:
-            self.manager.wait_for(self._all_completed, timeout=deadline)
+            wait_until(self._all_completed, deadline, what="every task completed")
         except AssertionError as ex:
             self.result.problems.append(f"tasks not all completed: {ex}; statuses {self._statuses()}")
         finally:
@@ -253,20 +244,6 @@ def run(seed: int, root, *, faults: int = 10, max_outage: float = 1.5, kills: in
         return scenario.execute(deadline)
     finally:
         scenario.close()
-
-
-def queued(db_path) -> int:
-    try:
-        with sqlite3.connect(db_path) as db:
-            return db.execute("SELECT COUNT(*) FROM task_updates").fetchone()[0]
-    except sqlite3.OperationalError:  # not created yet
-        return 0
-
-
-def journal(db_path) -> list[tuple[str, dict]]:
-    with sqlite3.connect(db_path) as db:
-        rows = db.execute("SELECT task_id, payload FROM journal ORDER BY id").fetchall()
-    return [(task_id, json.loads(payload)) for task_id, payload in rows]
 
 
 def _marked(token: str) -> list[psutil.Process]:

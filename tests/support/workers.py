@@ -1,4 +1,5 @@
-"""Running the real worker as a separate process, for end-to-end tests."""
+"""The real worker: as a separate process (``WorkerProcess``), for end-to-end tests, or
+in this process (``build_worker``), for tests that drive its loop step by step."""
 from __future__ import annotations
 
 import os
@@ -7,7 +8,10 @@ import socket
 import subprocess
 import sys
 
-from waiting import wait_until
+from fworker import config
+from fworker.worker import Worker
+from tests.support.waiting import wait_until
+
 
 FAST = {
     "fetch_task_interval": "0.1",
@@ -20,6 +24,16 @@ FAST = {
     "abort_grace_period": "1",
     "http_timeout": "5",
 }
+
+
+def build_worker(root, manager_url: str, **settings):
+    """A ``fworker.worker.Worker`` in this process, its files under ``root`` (a folder),
+    with the FAST timings and ``settings`` on top.  Not started: the test drives
+    ``start()``, ``run_once()`` and ``shutdown()``.  The one place tests build a Worker
+    in-process, so that a change of how Workers are built is made here once."""
+    overrides = {"manager_url": manager_url, "task_update_queue_db": str(root / "queue.sqlite"),
+                 "nickname": "in-process", **FAST, **settings}
+    return Worker(config.load(files=[], overrides=overrides), credentials_path=str(root / "credentials.cfg"))
 
 
 def free_port() -> int:

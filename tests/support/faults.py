@@ -103,8 +103,8 @@ class _Handler(pywsgi.WSGIHandler):
                 log.debug("shutdown of a dropped connection: %s", ex)
 
 
-class FaultManager:
-    """The proxy.  ``FaultManager(target_url).up()``; ``url`` is where workers go."""
+class FaultProxy:
+    """The proxy.  ``FaultProxy(target_url).up()``; ``url`` is where workers go."""
 
     def __init__(self, target_url: str, port: int = 0, host: str = "127.0.0.1", slow_delay: float = 2.0,
                  client_timeout: float | None = None):
@@ -133,7 +133,7 @@ class FaultManager:
 
     # Taking it off the network and back.
 
-    def up(self) -> "FaultManager":
+    def up(self) -> "FaultProxy":
         if self.server is None:
             self.server = pywsgi.WSGIServer((self.host, self.port), self._app, handler_class=_Handler,
                                             spawn=gevent.pool.Pool(), log=None, error_log=None)

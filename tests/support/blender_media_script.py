@@ -1,4 +1,4 @@
-"""Run inside Blender by tests/media.py (not a test module): makes the tiny
+"""Run inside Blender by tests/support/media.py (not a test module): makes the tiny
 test media.  Arguments after '--': the output folder and a WAV file."""
 import os
 import sys

@@ -1,5 +1,5 @@
-"""Tiny test media and helpers for the Blender and FFmpeg tests (import the
-fixtures into a test module: ``from media import blender_media``).
+"""Tiny test media and helpers for the Blender and FFmpeg tests (the session fixture
+``blender_media`` in tests/conftest.py makes the Blender media once).
 
 Blender and FFmpeg must be installed: without them these tests fail (never
 skip), so a CI machine that lost them cannot pass by accident.
@@ -12,6 +12,7 @@ import struct
 import subprocess
 
 import pytest
+
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -74,11 +75,10 @@ class BlenderMedia:
     exr_seq: str  # folder of shot_0007..0009.exr, 20x10
 
 
-@pytest.fixture(scope="session")
-def blender_media(tmp_path_factory) -> BlenderMedia:
-    """Made once per session with one Blender run (start-up costs ~1.2 s)."""
+def make_blender_media(parent) -> BlenderMedia:
+    """The media, in a new folder under ``parent``, with one Blender run (start-up costs ~1.2 s)."""
     blender = tool("blender")
-    folder = str(tmp_path_factory.mktemp("blender") / "média files")
+    folder = os.path.join(str(parent), "média files")
     os.makedirs(folder)
     wav = make_wav(os.path.join(folder, "tone ü.wav"))
     out = run([blender, "--background", "--factory-startup", "-noaudio", "--python-exit-code", "42",

@@ -1,0 +1,1 @@
+"""The reliability suite: the real worker under injected faults (part of the normal run)."""

@@ -1,0 +1,31 @@
+"""A Reporter that keeps everything a command reports, in order."""
+from __future__ import annotations
+
+
+class RecordingReporter:
+    def __init__(self):
+        self.events: list[tuple[str, object]] = []
+        self.log_times: list[float | None] = []  # the ``at`` of each log line
+
+    def log_line(self, line, at=None):
+        self.events.append(("log", line))
+        self.log_times.append(at)
+
+    def activity(self, text):
+        self.events.append(("activity", text))
+
+    def command_progress(self, percent):
+        self.events.append(("progress", percent))
+
+    def output_produced(self, paths):
+        self.events.append(("output", list(paths)))
+
+    def timing(self, phase, seconds):
+        self.events.append(("timing", (phase, seconds)))
+
+    def of(self, kind):
+        return [value for k, value in self.events if k == kind]
+
+    @property
+    def log(self):
+        return self.of("log")
