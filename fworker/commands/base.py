@@ -17,11 +17,11 @@ import dataclasses
 import logging
 import os
 import shutil
-import shlex
 import typing
 
 import gevent
 
+from fworker import cmdline
 from fworker.errors import CommandFailed, DuplicateCommand, InvalidSettings, UnknownCommand
 
 _REGISTRY: dict[str, type["Command"]] = {}
@@ -291,19 +291,31 @@ class Command:
         return value
 
     def require_cmdline(self, settings: dict, key: str, default: str | None = None) -> list[str]:
-        """A command line setting, split with shlex; its program must exist."""
+        """A command line setting, split as ``shlex.split`` does (by
+        ``fworker.cmdline``); its program must exist.  A setting too long to
+        run, or with a NUL, fails the task naming the setting."""
         if default is None:
             text = self.require_str(settings, key)
         else:
             text = self.optional_str(settings, key, default) or default
+        if len(text) > cmdline.MAX_TEXT:
+            raise self._invalid(key, f"is {len(text)} characters long; a command line may have at most "
+                                     f"{cmdline.MAX_TEXT}: {cmdline.shown(text)}")
+        if "\0" in text:
+            raise self._invalid(key, f"contains a NUL character, which no program can be given: {cmdline.shown(text)}")
         try:
-            args = shlex.split(text)
+            # A long text goes to gevent's thread pool: splitting one of many tiny
+            # arguments takes ~1 µs each, and the event loop must keep running.
+            args = cmdline.split(text) if len(text) <= cmdline.INLINE_TEXT else self.ctx.blocking(cmdline.split, text)
         except ValueError as ex:
-            raise self._invalid(key, f"cannot be split into arguments ({ex}): {text!r}") from None
+            raise self._invalid(key, f"cannot be split into arguments ({ex}): {cmdline.shown(text)}") from None
         if not args:
             raise self._invalid(key, "must not be empty")
+        problem = cmdline.check_args(args)
+        if problem:
+            raise self._invalid(key, problem)
         program = args[0]
         found = shutil.which(program) if os.sep not in program else (program if os.access(program, os.X_OK) else None)
         if found is None:
-            raise self._invalid(key, f"names a program that does not exist or is not executable: {program!r}")
+            raise self._invalid(key, f"names a program that does not exist or is not executable: {cmdline.shown(program)}")
         return args
