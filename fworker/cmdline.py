@@ -20,7 +20,7 @@ The rules (those of ``shlex``, which differ from a shell's in places):
 ``MAX_TEXT`` bounds what a caller should split at all (``fworker.commands.base``
 refuses longer settings before splitting, and splits those over
 ``INLINE_TEXT`` outside the event loop), and ``check_args`` checks the result
-against what the system can ``exec``.
+against what the system can ``exec`` (``split_for_exec`` does both).
 """
 from __future__ import annotations
 
@@ -110,18 +110,45 @@ def _problem(text: str, pos: int) -> str:
     return "No escaped character"  # a backslash with nothing after it
 
 
+class ExecLimit(ValueError):
+    """Arguments the system would refuse to ``exec``."""
+
+
+def split_for_exec(text: str) -> list[str]:
+    """``split(text)``, checked by ``check_args``: ``ExecLimit`` (a
+    ``ValueError``) says what the system would refuse."""
+    args = split(text)
+    problem = check_args(args)
+    if problem:
+        raise ExecLimit(problem)
+    return args
+
+
 def check_args(args: list[str]) -> str | None:
     """Why the system would refuse to ``exec`` these arguments, or None: one
-    longer than ``MAX_ARG_BYTES``, or all of them beyond ``ARG_MAX``."""
-    total = 0
-    for index, arg in enumerate(args):
-        size = len(arg) if arg.isascii() else len(os.fsencode(arg))
-        if size > MAX_ARG_BYTES:
-            return f"has an argument (number {index + 1}) of {size} bytes; the system allows {MAX_ARG_BYTES}"
-        total += size + 1 + _POINTER  # the kernel counts each string's NUL and its pointer too
+    that cannot be encoded, one longer than ``MAX_ARG_BYTES``, or all of them
+    beyond ``ARG_MAX``."""
+    try:
+        sizes = [len(arg) if arg.isascii() else len(os.fsencode(arg)) for arg in args]
+    except UnicodeEncodeError as ex:
+        bad = next(index for index, arg in enumerate(args) if not _encodable(arg))
+        return f"has an argument (number {bad + 1}) the system cannot be given ({ex.reason}): {shown(args[bad])}"
+    longest = max(sizes, default=0)
+    if longest > MAX_ARG_BYTES:
+        return f"has an argument (number {sizes.index(longest) + 1}) of {longest} bytes; the system allows {MAX_ARG_BYTES}"
+    # The kernel counts each string's terminating NUL and its pointer too.
+    total = sum(sizes) + len(sizes) * (1 + _POINTER)
     if total > ARG_MAX:
         return f"has {len(args)} arguments taking {total} bytes; the system allows {ARG_MAX} for all of them"
     return None
+
+
+def _encodable(arg: str) -> bool:
+    try:
+        os.fsencode(arg)
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def shown(text: str, limit: int = 200) -> str:

@@ -74,3 +74,14 @@ def test_shown_cuts_long_texts():
     assert cmdline.shown("abc") == "'abc'"
     shown = cmdline.shown("y" * 10_000_000)
     assert len(shown) < 300 and "10000000 characters" in shown
+
+
+def test_split_for_exec_refuses_what_exec_would():
+    assert cmdline.split_for_exec("ls -l 'a b'") == ["ls", "-l", "a b"]
+    with pytest.raises(cmdline.ExecLimit, match="number 2.*cannot be given"):
+        cmdline.split_for_exec("echo \ud800")  # a lone surrogate: no bytes for it
+    with pytest.raises(cmdline.ExecLimit, match="arguments taking"):
+        cmdline.split_for_exec("a " * (cmdline.ARG_MAX // 8))
+    with pytest.raises(ValueError, match="No closing quotation") as raised:
+        cmdline.split_for_exec("echo 'a")
+    assert not isinstance(raised.value, cmdline.ExecLimit)

@@ -304,16 +304,16 @@ class Command:
         if "\0" in text:
             raise self._invalid(key, f"contains a NUL character, which no program can be given: {cmdline.shown(text)}")
         try:
-            # A long text goes to gevent's thread pool: splitting one of many tiny
-            # arguments takes ~1 µs each, and the event loop must keep running.
-            args = cmdline.split(text) if len(text) <= cmdline.INLINE_TEXT else self.ctx.blocking(cmdline.split, text)
+            # A long text goes to gevent's thread pool: one of many tiny arguments
+            # takes ~1 µs each to split and check, and the event loop must go on.
+            inline = len(text) <= cmdline.INLINE_TEXT
+            args = cmdline.split_for_exec(text) if inline else self.ctx.blocking(cmdline.split_for_exec, text)
+        except cmdline.ExecLimit as ex:
+            raise self._invalid(key, str(ex)) from None
         except ValueError as ex:
             raise self._invalid(key, f"cannot be split into arguments ({ex}): {cmdline.shown(text)}") from None
         if not args:
             raise self._invalid(key, "must not be empty")
-        problem = cmdline.check_args(args)
-        if problem:
-            raise self._invalid(key, problem)
         program = args[0]
         found = shutil.which(program) if os.sep not in program else (program if os.access(program, os.X_OK) else None)
         if found is None:
