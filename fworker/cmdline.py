@@ -126,8 +126,11 @@ def split_for_exec(text: str) -> list[str]:
 
 def check_args(args: list[str]) -> str | None:
     """Why the system would refuse to ``exec`` these arguments, or None: one
-    that cannot be encoded, one longer than ``MAX_ARG_BYTES``, or all of them
-    beyond ``ARG_MAX``."""
+    that cannot be encoded, or has a NUL (no C string can hold it), one longer
+    than ``MAX_ARG_BYTES``, or all of them beyond ``ARG_MAX``."""
+    with_nul = next((index for index, arg in enumerate(args) if "\0" in arg), None)
+    if with_nul is not None:
+        return f"has an argument (number {with_nul + 1}) with a NUL character: {shown(args[with_nul])}"
     try:
         sizes = [len(arg) if arg.isascii() else len(os.fsencode(arg)) for arg in args]
     except UnicodeEncodeError as ex:

@@ -85,3 +85,7 @@ def test_split_for_exec_refuses_what_exec_would():
     with pytest.raises(ValueError, match="No closing quotation") as raised:
         cmdline.split_for_exec("echo 'a")
     assert not isinstance(raised.value, cmdline.ExecLimit)
+
+
+def test_check_args_refuses_a_nul():
+    assert "number 3) with a NUL" in cmdline.check_args(["echo", "a", "b\0c"])

@@ -1,9 +1,15 @@
 """Hostile task settings against the real worker process and the development
 Manager: a huge command line, a NUL, a lone surrogate.  Each fails its task
 with a clear error naming the setting, and the worker goes on working."""
+import logging
 import signal
 import sys
 import urllib.request
+
+import pytest
+
+from fworker.commands import base
+from fworker.errors import CommandFailed
 
 from test_worker_e2e import echo, job, task_status
 from workerproc import free_port
@@ -73,3 +79,11 @@ def test_a_lone_surrogate_in_a_setting_reaches_the_manager_replaced(manager, wor
     assert "half \ufffd a pair" in manager.task_log(ids["task_ids"][0])
     w.send(signal.SIGTERM)
     assert w.wait() == 0
+
+
+
+def test_a_nul_in_any_argument_fails_the_command_clearly(recorder):
+    """Settings other than command lines (a file path...) become arguments too."""
+    ctx = base.CommandContext(recorder, logging.getLogger("test.nul"))
+    with pytest.raises(CommandFailed, match=r"cannot run echo: its command line has an argument \(number 2\) with a NUL"):
+        ctx.run_process(["/bin/echo", "out\0put.png"])

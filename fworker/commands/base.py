@@ -171,6 +171,11 @@ class CommandContext:
         none): a child silent for that long is stopped and the command fails."""
         from fworker.process import ChildProcess, OutputTimeout, describe_exit  # late: imports psutil
 
+        # Settings other than command lines (a file path...) end up in arguments too.
+        problem = cmdline.check_args(args)
+        if problem:
+            raise CommandFailed(f"cannot run {os.path.basename(args[0])}: its command line {problem}")
+
         # Lines carry the time they were read: during a backlog they are handled later.
         def handle(line: str) -> None:
             if log_lines:
