@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import reprlib
 import shutil
 import typing
 
@@ -25,6 +26,15 @@ from fworker import cmdline
 from fworker.errors import CommandFailed, DuplicateCommand, InvalidSettings, UnknownCommand
 
 _REGISTRY: dict[str, type["Command"]] = {}
+
+# Settings come from the Manager and may be megabytes: a message quotes a cut repr.
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 200
+
+
+def _shown(value: typing.Any) -> str:
+    return _REPR.repr(value)
+
 _ORIGINS: dict[str, "Origin"] = {}
 
 
@@ -76,7 +86,7 @@ def lookup(name: str) -> type["Command"]:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise UnknownCommand(f"unknown command {name!r}") from None
+        raise UnknownCommand(f"unknown command {_shown(name)}") from None
 
 
 def registered() -> dict[str, type["Command"]]:
@@ -260,7 +270,7 @@ class Command:
         if value is None:
             return default
         if not isinstance(value, str):
-            raise self._invalid(key, f"must be a string, not {type(value).__name__} {value!r}")
+            raise self._invalid(key, f"must be a string, not {type(value).__name__} {_shown(value)}")
         if not allow_empty and not value.strip():
             raise self._invalid(key, "must not be empty")
         return value
@@ -275,7 +285,7 @@ class Command:
         if value is None:
             return default
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise self._invalid(key, f"must be a number, not {type(value).__name__} {value!r}")
+            raise self._invalid(key, f"must be a number, not {type(value).__name__} {_shown(value)}")
         if minimum is not None and value < minimum:
             raise self._invalid(key, f"must be at least {minimum}, not {value!r}")
         return value
@@ -290,7 +300,7 @@ class Command:
         if value is None:
             return default
         if isinstance(value, bool) or not isinstance(value, int):
-            raise self._invalid(key, f"must be an integer, not {type(value).__name__} {value!r}")
+            raise self._invalid(key, f"must be an integer, not {type(value).__name__} {_shown(value)}")
         if minimum is not None and value < minimum:
             raise self._invalid(key, f"must be at least {minimum}, not {value!r}")
         return value
