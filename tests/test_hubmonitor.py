@@ -20,14 +20,15 @@ def test_a_deliberate_block_is_measured_and_warned_about(caplog):
         with caplog.at_level(logging.WARNING, logger="fworker.hubmonitor"):
             gevent.sleep(0)
             os_sleep(0.4)  # the loop is blocked for 0.4 s
-            wait_until(lambda: monitor.blocks, 10, "the block to be noticed")
+            # Other blocks may be noticed too on a loaded machine: this one is the longest.
+            wait_until(lambda: monitor.blocked_max >= 0.3, 10, lambda: f"the block ({monitor.blocked_max})")
         # A lower bound, short by the time between two of the monitor's checks:
         # one period (0.02 s) when its thread wakes on time; a loaded machine adds some.
         assert 0.3 <= monitor.blocked_max
         assert stats.hub_blocked_max_seconds == monitor.blocked_max
         warnings = [r.getMessage() for r in caplog.records if r.name == "fworker.hubmonitor"]
-        assert len(warnings) == 1 and "the event loop was blocked for" in warnings[0], warnings
-        assert "test_hubmonitor.py" in warnings[0], warnings  # where: the blocked frame
+        # Where: the blocked frame.
+        assert [w for w in warnings if "the event loop was blocked for" in w and "os_sleep(0.4)" in w], warnings
     finally:
         monitor.stop()
 
@@ -39,10 +40,10 @@ def test_the_longest_block_is_kept_and_short_blocks_are_not_warned_about(caplog)
         with caplog.at_level(logging.WARNING, logger="fworker.hubmonitor"):
             gevent.sleep(0)
             os_sleep(0.3)
-            wait_until(lambda: monitor.blocks == 1, 10, "the first block to be noticed")
-            longest = monitor.blocked_max
+            wait_until(lambda: monitor.blocked_max >= 0.2, 10, "the first block to be noticed")
+            longest, noticed = monitor.blocked_max, monitor.blocks
             os_sleep(0.1)
-            wait_until(lambda: monitor.blocks == 2, 10, "the second block to be noticed")
+            wait_until(lambda: monitor.blocks > noticed, 10, "the second block to be noticed")
         assert monitor.blocked_max == longest == stats.hub_blocked_max_seconds
         assert not [r for r in caplog.records if r.name == "fworker.hubmonitor"]
     finally:
