@@ -62,6 +62,7 @@ class Stats:
         self.updates_retried: int = 0
         self.log_bytes_sent: int = 0
         self.last_manager_contact: float | None = None
+        self.hub_blocked_max_seconds: float = 0.0  # set by fworker.hubmonitor
         self.started_at: float = time.time()
 
     def delivered(self, task_id: str, payload: dict, count: int, *, queue_depth: int, retries: int) -> None:
@@ -102,6 +103,9 @@ class StatsCollector(Collector):
                                 value=snap["queue_depth"])
         yield GaugeMetricFamily("fworker_start_time_seconds", "When the worker started (Unix time).",
                                 value=snap["started_at"])
+        yield GaugeMetricFamily("fworker_hub_blocked_max_seconds",
+                                "The longest time the event loop was blocked (nothing else could run).",
+                                value=snap["hub_blocked_max_seconds"])
         if snap["last_manager_contact"] is not None:
             # A timestamp rather than an age: alert on time() - this in PromQL.
             yield GaugeMetricFamily("fworker_last_manager_contact_timestamp_seconds",

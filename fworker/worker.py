@@ -23,6 +23,7 @@ from fworker.errors import RetryLater
 from fworker.errorstate import PreTaskGate
 from fworker.events import EventBus
 from fworker.flusher import Flusher
+from fworker.hubmonitor import HubMonitor
 from fworker.proctree import enable_subreaper, exit_at_once
 from fworker.queue import UpdateQueue
 from fworker.registration import Registrar
@@ -45,6 +46,8 @@ _OUTCOME_COUNTERS = {Outcome.COMPLETED: "tasks_completed", Outcome.FAILED: "task
 
 
 class Worker:
+    hub_monitor: HubMonitor | None = None  # from start() on
+
     def __init__(self, settings: typing.Any, *, credentials_path: str | None, reregister: bool = False,
                  single: bool = False, test_mode: bool = False):
         self.settings = settings
@@ -127,6 +130,7 @@ class Worker:
         return 0
 
     def start(self) -> None:
+        self.hub_monitor = HubMonitor(self.stats).start()
         # Orphaned grandchildren of renders become our children, so an abort
         # can still find them and gevent reaps them.
         enable_subreaper()
@@ -341,6 +345,8 @@ class Worker:
         self.queue.close()
         if self.metrics_server is not None:
             self.metrics_server.stop()
+        if self.hub_monitor is not None:
+            self.hub_monitor.stop()
 
     def wait_for_flush(self, timeout: float) -> bool:
         """Wait until the queue is empty or ``timeout`` passes; True if empty."""

@@ -24,7 +24,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "fworker"
 LAYERS: list[tuple[str, list[str]]] = [
     ("foundations", ["errors", "version"]),
     ("parts", ["states", "events", "lines", "rows", "overflow", "spool", "proctree", "task",
-               "pretask", "logsetup", "discovery"]),
+               "pretask", "logsetup", "discovery", "cmdline", "hubmonitor"]),
     ("mechanisms", ["process", "leftovers", "queue", "upstream", "config", "metrics"]),
     ("commands", ["commands", "commands.*", "plugins"]),
     ("services", ["registration", "flusher", "statuschange", "taskwatch", "reporter", "errorstate"]),

@@ -164,3 +164,17 @@ def test_head_stops_at_max_bytes_but_always_gives_one(tmp_path):
     assert len(q.head(100, max_bytes=1)) == 1
     q.delete([u.id for u in q.head(4)])
     assert q.head(1, max_bytes=10**6)[0].payload["log"][0] == "4"
+
+
+def test_lone_surrogates_are_stored_as_replacement_characters(tmp_path):
+    """A task setting may carry a lone surrogate ("\\ud800" in its JSON); UTF-8
+    cannot hold one, and a push must never raise."""
+    path = tmp_path / "q.sqlite"
+    q = UpdateQueue(str(path))
+    q.push(T1, {"activity": "bad \ud800 setting", "log": "echo \udcff\n"})
+    q.push(T1, {"activity": "fine \U0001F600"})
+    assert [u.payload for u in q.head()] == [
+        {"activity": "bad \ufffd setting", "log": "echo \ufffd\n"}, {"activity": "fine \U0001F600"}]
+    q.close()
+    rows = sqlite3.connect(path).execute("SELECT payload, log FROM task_updates ORDER BY id").fetchall()
+    assert json.loads(rows[0][0]) == {"activity": "bad \ufffd setting"} and rows[0][1] == "echo \ufffd\n"

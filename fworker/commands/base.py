@@ -16,15 +16,25 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import reprlib
 import shutil
-import shlex
 import typing
 
 import gevent
 
+from fworker import cmdline
 from fworker.errors import CommandFailed, DuplicateCommand, InvalidSettings, UnknownCommand
 
 _REGISTRY: dict[str, type["Command"]] = {}
+
+# Settings come from the Manager and may be megabytes: a message quotes a cut repr.
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 200
+
+
+def _shown(value: typing.Any) -> str:
+    return _REPR.repr(value)
+
 _ORIGINS: dict[str, "Origin"] = {}
 
 
@@ -76,7 +86,7 @@ def lookup(name: str) -> type["Command"]:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise UnknownCommand(f"unknown command {name!r}") from None
+        raise UnknownCommand(f"unknown command {_shown(name)}") from None
 
 
 def registered() -> dict[str, type["Command"]]:
@@ -171,6 +181,11 @@ class CommandContext:
         none): a child silent for that long is stopped and the command fails."""
         from fworker.process import ChildProcess, OutputTimeout, describe_exit  # late: imports psutil
 
+        # Settings other than command lines (a file path...) end up in arguments too.
+        problem = cmdline.check_args(args)
+        if problem:
+            raise CommandFailed(f"cannot run {os.path.basename(args[0])}: its command line {problem}")
+
         # Lines carry the time they were read: during a backlog they are handled later.
         def handle(line: str) -> None:
             if log_lines:
@@ -255,7 +270,7 @@ class Command:
         if value is None:
             return default
         if not isinstance(value, str):
-            raise self._invalid(key, f"must be a string, not {type(value).__name__} {value!r}")
+            raise self._invalid(key, f"must be a string, not {type(value).__name__} {_shown(value)}")
         if not allow_empty and not value.strip():
             raise self._invalid(key, "must not be empty")
         return value
@@ -270,7 +285,7 @@ class Command:
         if value is None:
             return default
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise self._invalid(key, f"must be a number, not {type(value).__name__} {value!r}")
+            raise self._invalid(key, f"must be a number, not {type(value).__name__} {_shown(value)}")
         if minimum is not None and value < minimum:
             raise self._invalid(key, f"must be at least {minimum}, not {value!r}")
         return value
@@ -285,25 +300,37 @@ class Command:
         if value is None:
             return default
         if isinstance(value, bool) or not isinstance(value, int):
-            raise self._invalid(key, f"must be an integer, not {type(value).__name__} {value!r}")
+            raise self._invalid(key, f"must be an integer, not {type(value).__name__} {_shown(value)}")
         if minimum is not None and value < minimum:
             raise self._invalid(key, f"must be at least {minimum}, not {value!r}")
         return value
 
     def require_cmdline(self, settings: dict, key: str, default: str | None = None) -> list[str]:
-        """A command line setting, split with shlex; its program must exist."""
+        """A command line setting, split as ``shlex.split`` does (by
+        ``fworker.cmdline``); its program must exist.  A setting too long to
+        run, or with a NUL, fails the task naming the setting."""
         if default is None:
             text = self.require_str(settings, key)
         else:
             text = self.optional_str(settings, key, default) or default
+        if len(text) > cmdline.MAX_TEXT:
+            raise self._invalid(key, f"is {len(text)} characters long; a command line may have at most "
+                                     f"{cmdline.MAX_TEXT}: {cmdline.shown(text)}")
+        if "\0" in text:
+            raise self._invalid(key, f"contains a NUL character, which no program can be given: {cmdline.shown(text)}")
         try:
-            args = shlex.split(text)
+            # A long text goes to gevent's thread pool: one of many tiny arguments
+            # takes ~1 µs each to split and check, and the event loop must go on.
+            inline = len(text) <= cmdline.INLINE_TEXT
+            args = cmdline.split_for_exec(text) if inline else self.ctx.blocking(cmdline.split_for_exec, text)
+        except cmdline.ExecLimit as ex:
+            raise self._invalid(key, str(ex)) from None
         except ValueError as ex:
-            raise self._invalid(key, f"cannot be split into arguments ({ex}): {text!r}") from None
+            raise self._invalid(key, f"cannot be split into arguments ({ex}): {cmdline.shown(text)}") from None
         if not args:
             raise self._invalid(key, "must not be empty")
         program = args[0]
         found = shutil.which(program) if os.sep not in program else (program if os.access(program, os.X_OK) else None)
         if found is None:
-            raise self._invalid(key, f"names a program that does not exist or is not executable: {program!r}")
+            raise self._invalid(key, f"names a program that does not exist or is not executable: {cmdline.shown(program)}")
         return args
