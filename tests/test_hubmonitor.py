@@ -7,7 +7,7 @@ from prometheus_client import generate_latest
 
 from fworker import hubmonitor, metrics
 
-from waiting import wait_until
+from tests.support.waiting import wait_until
 
 # The real sleep: it blocks the whole thread, as a greenlet that never yields does.
 os_sleep = monkey.get_original("time", "sleep")
