@@ -5,6 +5,7 @@ running: the render dies with the worker, what escaped is stopped at the restart
 import shlex
 import signal
 import sys
+import uuid
 
 import psutil
 import pytest
@@ -46,7 +47,9 @@ LEFTOVER = "import time, sys; time.sleep(300)"
 
 def test_a_render_helper_that_outlives_a_killed_worker_is_stopped_before_new_work(manager, worker_process,
                                                                                    tmp_path):
-    token = f"leftover-{tmp_path.name}"
+    # Unique on the machine: another run of this test (another checkout, a killed run's
+    # survivor) must never be taken for this one's helper.
+    token = f"leftover-{uuid.uuid4().hex}"
     # sh starts a helper in the background (it does not get the parent-death signal:
     # that is not inherited), then becomes the render itself.
     script = (f"{shlex.join([PY, '-c', LEFTOVER, token])} & "
