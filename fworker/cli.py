@@ -1,14 +1,5 @@
-"""``flamenco-worker``: argument parsing and wiring, nothing else.
-
-Exit codes:
-  0  clean shutdown (or, with --single, the task completed)
-  1  fatal error while running
-  2  bad configuration or command line
-  3  the Manager refused registration (bad worker_registration_secret)
-  4  two commands claim the same name
-  5  --single: the task did not complete (failed, or given back)
-  130 a second SIGINT/SIGTERM: exited at once, the queue kept on disk
-"""
+"""``flamenco-worker``: argument parsing and wiring, nothing else.  The exit
+codes are listed in ``EXIT_CODES``."""
 from __future__ import annotations
 
 import fworker  # noqa: F401  (monkey-patches before anything else is imported)
@@ -22,7 +13,16 @@ from fworker.errors import ConfigError, Fatal
 
 log = logging.getLogger("fworker")
 
-EXIT_CODES = __doc__.split("Exit codes:\n", 1)[1]
+# A constant, not parsed from the docstring: python -OO strips docstrings.
+EXIT_CODES = """\
+  0  clean shutdown (or, with --single, the task completed)
+  1  fatal error while running
+  2  bad configuration or command line
+  3  the Manager refused registration (bad worker_registration_secret)
+  4  two commands claim the same name
+  5  --single: the task did not complete (failed, or given back)
+  130 a second SIGINT/SIGTERM: exited at once, the queue kept on disk
+"""
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -168,3 +168,13 @@ def test_check_config_fails_on_a_bad_file(tmp_path):
     cfg, out = run_check_config(tmp_path, "[flamenco-worker]\nmay_i_run_interval = often\n")
     assert out.returncode == 2
     assert "may_i_run_interval" in out.stderr and "often" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_the_command_line_works_with_docstrings_stripped(tmp_path):
+    # Some deployments run with optimisation on (python -OO): no docstrings.
+    for args, expected in ((["--version"], "flamenco-worker "), (["--help"], "130 a second SIGINT/SIGTERM"),
+                           (["--check-config"], "http_timeout = 30    # from default")):
+        out = subprocess.run([sys.executable, "-OO", "-m", "fworker", *args], capture_output=True, text=True,
+                             timeout=60, cwd=tmp_path, env=dict(os.environ, HOME=str(tmp_path)))
+        assert out.returncode == 0, (args, out.stderr)
+        assert expected in out.stdout, args
