@@ -9,6 +9,7 @@ is skipped.  Everything lives in section ``[flamenco-worker]``.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import socket
 import textwrap
@@ -33,10 +34,12 @@ class Setting:
     unit: str = ""
     secret: bool = False
     minimum: float | None = None
+    maximum: float | None = None
 
 
-def _s(name, type_, default, help_, unit="", secret=False, minimum=None) -> Setting:
-    return Setting(name, type_, default, textwrap.dedent(help_).strip(), unit, secret, minimum)
+def _s(name: str, type_: str, default: typing.Any, help_: str, unit: str = "", secret: bool = False,
+       minimum: float | None = None, maximum: float | None = None) -> Setting:
+    return Setting(name, type_, default, textwrap.dedent(help_).strip(), unit, secret, minimum, maximum)
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -94,7 +97,7 @@ SETTINGS: tuple[Setting, ...] = (
     _s("task_log_keep", "int", 100, "Keep at most this many task log files in task_log_folder; the "
        "oldest are deleted first.", "files", minimum=1),
     _s("metrics_port", "int", 0, "Serve /health (JSON) and /metrics (Prometheus) on this TCP port. "
-       "0: off.", "port", minimum=0),
+       "0: off.", "port", minimum=0, maximum=65535),
     _s("metrics_host", "str", "127.0.0.1", "Address the metrics server listens on. Use 0.0.0.0 only "
        "on a trusted network: the endpoints have no authentication."),
     _s("task_timeout", "float", 0.0, "Fail a task that runs longer than this (wall clock), stopping its "
@@ -220,6 +223,8 @@ def convert(setting: Setting, value: typing.Any, source: str) -> typing.Any:
         raise bad(str(ex)) from None
     if setting.minimum is not None and result < setting.minimum:
         raise bad(f"must be at least {setting.minimum:g}")
+    if setting.maximum is not None and result > setting.maximum:
+        raise bad(f"must be at most {setting.maximum:g}")
     return result
 
 
@@ -266,9 +271,14 @@ def _to_float(value: typing.Any) -> float:
     if isinstance(value, bool):
         raise ValueError("must be a number")
     try:
-        return float(str(value).strip())
+        result = float(str(value).strip())
     except ValueError:
         raise ValueError("must be a number") from None
+    if not math.isfinite(result):
+        # nan compares false with everything and inf is no limit at all:
+        # either would silently turn a timing setting off.
+        raise ValueError("must be a finite number")
+    return result
 
 
 _CONVERTERS: dict[str, typing.Callable[[typing.Any], typing.Any]] = {

@@ -170,6 +170,34 @@ def test_check_config_fails_on_a_bad_file(tmp_path):
     assert "may_i_run_interval" in out.stderr and "often" in out.stderr and "Traceback" not in out.stderr
 
 
+FLOAT_SETTINGS = [s.name for s in config.SETTINGS if s.type == "float"]
+
+
+@pytest.mark.parametrize("name", FLOAT_SETTINGS)
+@pytest.mark.parametrize("value", ["nan", "inf", "-Infinity"])
+def test_no_float_setting_accepts_nan_or_infinity(tmp_path, name, value):
+    # nan compares false with everything: fetch_task_interval = nan stopped
+    # fetching for good, http_timeout = inf removed the timeout.
+    path = write(tmp_path / "f.cfg", f"[flamenco-worker]\n{name} = {value}\n")
+    with pytest.raises(ConfigError, match=f"{name} = '{value}': must be a finite number") as info:
+        config.load(files=[path])
+    assert path in str(info.value)
+    with pytest.raises(ConfigError, match=f"{name} = nan: must be a finite number"):
+        config.load(files=[], overrides={name: float("nan")})
+
+
+@pytest.mark.parametrize("port", ["65536", "99999"])
+def test_check_config_refuses_a_metrics_port_the_run_would_refuse(tmp_path, port):
+    cfg, out = run_check_config(tmp_path, f"[flamenco-worker]\nmetrics_port = {port}\n")
+    assert out.returncode == 2, out.stdout
+    assert f"metrics_port = '{port}': must be at most 65535" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_the_highest_metrics_port_is_accepted(tmp_path):
+    path = write(tmp_path / "m.cfg", "[flamenco-worker]\nmetrics_port = 65535\n")
+    assert config.load(files=[path]).metrics_port == 65535
+
+
 def test_the_command_line_works_with_docstrings_stripped(tmp_path):
     # Some deployments run with optimisation on (python -OO): no docstrings.
     for args, expected in ((["--version"], "flamenco-worker "), (["--help"], "130 a second SIGINT/SIGTERM"),
