@@ -1,5 +1,5 @@
-"""``flamenco-worker``: argument parsing and wiring, nothing else.  The exit
-codes are listed in ``EXIT_CODES``."""
+"""``flamenco-worker``: argument parsing, nothing else; the Worker is built
+by fworker.wiring.  The exit codes are listed in ``EXIT_CODES``."""
 from __future__ import annotations
 
 import fworker  # noqa: F401  (monkey-patches before anything else is imported)
@@ -90,19 +90,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_worker(settings: config.Settings, args: argparse.Namespace) -> int:
-    from fworker import plugins
-    from fworker.worker import Worker
+    from fworker.wiring import build_worker
 
-    # Built-in and plug-in commands; a task type whose plug-in failed to load is not advertised.
-    settings.task_types = plugins.load().usable_task_types(settings.task_types)
-    if not settings.manager_url:
-        from fworker import discovery
-
-        settings.manager_url = discovery.discover(settings.discovery_timeout)
-    worker = Worker(settings, credentials_path=config.credentials_path(), reregister=args.reregister,
-                    single=args.single, test_mode=args.test)
+    worker = build_worker(settings, credentials_path=config.credentials_path(), reregister=args.reregister,
+                          single=args.single, test_mode=args.test)
     worker.install_signal_handlers()
-    log.info("%s", logsetup.banner(settings, fworker.__version__, settings.worker_id or None, worker.queue.path))
+    log.info("%s", logsetup.banner(worker.settings, fworker.__version__, worker.settings.worker_id or None,
+                                   worker.queue.path))
     return worker.run()
 
 

@@ -26,6 +26,9 @@ from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily, Info
 from prometheus_client.registry import Collector
 
 from fworker.errors import ConfigError
+
+if typing.TYPE_CHECKING:
+    from fworker.config import Settings
 from fworker.states import State
 from fworker.version import __version__
 
@@ -190,7 +193,7 @@ def _respond(start_response: typing.Callable, status: str, content_type: str, bo
     return [body]
 
 
-def from_settings(settings: typing.Any, stats: Stats) -> MetricsServer | None:
+def from_settings(settings: Settings, stats: Stats) -> MetricsServer | None:
     """A started server when ``metrics_port`` is set, None when it is 0 (off;
     the settings table keeps the port within 0-65535, so ``--check-config``
     refuses what this would).  A port that cannot be listened on is a

@@ -2,18 +2,18 @@
 import os
 import shutil
 import time
-import types
 
 import gevent
 import psutil
 import pytest
 
+from fworker import config
 from fworker.commands import base
 from fworker.errors import CommandFailed, InvalidSettings
 from media import blender_media, ffprobe, first_pixel, tool  # noqa: F401  (fixture)
 from waiting import wait_until
 
-FAST = types.SimpleNamespace(activity_interval=0.0, blender_filepath_wait=5.0, abort_grace_period=3.0)
+FAST = config.defaults().replace(activity_interval=0.0, blender_filepath_wait=5.0, abort_grace_period=3.0)
 
 
 @pytest.fixture(autouse=True)
@@ -203,7 +203,7 @@ def test_missing_blender_program(run_command, blender_media):
 
 def test_filepath_that_never_appears(run_command, recorder, tmp_path):
     missing = tmp_path / "on the share.blend"
-    settings = types.SimpleNamespace(blender_filepath_wait=0.3, activity_interval=0.0)
+    settings = config.defaults().replace(blender_filepath_wait=0.3, activity_interval=0.0)
     started = time.monotonic()
     with pytest.raises(CommandFailed) as err:
         run_command("blender_render", blender_settings(str(missing), frames="1"), settings)
