@@ -12,7 +12,7 @@ import typing
 
 import gevent
 
-from fworker import config, plugins
+from fworker import config
 from fworker.commands import base
 from fworker.errors import ConfigError
 from fworker.events import Callback
@@ -52,7 +52,9 @@ def start_worker(settings: config.Settings, *, credentials_path: str | os.PathLi
 
     Plug-in commands are loaded first; task types that need a plug-in which
     failed to load are not advertised (``ConfigError`` if none is left).
-    ``settings`` is not changed: the worker works on a copy.
+    With an empty ``manager_url`` the Manager is looked for on the local
+    network first, as the command line does.  ``settings`` cannot change:
+    the worker gets a new value with these adjustments.
     ``credentials_path``: the file the worker stores its id and secret in
     after registering (None: not stored; list that file in ``load_settings``
     to sign on with them next time).  ``single``: stop after one task.
@@ -61,13 +63,10 @@ def start_worker(settings: config.Settings, *, credentials_path: str | os.PathLi
     subscribing right after this call sees every event.  No signal handlers
     and no logging configuration are installed: both belong to the program.
     """
-    from fworker.worker import Worker  # late: keeps ``import fworker`` cheap
+    from fworker.wiring import build_worker  # late: keeps ``import fworker`` cheap
 
-    report = plugins.load()
-    usable = report.usable_task_types(settings.task_types)
     path = os.fspath(credentials_path) if credentials_path is not None else None
-    worker = Worker(settings.replace(task_types=usable), credentials_path=path, single=single)
-    return WorkerHandle(worker)
+    return WorkerHandle(build_worker(settings, credentials_path=path, single=single))
 
 
 def register_command(cls: CommandClass) -> CommandClass:
@@ -147,4 +146,4 @@ class WorkerHandle:
     @property
     def worker_id(self) -> str:
         """The id the Manager gave this worker; empty until registered."""
-        return self._worker.settings.worker_id
+        return self._worker.registrar.worker_id

@@ -1,14 +1,5 @@
-"""``flamenco-worker``: argument parsing and wiring, nothing else.
-
-Exit codes:
-  0  clean shutdown (or, with --single, the task completed)
-  1  fatal error while running
-  2  bad configuration or command line
-  3  the Manager refused registration (bad worker_registration_secret)
-  4  two commands claim the same name
-  5  --single: the task did not complete (failed, or given back)
-  130 a second SIGINT/SIGTERM: exited at once, the queue kept on disk
-"""
+"""``flamenco-worker``: argument parsing, nothing else; the Worker is built
+by fworker.wiring.  The exit codes are listed in ``EXIT_CODES``."""
 from __future__ import annotations
 
 import fworker  # noqa: F401  (monkey-patches before anything else is imported)
@@ -22,7 +13,16 @@ from fworker.errors import ConfigError, Fatal
 
 log = logging.getLogger("fworker")
 
-EXIT_CODES = __doc__.split("Exit codes:\n", 1)[1]
+# A constant, not parsed from the docstring: python -OO strips docstrings.
+EXIT_CODES = """\
+  0  clean shutdown (or, with --single, the task completed)
+  1  fatal error while running
+  2  bad configuration or command line
+  3  the Manager refused registration (bad worker_registration_secret)
+  4  two commands claim the same name
+  5  --single: the task did not complete (failed, or given back)
+  130 a second SIGINT/SIGTERM: exited at once, the queue kept on disk
+"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -90,19 +90,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_worker(settings: config.Settings, args: argparse.Namespace) -> int:
-    from fworker import plugins
-    from fworker.worker import Worker
+    from fworker.wiring import build_worker
 
-    # Built-in and plug-in commands; a task type whose plug-in failed to load is not advertised.
-    settings.task_types = plugins.load().usable_task_types(settings.task_types)
-    if not settings.manager_url:
-        from fworker import discovery
-
-        settings.manager_url = discovery.discover(settings.discovery_timeout)
-    worker = Worker(settings, credentials_path=config.credentials_path(), reregister=args.reregister,
-                    single=args.single, test_mode=args.test)
+    worker = build_worker(settings, credentials_path=config.credentials_path(), reregister=args.reregister,
+                          single=args.single, test_mode=args.test)
     worker.install_signal_handlers()
-    log.info("%s", logsetup.banner(settings, fworker.__version__, settings.worker_id or None, worker.queue.path))
+    log.info("%s", logsetup.banner(worker.settings, fworker.__version__, worker.settings.worker_id or None,
+                                   worker.queue.path))
     return worker.run()
 
 

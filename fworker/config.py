@@ -1,5 +1,6 @@
 """Settings: declared once, in SETTINGS, and used for parsing, validation,
-``--help``, ``--check-config`` and the sample ``etc/flamenco-worker.cfg``.
+the typed ``Settings`` value, ``--help``, ``--check-config`` and the sample
+``etc/flamenco-worker.cfg``.
 
 Files are read in this order, each overriding the one before: the defaults
 below, ``flamenco-worker.cfg`` in the current directory,
@@ -9,34 +10,27 @@ is skipped.  Everything lives in section ``[flamenco-worker]``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import socket
 import textwrap
+import types
 import typing
-import urllib.parse
 
 import configobj
 
-from fworker import pretask
 from fworker.errors import ConfigError
+from fworker.settingvalues import Setting, convert, format_value
 
 SECTION = "flamenco-worker"
+# read.NAME / write.NAME = path: checked before each task (fworker.pretask).
+PRE_TASK_SECTION = "pre_task_check"
 DEFAULT_TASK_TYPES = "sleep blender-render file-management exr-merge video-encoding debug"
 
 
-@dataclasses.dataclass(frozen=True)
-class Setting:
-    name: str
-    type: str  # str, int, float, bool, list, url
-    default: typing.Any
-    help: str
-    unit: str = ""
-    secret: bool = False
-    minimum: float | None = None
-
-
-def _s(name, type_, default, help_, unit="", secret=False, minimum=None) -> Setting:
-    return Setting(name, type_, default, textwrap.dedent(help_).strip(), unit, secret, minimum)
+def _s(name: str, type_: str, default: typing.Any, help_: str, unit: str = "", secret: bool = False,
+       minimum: float | None = None, maximum: float | None = None) -> Setting:
+    return Setting(name, type_, default, textwrap.dedent(help_).strip(), unit, secret, minimum, maximum)
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -94,7 +88,7 @@ SETTINGS: tuple[Setting, ...] = (
     _s("task_log_keep", "int", 100, "Keep at most this many task log files in task_log_folder; the "
        "oldest are deleted first.", "files", minimum=1),
     _s("metrics_port", "int", 0, "Serve /health (JSON) and /metrics (Prometheus) on this TCP port. "
-       "0: off.", "port", minimum=0),
+       "0: off.", "port", minimum=0, maximum=65535),
     _s("metrics_host", "str", "127.0.0.1", "Address the metrics server listens on. Use 0.0.0.0 only "
        "on a trusted network: the endpoints have no authentication."),
     _s("task_timeout", "float", 0.0, "Fail a task that runs longer than this (wall clock), stopping its "
@@ -118,30 +112,80 @@ BY_NAME = {s.name: s for s in SETTINGS}
 LEGACY_NAMES = {"job_types": "task_types"}
 
 
+@dataclasses.dataclass(frozen=True)
 class Settings:
-    """The effective settings: one attribute per Setting, plus where each
-    value came from (``sources``) and which files were read."""
+    """The effective settings: one typed, read-only attribute per entry of
+    SETTINGS, in the same order.  The defaults live in SETTINGS only; the
+    field types follow each Setting's type (``list`` is a tuple here, so
+    nothing can change it in place), which tests/test_config.py checks.
 
-    def __init__(self, values: dict[str, typing.Any], sources: dict[str, str], files: list[str],
-                 checks: dict[str, str] | None = None):
-        self.__dict__.update(values)
-        self.sources = sources
-        self.files = files
-        # [pre_task_check]: read.NAME / write.NAME = path
-        self.pre_task_checks = dict(checks or {})
+    Made by ``load()``; ``replace()`` gives a new value with some settings
+    changed, so an override (``--test``, a discovered Manager, the demo's
+    intervals) never changes a value someone else holds."""
+
+    manager_url: str
+    discovery_timeout: float
+    task_types: tuple[str, ...]
+    nickname: str
+    worker_id: str
+    worker_secret: str
+    worker_registration_secret: str
+    task_update_queue_db: str
+    http_timeout: float
+    fetch_task_interval: float
+    backoff_initial: float
+    backoff_max: float
+    may_i_run_interval: float
+    push_log_max_interval: float
+    push_log_max_lines: int
+    push_act_max_interval: float
+    activity_interval: float
+    output_produced_interval: float
+    abort_grace_period: float
+    shutdown_flush_timeout: float
+    pre_task_check_interval: float
+    log_file: str
+    log_max_bytes: int
+    log_backup_count: int
+    task_log_folder: str
+    task_log_keep: int
+    metrics_port: int
+    metrics_host: str
+    task_timeout: float
+    command_output_timeout: float
+    task_log_max_bytes: int
+    min_free_disk_mb: int
+    tls_verify: bool
+    tls_ca_bundle: str
+    blender_filepath_wait: float
+    # Not settings: where each value came from ("default", "override" or a
+    # file), the files read, and section [pre_task_check] (read.NAME /
+    # write.NAME = path).
+    sources: typing.Mapping[str, str] = dataclasses.field(repr=False, compare=False)
+    files: tuple[str, ...] = dataclasses.field(repr=False, compare=False)
+    pre_task_checks: typing.Mapping[str, str] = dataclasses.field(repr=False)
 
     def effective_nickname(self) -> str:
         return self.nickname or socket.gethostname()
 
-    def masked(self) -> dict[str, typing.Any]:
-        return {s.name: ("*****" if s.secret and getattr(self, s.name) else getattr(self, s.name))
-                for s in SETTINGS}
+    def values(self) -> dict[str, typing.Any]:
+        """Every setting's value by name, in the order of SETTINGS."""
+        return {s.name: getattr(self, s.name) for s in SETTINGS}
 
-    def replace(self, **changes: typing.Any) -> "Settings":
-        values = {s.name: getattr(self, s.name) for s in SETTINGS}
-        values.update(changes)
-        sources = dict(self.sources, **{k: "override" for k in changes})
-        return Settings(values, sources, list(self.files), self.pre_task_checks)
+    def masked(self) -> dict[str, typing.Any]:
+        return {name: ("*****" if BY_NAME[name].secret and value else value) for name, value in self.values().items()}
+
+    def replace(self, **changes: typing.Any) -> Settings:
+        """A new value with ``changes`` (setting name = value, converted and
+        checked as ``load()`` does); this one stays as it is."""
+        unknown = sorted(name for name in changes if name not in BY_NAME)
+        if unknown:
+            raise ConfigError(f"unknown setting(s): {', '.join(unknown)}")
+        values = {name: convert(BY_NAME[name], value, "override") for name, value in changes.items()}
+        sources = types.MappingProxyType(dict(self.sources, **{name: "override" for name in changes}))
+        changed = dataclasses.replace(self, **values, sources=sources)
+        _check_together(changed)
+        return changed
 
 
 def default_files() -> list[str]:
@@ -175,8 +219,17 @@ def load(extra_file: str | None = None, *, overrides: dict[str, typing.Any] | No
     for name, value in (overrides or {}).items():
         raw[name], sources[name] = value, "override"
     values = {name: convert(BY_NAME[name], raw[name], sources[name]) for name in raw}
-    _check_together(values, sources)
-    return Settings(values, sources, read, checks)
+    settings = Settings(**values, sources=types.MappingProxyType(sources), files=tuple(read),
+                        pre_task_checks=types.MappingProxyType(checks))
+    _check_together(settings)
+    return settings
+
+
+@functools.cache
+def defaults() -> Settings:
+    """The settings with every value from SETTINGS, no file read.  One
+    shared value: it cannot be changed."""
+    return load(files=[])
 
 
 def read_file(path: str) -> tuple[dict[str, typing.Any], dict[str, str]]:
@@ -192,105 +245,40 @@ def read_file(path: str) -> tuple[dict[str, typing.Any], dict[str, str]]:
     for key in cfg.scalars:
         raise ConfigError(f"configuration file {path}: key {key!r} is outside section [{SECTION}]")
     for section in cfg.sections:
-        if section not in (SECTION, pretask.SECTION):
+        if section not in (SECTION, PRE_TASK_SECTION):
             raise ConfigError(f"configuration file {path}: unknown section [{section}]")
     for key, value in cfg.get(SECTION, {}).items():
         name = LEGACY_NAMES.get(key, key)
         if name not in BY_NAME:
             raise ConfigError(f"configuration file {path}: unknown key {key!r} in [{SECTION}]")
         values[name] = value
-    checks = dict(cfg.get(pretask.SECTION, {}))
-    pretask.parse_section(checks, path)
+    checks = dict(cfg.get(PRE_TASK_SECTION, {}))
+    parse_pre_task_checks(checks, path)
     return values, checks
 
 
-def convert(setting: Setting, value: typing.Any, source: str) -> typing.Any:
-    """``value`` (a string from a file, or a Python value) as the setting's type."""
-    where = f"{source}: {setting.name}" if source not in ("default", "override") else setting.name
-
-    def bad(problem: str) -> ConfigError:
-        shown = "*****" if setting.secret else repr(value)
-        return ConfigError(f"{where} = {shown}: {problem}")
-
-    if isinstance(value, list) and setting.type != "list":
-        raise bad("contains an unquoted comma; put the value in double quotes")
-    try:
-        result = _CONVERTERS[setting.type](value)
-    except (TypeError, ValueError) as ex:
-        raise bad(str(ex)) from None
-    if setting.minimum is not None and result < setting.minimum:
-        raise bad(f"must be at least {setting.minimum:g}")
-    return result
+def parse_pre_task_checks(values: typing.Mapping[str, str], source: str) -> tuple[list[str], list[str]]:
+    """Section [pre_task_check]: its ``read.*`` and ``write.*`` keys into two
+    lists of paths; ``ConfigError`` naming ``source`` for anything else."""
+    readable: list[str] = []
+    writable: list[str] = []
+    for key, value in values.items():
+        kind, _, _name = key.partition(".")
+        if kind not in ("read", "write") or not _name:
+            raise ConfigError(f"{source}: key {key!r} in [{PRE_TASK_SECTION}] must be read.NAME or write.NAME")
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigError(f"{source}: [{PRE_TASK_SECTION}] {key} must be one path")
+        (readable if kind == "read" else writable).append(value.strip())
+    return readable, writable
 
 
-def _to_bool(value: typing.Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("1", "yes", "true", "on"):
-        return True
-    if text in ("0", "no", "false", "off"):
-        return False
-    raise ValueError("must be true or false")
-
-
-def _to_list(value: typing.Any) -> list[str]:
-    items = value if isinstance(value, (list, tuple)) else str(value).split()
-    return [item for part in items for item in str(part).split()]
-
-
-def _to_url(value: typing.Any) -> str:
-    text = str(value).strip()
-    if not text:
-        return ""
-    parts = urllib.parse.urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError("must be an http:// or https:// URL with a host name")
-    try:
-        parts.port  # noqa: B018  (raises on a bad port)
-    except ValueError as ex:
-        raise ValueError(f"has a bad port: {ex}") from None
-    return text if text.endswith("/") else text + "/"
-
-
-def _to_int(value: typing.Any) -> int:
-    if isinstance(value, bool) or isinstance(value, float):
-        raise ValueError("must be a whole number")
-    try:
-        return int(str(value).strip())
-    except ValueError:
-        raise ValueError("must be a whole number") from None
-
-
-def _to_float(value: typing.Any) -> float:
-    if isinstance(value, bool):
-        raise ValueError("must be a number")
-    try:
-        return float(str(value).strip())
-    except ValueError:
-        raise ValueError("must be a number") from None
-
-
-_CONVERTERS: dict[str, typing.Callable[[typing.Any], typing.Any]] = {
-    "str": lambda v: str(v).strip() if not isinstance(v, (list, dict)) else _raise(TypeError("must be text")),
-    "int": _to_int,
-    "float": _to_float,
-    "bool": _to_bool,
-    "list": _to_list,
-    "url": _to_url,
-}
-
-
-def _raise(ex: Exception) -> typing.NoReturn:
-    raise ex
-
-
-def _check_together(values: dict[str, typing.Any], sources: dict[str, str]) -> None:
-    if values["backoff_max"] < values["backoff_initial"]:
+def _check_together(settings: Settings) -> None:
+    sources = settings.sources
+    if settings.backoff_max < settings.backoff_initial:
         raise ConfigError(
-            f"backoff_max ({values['backoff_max']:g}, from {sources['backoff_max']}) must not be less than "
-            f"backoff_initial ({values['backoff_initial']:g}, from {sources['backoff_initial']})")
-    if not values["task_types"]:
+            f"backoff_max ({settings.backoff_max:g}, from {sources['backoff_max']}) must not be less than "
+            f"backoff_initial ({settings.backoff_initial:g}, from {sources['backoff_initial']})")
+    if not settings.task_types:
         raise ConfigError(f"task_types (from {sources['task_types']}) is empty: the worker would never get a task")
 
 
@@ -316,7 +304,7 @@ def sample_config() -> str:
         lines.append(f"# {s.name} = {format_value(s.default)}".rstrip())
     lines += [
         "",
-        f"[{pretask.SECTION}]",
+        f"[{PRE_TASK_SECTION}]",
         "# Checked before asking for each task; on failure the worker goes to state",
         "# 'error' and checks again after pre_task_check_interval. read.NAME paths must",
         "# be readable, write.NAME paths writable (tested with a temporary file).",
@@ -324,16 +312,6 @@ def sample_config() -> str:
         "# write.renders = /mnt/shared/renders",
     ]
     return "\n".join(lines) + "\n"
-
-
-def format_value(value: typing.Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return f"{value:g}"
-    if isinstance(value, list):
-        return " ".join(value)
-    return str(value)
 
 
 def help_epilog() -> str:

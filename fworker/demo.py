@@ -87,9 +87,8 @@ def demo_job(workdir: str) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    import fworker.commands  # noqa: F401  (registers the built-in commands)
     from fworker.devmanager import DevManager
-    from fworker.worker import Worker
+    from fworker.wiring import build_worker
 
     if not args.verbose and not args.debug:
         logging.getLogger("fworker").setLevel(logging.WARNING)
@@ -104,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
         "push_log_max_interval": 0.2, "push_act_max_interval": 0.2, "activity_interval": 0.5,
         "task_types": "debug blender-render video-encoding",
     })
-    worker = Worker(settings, credentials_path=os.path.join(workdir, "credentials.cfg"))
+    worker = build_worker(settings, credentials_path=os.path.join(workdir, "credentials.cfg"))
     worker.install_signal_handlers()
     display = gevent.spawn(_show_progress, manager, job_id, worker)
     try:

@@ -2,11 +2,7 @@
 
 - ``RetryLater``: a transient problem (network, 5xx, timeout); keep the work
   and try again after a backoff.
-- ``DropItem``: this one item (an update) will never be accepted; remove it and
-  carry on with the next.
 - ``TaskFailed``: the running task cannot succeed; report it ``failed``.
-- ``TaskLost``: the task is no longer ours (cancelled, reassigned); stop it and
-  give it back without judging it.
 - ``Fatal``: the worker cannot work at all; exit with ``exit_code``.
 """
 
@@ -17,10 +13,6 @@ class FworkerError(Exception):
 
 class RetryLater(FworkerError):
     """A transient failure: try again after a backoff."""
-
-
-class DropItem(FworkerError):
-    """This item will never be accepted: drop it, keep going."""
 
 
 class TaskFailed(FworkerError):
@@ -43,10 +35,6 @@ class UnknownCommand(TaskFailed):
 
 class CommandFailed(TaskFailed):
     """A command ran and did not succeed (exit code, signal, missing output)."""
-
-
-class TaskLost(FworkerError):
-    """The Manager no longer wants this worker to run the task."""
 
 
 class Fatal(FworkerError):

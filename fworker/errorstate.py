@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import logging
 import time
-import typing
 
 import gevent
 
-from fworker import pretask
+from fworker import config, pretask
 from fworker.states import State, StateMachine
 
 log = logging.getLogger(__name__)
@@ -20,7 +19,7 @@ class PreTaskGate:
     """Runs the pre-task checks and moves ``machine`` into ``error`` when they fail,
     back to ``working`` when they pass again (every ``pre_task_check_interval``)."""
 
-    def __init__(self, settings: typing.Any, machine: StateMachine, working: State):
+    def __init__(self, settings: config.Settings, machine: StateMachine, working: State):
         self._settings = settings
         self._machine = machine
         self._working = working

@@ -21,6 +21,7 @@ import sys
 import typing
 import urllib.parse
 
+from fworker.config import Settings
 from fworker.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -34,10 +35,10 @@ TASK_LOG_SUFFIX = ".txt"
 _file_handler: logging.FileHandler | None = None
 
 
-def configure(settings: typing.Any, verbose: bool, debug: bool) -> None:
+def configure(settings: Settings, verbose: bool, debug: bool) -> None:
     """Replace the root logger's handlers with one for stderr or log_file."""
     global _file_handler
-    path = getattr(settings, "log_file", "") or ""
+    path = settings.log_file
     handler = _file_handler_for(settings, path) if path else logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
     root = logging.getLogger()
@@ -50,12 +51,12 @@ def configure(settings: typing.Any, verbose: bool, debug: bool) -> None:
     logging.getLogger("fworker").setLevel(logging.NOTSET if (verbose or debug) else logging.INFO)
 
 
-def _file_handler_for(settings: typing.Any, path: str) -> logging.FileHandler:
-    max_bytes = int(getattr(settings, "log_max_bytes", 0))
+def _file_handler_for(settings: Settings, path: str) -> logging.FileHandler:
+    max_bytes = settings.log_max_bytes
     try:
         if max_bytes > 0:
             return logging.handlers.RotatingFileHandler(
-                path, maxBytes=max_bytes, backupCount=int(getattr(settings, "log_backup_count", 0)),
+                path, maxBytes=max_bytes, backupCount=settings.log_backup_count,
                 encoding="utf-8")
         # No rotation of our own: logrotate moves the file, and this handler
         # notices on the next line and opens a new one, even without SIGHUP.
@@ -214,29 +215,23 @@ class TaskLogFiles:
         return deleted
 
 
-def banner(settings: typing.Any, version: str, worker_id: str | None, queue_path: str) -> str:
+def banner(settings: Settings, version: str, worker_id: str | None, queue_path: str) -> str:
     """The start-up banner: what this worker is and where it talks to.
     Never contains a secret, not even a password inside manager_url."""
-    task_types = getattr(settings, "task_types", [])
     rows = [
-        ("Manager", _without_password(getattr(settings, "manager_url", "") or "(discovered on the network)")),
+        ("Manager", _without_password(settings.manager_url or "(discovered on the network)")),
         ("worker id", worker_id or "(not registered yet)"),
-        ("nickname", _nickname(settings)),
-        ("task types", " ".join(task_types) if isinstance(task_types, (list, tuple)) else str(task_types)),
+        ("nickname", settings.effective_nickname()),
+        ("task types", " ".join(settings.task_types)),
         ("update queue", queue_path),
-        ("log file", getattr(settings, "log_file", "") or "stderr"),
+        ("log file", settings.log_file or "stderr"),
     ]
-    if getattr(settings, "task_log_folder", ""):
+    if settings.task_log_folder:
         rows.append(("task logs", f"{settings.task_log_folder} (newest {settings.task_log_keep} kept)"))
-    port = getattr(settings, "metrics_port", 0)
+    port = settings.metrics_port
     rows.append(("metrics", f"http://{settings.metrics_host}:{port}/metrics" if port else "off"))
     width = max(len(name) for name, _ in rows)
     return "\n".join([f"fworker {version}"] + [f"  {name + ':':<{width + 1}} {value}" for name, value in rows])
-
-
-def _nickname(settings: typing.Any) -> str:
-    effective = getattr(settings, "effective_nickname", None)
-    return effective() if callable(effective) else (getattr(settings, "nickname", "") or "")
 
 
 def _without_password(url: str) -> str:

@@ -26,6 +26,9 @@ from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily, Info
 from prometheus_client.registry import Collector
 
 from fworker.errors import ConfigError
+
+if typing.TYPE_CHECKING:
+    from fworker.config import Settings
 from fworker.states import State
 from fworker.version import __version__
 
@@ -194,15 +197,15 @@ def _respond(start_response: typing.Callable, status: str, content_type: str, bo
     return [body]
 
 
-def from_settings(settings: typing.Any, stats: Stats) -> MetricsServer | None:
-    """A started server when ``metrics_port`` is set, None when it is 0 (off).
-    A port that cannot be listened on is a configuration error: an operator
-    who asked for metrics would rather know at once than find a gap later."""
+def from_settings(settings: Settings, stats: Stats) -> MetricsServer | None:
+    """A started server when ``metrics_port`` is set, None when it is 0 (off;
+    the settings table keeps the port within 0-65535, so ``--check-config``
+    refuses what this would).  A port that cannot be listened on is a
+    configuration error: an operator who asked for metrics would rather know
+    at once than find a gap later."""
     host, port = settings.metrics_host, settings.metrics_port
     if not port:
         return None
-    if not 0 < port < 65536:
-        raise ConfigError(f"metrics_port = {port}: must be between 1 and 65535 (0: off)")
     try:
         return MetricsServer(stats, host, port).start()
     except OSError as ex:

@@ -15,32 +15,16 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import typing
 
-from fworker.errors import ConfigError
-
-SECTION = "pre_task_check"
+from fworker.config import Settings, parse_pre_task_checks
 
 
-def parse_section(values: dict[str, str], source: str) -> tuple[list[str], list[str]]:
-    """``read.*`` and ``write.*`` keys into two lists of paths."""
-    readable, writable = [], []
-    for key, value in values.items():
-        kind, _, _name = key.partition(".")
-        if kind not in ("read", "write") or not _name:
-            raise ConfigError(f"{source}: key {key!r} in [{SECTION}] must be read.NAME or write.NAME")
-        if not isinstance(value, str) or not value.strip():
-            raise ConfigError(f"{source}: [{SECTION}] {key} must be one path")
-        (readable if kind == "read" else writable).append(value.strip())
-    return readable, writable
-
-
-def check(settings: typing.Any) -> list[str]:
+def check(settings: Settings) -> list[str]:
     """Every reason not to take a task now; empty when all is well."""
-    readable, writable = parse_section(getattr(settings, "pre_task_checks", None) or {}, SECTION)
+    readable, writable = parse_pre_task_checks(settings.pre_task_checks, "[pre_task_check]")
     found = problems(readable, writable)
-    queue_db = getattr(settings, "task_update_queue_db", "")
-    min_free_mb = getattr(settings, "min_free_disk_mb", 0)
+    queue_db = settings.task_update_queue_db
+    min_free_mb = settings.min_free_disk_mb
     if min_free_mb > 0:
         folders = [os.path.dirname(os.path.abspath(queue_db))] if queue_db else []
         found += disk_space_problems(folders + writable, min_free_mb)

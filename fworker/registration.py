@@ -5,7 +5,6 @@ import logging
 import secrets
 import string
 import time
-import typing
 
 import jwt
 
@@ -29,18 +28,22 @@ def registration_token(shared_secret: str) -> str:
 
 
 class Registrar:
-    """Holds the worker's identity and knows how to (re)establish it."""
+    """Holds the worker's identity and knows how to (re)establish it.  The
+    identity starts as the settings' worker_id/worker_secret and changes on
+    registration; the settings themselves never change."""
 
-    def __init__(self, upstream: Upstream, settings: typing.Any, credentials_path: str | None):
+    def __init__(self, upstream: Upstream, settings: config.Settings, credentials_path: str | None):
         self.upstream = upstream
         self.settings = settings
         self.credentials_path = credentials_path
         self.task_types: list[str] = list(settings.task_types)
         self.nickname = settings.effective_nickname()
+        self.worker_id = settings.worker_id
+        self._secret = settings.worker_secret
 
     @property
     def has_credentials(self) -> bool:
-        return bool(self.settings.worker_id and self.settings.worker_secret)
+        return bool(self.worker_id and self._secret)
 
     def register(self) -> None:
         secret = new_secret()
@@ -60,8 +63,7 @@ class Registrar:
         if not isinstance(worker_id, str) or not worker_id:
             raise RetryLater(f"registration: the Manager's answer has no worker _id: {answer.text.strip()[:200]!r}")
         self.upstream.set_credentials(worker_id, secret)
-        self.settings.worker_id = worker_id
-        self.settings.worker_secret = secret
+        self.worker_id, self._secret = worker_id, secret
         if self.credentials_path is not None:
             path = config.save_credentials(worker_id, secret, self.credentials_path)
             log.info("registered as worker %s; credentials stored in %s", worker_id, path)
@@ -71,17 +73,17 @@ class Registrar:
     def sign_on(self) -> None:
         """Sign on with stored credentials; a 401 means the Manager forgot us:
         register once more, then sign on."""
-        self.upstream.set_credentials(self.settings.worker_id, self.settings.worker_secret)
+        self.upstream.set_credentials(self.worker_id, self._secret)
         answer = self.upstream.sign_on(self.task_types, self.nickname)
         if answer.status == 401:
-            log.warning("the Manager does not know worker %s any more; registering again", self.settings.worker_id)
+            log.warning("the Manager does not know worker %s any more; registering again", self.worker_id)
             self.register()
             answer = self.upstream.sign_on(self.task_types, self.nickname)
         if answer.status == 401:
             raise Fatal("sign-on refused (401) right after a fresh registration; is this the right Manager?")
         if answer.status != 204:
             raise RetryLater(f"sign-on: unexpected answer {answer.status} {answer.text.strip()[:200]!r}")
-        log.info("signed on to %s as worker %s (%s)", self.upstream.manager_url, self.settings.worker_id, self.nickname)
+        log.info("signed on to %s as worker %s (%s)", self.upstream.manager_url, self.worker_id, self.nickname)
 
     def establish(self, reregister: bool) -> None:
         if reregister or not self.has_credentials:

@@ -20,6 +20,7 @@ import typing
 
 import gevent
 
+from fworker.config import Settings
 from fworker.queue import UpdateQueue
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ def log_timestamp(at: float | None = None) -> str:
 
 
 class TaskReporter:
-    def __init__(self, task_id: str, queue: UpdateQueue, settings: typing.Any, *,
+    def __init__(self, task_id: str, queue: UpdateQueue, settings: Settings, *,
                  command_count: int = 1, task_logger: logging.Logger | None = None,
                  on_output: typing.Callable[[list[str]], None] | None = None,
                  local_log: typing.Any = None):
@@ -81,7 +82,7 @@ class TaskReporter:
         self.task_logger = task_logger or log
         self.on_output = on_output
         self.local_log = local_log  # a logsetup.TaskLog: the task log kept on this machine
-        self.log_max_bytes = getattr(settings, "task_log_max_bytes", 0)
+        self.log_max_bytes = settings.task_log_max_bytes
         self.log_bytes = 0  # bytes of log lines accepted so far, for the cap (log_lines counts only under one)
         self.dropped_lines = 0  # lines dropped after the cap was hit
         self.timings: dict[str, float] = {}

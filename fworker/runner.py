@@ -19,7 +19,7 @@ import typing
 
 import gevent
 
-from fworker import leftovers
+from fworker import config, leftovers
 from fworker.commands import base as commands
 from fworker.errors import TaskFailed
 from fworker.events import EventBus
@@ -52,7 +52,7 @@ class Abort(gevent.GreenletExit):
 
 
 class TaskRunner:
-    def __init__(self, task: Task, queue: UpdateQueue, settings: typing.Any,
+    def __init__(self, task: Task, queue: UpdateQueue, settings: config.Settings,
                  on_output: typing.Callable[[list[str]], None] | None = None,
                  events: EventBus | None = None, local_log: typing.Any = None):
         self.task = task
@@ -83,7 +83,7 @@ class TaskRunner:
         return self._finish(Outcome.COMPLETED, "Task completed")
 
     def _run_commands(self) -> None:
-        limit = getattr(self.settings, "task_timeout", 0) or 0
+        limit = self.settings.task_timeout
         timer = None
         if limit > 0:
             timer = gevent.Timeout(limit, LimitExceeded(f"task_timeout: the task ran longer than {limit:g} s"))
@@ -100,7 +100,7 @@ class TaskRunner:
     def _stop_leftovers(self) -> None:
         """Nothing of an earlier task may run beside this one: what a SIGKILLed
         worker left behind (this task may be the same one, handed over again)."""
-        queue_db = getattr(self.settings, "task_update_queue_db", "")
+        queue_db = self.settings.task_update_queue_db
         if queue_db:
             for problem in leftovers.stop_leftovers(leftovers.owner_mark(queue_db)):
                 self.logger.error("%s", problem)

@@ -18,7 +18,7 @@ import typing
 import gevent
 import gevent.event
 
-from fworker import logsetup, metrics
+from fworker import config, logsetup, metrics
 from fworker.errors import RetryLater
 from fworker.errorstate import PreTaskGate
 from fworker.events import EventBus
@@ -46,16 +46,17 @@ _OUTCOME_COUNTERS = {Outcome.COMPLETED: "tasks_completed", Outcome.FAILED: "task
 
 
 class Worker:
+    """One worker on ``settings`` as given (fworker.wiring.build_worker
+    applies plug-ins, discovery and the test mode's task types first)."""
+
     hub_monitor: HubMonitor | None = None  # from start() on
 
-    def __init__(self, settings: typing.Any, *, credentials_path: str | None, reregister: bool = False,
+    def __init__(self, settings: config.Settings, *, credentials_path: str | None, reregister: bool = False,
                  single: bool = False, test_mode: bool = False):
         self.settings = settings
         self.reregister = reregister
         self.single = single
         self.test_mode = test_mode
-        if test_mode:
-            settings.task_types = ["test-blender-render"]
         self.upstream = Upstream(settings.manager_url, timeout=settings.http_timeout,
                                  tls_verify=settings.tls_verify, tls_ca_bundle=settings.tls_ca_bundle)
         self.registrar = Registrar(self.upstream, settings, credentials_path)

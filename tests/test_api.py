@@ -2,6 +2,7 @@
 running in a greenlet of the test process against the in-process Manager."""
 import ast
 import inspect
+import logging
 import pathlib
 import subprocess
 import sys
@@ -53,7 +54,6 @@ SIGNATURES = {
     "CommandContext.timing": "(self, phase: 'str', seconds: 'float') -> 'None'",
     "CommandContext.blocking": "(self, fn: 'typing.Callable[..., typing.Any]', *args: 'typing.Any') -> 'typing.Any'",
     "CommandContext.sleep": "(self, seconds: 'float') -> 'None'",
-    "CommandContext.setting": "(self, name: 'str', default: 'typing.Any') -> 'typing.Any'",
     "CommandContext.run_process": "(self, args: 'list[str]', *, on_line: 'typing.Callable[[str], None] | None' = None, "
                                   "cwd: 'str | None' = None, env: 'dict[str, str] | None' = None, "
                                   "log_lines: 'bool' = True, output_timeout: 'float | None' = None) -> 'int'",
@@ -79,6 +79,14 @@ def test_the_public_surface_is_deliberate():
         assert inspect.getdoc(getattr(fworker, name)), f"fworker.{name} has no docstring"
 
 
+def test_a_command_reads_the_workers_settings_or_else_the_defaults(recorder):
+    own = fworker.load_settings(abort_grace_period=2.5)
+    assert fworker.CommandContext(recorder, logging.getLogger("t"), own).settings.abort_grace_period == 2.5
+    standalone = fworker.CommandContext(recorder, logging.getLogger("t")).settings
+    assert isinstance(standalone, fworker.Settings)
+    assert standalone.abort_grace_period == 10.0 and standalone.task_log_max_bytes == 256 * 1024 * 1024
+
+
 def test_import_fworker_patches_first_and_stays_cheap():
     tree = ast.parse((ROOT / "fworker" / "__init__.py").read_text())
     first, second = tree.body[1], tree.body[2]  # after the docstring
@@ -100,7 +108,7 @@ def test_load_settings_from_files_and_overrides(tmp_path):
     cfg = tmp_path / "worker.cfg"
     cfg.write_text("[flamenco-worker]\nnickname = from-file\nhttp_timeout = 9\n")
     settings = fworker.load_settings([cfg], http_timeout=3, job_types="debug sleep", fetch_task_interval="0.5")
-    assert (settings.nickname, settings.http_timeout, settings.task_types) == ("from-file", 3.0, ["debug", "sleep"])
+    assert (settings.nickname, settings.http_timeout, settings.task_types) == ("from-file", 3.0, ("debug", "sleep"))
     assert settings.fetch_task_interval == 0.5
     assert settings.sources["nickname"] == str(cfg) and settings.sources["http_timeout"] == "override"
     assert isinstance(settings, fworker.Settings)

@@ -2,19 +2,19 @@
 import os
 import shutil
 import time
-import types
 
 import gevent
 import psutil
 import pytest
 
+from fworker import config
 from fworker.commands import base
 from fworker.errors import CommandFailed, InvalidSettings
 from tests.support.media import ffprobe, first_pixel, tool
 from tests.support.waiting import wait_until
 
 
-FAST = types.SimpleNamespace(activity_interval=0.0, blender_filepath_wait=5.0, abort_grace_period=3.0)
+FAST = config.defaults().replace(activity_interval=0.0, blender_filepath_wait=5.0, abort_grace_period=3.0)
 
 
 @pytest.fixture(autouse=True)
@@ -215,7 +215,7 @@ def test_missing_blender_program(run_command, blender_media):
 
 def test_filepath_that_never_appears(run_command, recorder, tmp_path):
     missing = tmp_path / "on the share.blend"
-    settings = types.SimpleNamespace(blender_filepath_wait=0.3, activity_interval=0.0)
+    settings = config.defaults().replace(blender_filepath_wait=0.3, activity_interval=0.0)
     started = time.monotonic()
     with pytest.raises(CommandFailed) as err:
         run_command("blender_render", blender_settings(str(missing), frames="1"), settings)

@@ -1,9 +1,11 @@
 """The settings table, config files, and the credentials file."""
+import dataclasses
 import os
 import re
 import stat
 import subprocess
 import sys
+import typing
 
 import pytest
 
@@ -42,8 +44,8 @@ def test_files_override_in_order_and_missing_files_are_skipped(tmp_path):
     s = config.load(files=[a, str(tmp_path / "missing.cfg"), b])
     assert s.http_timeout == 5.0 and s.sources["http_timeout"] == a
     assert s.nickname == "second" and s.sources["nickname"] == b
-    assert s.task_types == ["a", "b", "c"]
-    assert s.files == [a, b]
+    assert s.task_types == ("a", "b", "c")
+    assert s.files == (a, b)
 
 
 def test_extra_file_comes_last_and_must_exist(tmp_path):
@@ -168,3 +170,76 @@ def test_check_config_fails_on_a_bad_file(tmp_path):
     cfg, out = run_check_config(tmp_path, "[flamenco-worker]\nmay_i_run_interval = often\n")
     assert out.returncode == 2
     assert "may_i_run_interval" in out.stderr and "often" in out.stderr and "Traceback" not in out.stderr
+
+
+FLOAT_SETTINGS = [s.name for s in config.SETTINGS if s.type == "float"]
+
+
+@pytest.mark.parametrize("name", FLOAT_SETTINGS)
+@pytest.mark.parametrize("value", ["nan", "inf", "-Infinity"])
+def test_no_float_setting_accepts_nan_or_infinity(tmp_path, name, value):
+    # nan compares false with everything: fetch_task_interval = nan stopped
+    # fetching for good, http_timeout = inf removed the timeout.
+    path = write(tmp_path / "f.cfg", f"[flamenco-worker]\n{name} = {value}\n")
+    with pytest.raises(ConfigError, match=f"{name} = '{value}': must be a finite number") as info:
+        config.load(files=[path])
+    assert path in str(info.value)
+    with pytest.raises(ConfigError, match=f"{name} = nan: must be a finite number"):
+        config.load(files=[], overrides={name: float("nan")})
+
+
+@pytest.mark.parametrize("port", ["65536", "99999"])
+def test_check_config_refuses_a_metrics_port_the_run_would_refuse(tmp_path, port):
+    cfg, out = run_check_config(tmp_path, f"[flamenco-worker]\nmetrics_port = {port}\n")
+    assert out.returncode == 2, out.stdout
+    assert f"metrics_port = '{port}': must be at most 65535" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_the_highest_metrics_port_is_accepted(tmp_path):
+    path = write(tmp_path / "m.cfg", "[flamenco-worker]\nmetrics_port = 65535\n")
+    assert config.load(files=[path]).metrics_port == 65535
+
+
+def test_settings_fields_match_the_table_name_by_name_and_type_by_type():
+    python_type = {"str": str, "url": str, "int": int, "float": float, "bool": bool, "list": tuple[str, ...]}
+    hints = typing.get_type_hints(config.Settings)
+    fields = [f.name for f in dataclasses.fields(config.Settings)][:len(config.SETTINGS)]
+    assert fields == [s.name for s in config.SETTINGS], "Settings' fields: one per SETTINGS entry, in order"
+    for s in config.SETTINGS:
+        assert hints[s.name] == python_type[s.type], s.name
+        assert dataclasses.fields(config.Settings)[fields.index(s.name)].default is dataclasses.MISSING, \
+            f"{s.name}: its default belongs in SETTINGS only"
+    defaults = config.defaults()
+    for s in config.SETTINGS:
+        assert getattr(defaults, s.name) == config.convert(s, s.default, "default"), s.name
+        assert isinstance(getattr(defaults, s.name), python_type[s.type] if s.type != "list" else tuple), s.name
+
+
+def test_settings_cannot_be_changed_and_replace_gives_a_new_checked_value(tmp_path):
+    path = write(tmp_path / "r.cfg", "[flamenco-worker]\nnickname = kept\n[pre_task_check]\nread.x = /tmp\n")
+    settings = config.load(files=[path])
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.task_types = ("other",)
+    with pytest.raises(TypeError):
+        settings.sources["nickname"] = "elsewhere"
+    changed = settings.replace(task_types=["test-blender-render"], http_timeout="3")
+    assert changed.task_types == ("test-blender-render",) and changed.http_timeout == 3.0
+    assert changed.sources["task_types"] == "override" and changed.sources["nickname"] == path
+    assert (changed.nickname, changed.files, dict(changed.pre_task_checks)) == ("kept", (path,), {"read.x": "/tmp"})
+    assert settings.task_types == config.defaults().task_types and settings.sources["task_types"] == "default"
+    with pytest.raises(ConfigError, match="http_timeout = nan: must be a finite number"):
+        settings.replace(http_timeout=float("nan"))
+    with pytest.raises(ConfigError, match="task_types .* is empty"):
+        settings.replace(task_types=[])
+    with pytest.raises(ConfigError, match="unknown setting.*no_such"):
+        settings.replace(no_such=1)
+
+
+def test_the_command_line_works_with_docstrings_stripped(tmp_path):
+    # Some deployments run with optimisation on (python -OO): no docstrings.
+    for args, expected in ((["--version"], "flamenco-worker "), (["--help"], "130 a second SIGINT/SIGTERM"),
+                           (["--check-config"], "http_timeout = 30    # from default")):
+        out = subprocess.run([sys.executable, "-OO", "-m", "fworker", *args], capture_output=True, text=True,
+                             timeout=60, cwd=tmp_path, env=dict(os.environ, HOME=str(tmp_path)))
+        assert out.returncode == 0, (args, out.stderr)
+        assert expected in out.stdout, args

@@ -1,15 +1,15 @@
 """The FFmpeg commands against the real FFmpeg (Debian's 5.1), and the parser."""
 import dataclasses
 import os
-import types
 
 import pytest
 
+from fworker import config
 from fworker.commands import ffmpeg, ffmpeg_output
 from fworker.errors import CommandFailed, InvalidSettings
 from tests.support.media import ffprobe, make_frames, make_wav, tool
 
-FAST = types.SimpleNamespace(activity_interval=0.0)
+FAST = config.defaults().replace(activity_interval=0.0)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -24,12 +24,13 @@ PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "fworker"
 LAYERS: list[tuple[str, list[str]]] = [
     ("foundations", ["errors", "version"]),
     ("parts", ["states", "events", "lines", "rows", "overflow", "spool", "proctree", "task",
-               "pretask", "logsetup", "discovery", "cmdline", "hubmonitor"]),
-    ("mechanisms", ["process", "leftovers", "queue", "upstream", "config", "metrics"]),
+               "settingvalues", "config", "pretask", "logsetup", "discovery", "cmdline", "hubmonitor"]),
+    ("mechanisms", ["process", "leftovers", "queue", "upstream", "metrics"]),
     ("commands", ["commands", "commands.*", "plugins"]),
     ("services", ["registration", "flusher", "statuschange", "taskwatch", "reporter", "errorstate"]),
     ("task running", ["runner"]),
     ("worker", ["worker"]),
+    ("wiring", ["wiring"]),
     # Only the entry points may use the development Manager (the demo runs one).
     ("development Manager", ["devmanager", "devmanager.*"]),
     ("entry points", ["api", "cli", "demo", "__init__", "__main__"]),

@@ -22,7 +22,7 @@ import typing
 
 import gevent
 
-from fworker import cmdline
+from fworker import cmdline, config
 from fworker.errors import CommandFailed, DuplicateCommand, InvalidSettings, UnknownCommand
 
 _REGISTRY: dict[str, type["Command"]] = {}
@@ -119,10 +119,12 @@ class CommandContext:
     """The services a command gets: task log, activity, progress, output
     reporting, child processes, the thread pool, and the worker's settings."""
 
-    def __init__(self, reporter: Reporter, logger: logging.Logger, settings: typing.Any = None):
+    def __init__(self, reporter: Reporter, logger: logging.Logger, settings: config.Settings | None = None):
         self.reporter = reporter
         self.logger = logger
-        self.settings = settings  # fworker.config.Settings, or None in unit tests
+        # The worker's settings, read-only; without a worker (a command's own
+        # tests), every setting at its default.
+        self.settings = settings if settings is not None else config.defaults()
 
     def log(self, line: str, at: float | None = None) -> None:
         """``at``: when the line came (wall clock); None: now."""
@@ -158,11 +160,6 @@ class CommandContext:
 
     def sleep(self, seconds: float) -> None:
         gevent.sleep(seconds)
-
-    def setting(self, name: str, default: typing.Any) -> typing.Any:
-        if self.settings is None:
-            return default
-        return getattr(self.settings, name, default)
 
     def run_process(
         self,
@@ -219,11 +216,11 @@ class CommandContext:
         """ChildProcess's options that come from the worker's settings."""
         from fworker import leftovers  # late: it imports psutil
 
-        queue_path = self.setting("task_update_queue_db", "")
+        queue_path = self.settings.task_update_queue_db
         return {
-            "grace": self.setting("abort_grace_period", 10.0),
+            "grace": self.settings.abort_grace_period,
             "logger": self.logger,
-            "output_timeout": self.setting("command_output_timeout", 0.0) if output_timeout is None else output_timeout,
+            "output_timeout": self.settings.command_output_timeout if output_timeout is None else output_timeout,
             "owner": leftovers.owner_mark(queue_path) if queue_path else None,
             # Beside the queue: the worker's own disk, not a tmpfs /tmp that costs RAM.
             "spool_dir": os.path.dirname(os.path.abspath(queue_path)) if queue_path else None,

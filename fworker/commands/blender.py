@@ -33,7 +33,7 @@ class BlenderRun:
         self.ctx = ctx = cmd.ctx
         self.name = cmd.name
         self.output = BlenderOutput(frames_total, saved_is_output=saved_is_output)
-        self._throttle = ActivityThrottle(ctx.activity, ctx.setting("activity_interval", 2.0))
+        self._throttle = ActivityThrottle(ctx.activity, ctx.settings.activity_interval)
         self._phase: str | None = None
         self._phase_start = 0.0
 
@@ -91,7 +91,7 @@ def wait_for_file(cmd: Command, setting: str, path: str) -> None:
     """A .blend on a network share may not be visible yet: look again for a
     bounded time (without blocking other greenlets), then fail clearly."""
     ctx = cmd.ctx
-    limit = float(ctx.setting("blender_filepath_wait", 10.0))
+    limit = ctx.settings.blender_filepath_wait
     deadline = time.monotonic() + limit
     waiting = False
     while not ctx.blocking(os.path.exists, path):

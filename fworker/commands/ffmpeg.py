@@ -35,7 +35,7 @@ class FFmpegRun:
         self.ctx = cmd.ctx
         self.name = cmd.name
         self.output = FFmpegOutput(frames_total)
-        self._throttle = ActivityThrottle(self.ctx.activity, self.ctx.setting("activity_interval", 2.0))
+        self._throttle = ActivityThrottle(self.ctx.activity, self.ctx.settings.activity_interval)
         self._tail: collections.deque[str] = collections.deque(maxlen=3)
 
     def run(self, ffmpeg_cmd: list[str], args: list[str], activity: str) -> None:

@@ -101,8 +101,9 @@ def test_min_free_disk_mb_is_a_pre_task_problem(tiny_fs, tmp_path):
     fs = tiny_fs(2048)
     writable = tmp_path / "renders"
     writable.mkdir()
-    s = config.load(files=[]).replace(task_update_queue_db=str(fs.path / "q.sqlite"), min_free_disk_mb=1)
-    s.pre_task_checks = {"write.renders": str(writable)}
+    checks = tmp_path / "checks.cfg"
+    checks.write_text(f"[pre_task_check]\nwrite.renders = {writable}\n")
+    s = config.load(files=[str(checks)]).replace(task_update_queue_db=str(fs.path / "q.sqlite"), min_free_disk_mb=1)
     assert pretask.check(s) == []
     fs.fill()
     problems = pretask.check(s)
