@@ -30,15 +30,17 @@ SCHEMAS: dict[str, dict] = {
         "properties": {"secret": {"type": "string"}, "platform": {"type": "string"},
                        "supported_task_types": _STRINGS, "name": {"type": "string"}},
     },
-    # The document lists ``current_task`` as required without declaring it, and the
-    # Manager never sends it; it is left out here so that real answers validate.
+    # Two departures from the document, so that the real Manager's answers validate:
+    # ``current_task`` is listed as required but never declared nor sent, and
+    # ``status`` is a WorkerStatus in the document but ``""`` in every answer (a
+    # worker has no status until it signs on).
     "RegisteredWorker": {
         "type": "object",
         "required": ["uuid", "name", "address", "status", "platform", "software",
                      "supported_task_types"],
         "properties": {"uuid": {"type": "string"}, "name": {"type": "string"},
                        "address": {"type": "string"},
-                       "status": {"$ref": "WorkerStatus"}, "platform": {"type": "string"},
+                       "status": {"type": "string"}, "platform": {"type": "string"},
                        "software": {"type": "string"}, "supported_task_types": _STRINGS},
     },
     "WorkerSignOn": {
