@@ -76,6 +76,7 @@ class DevManager3:
         if self._server is not None:
             self._server.stop(timeout=_STOP_GRACE)
             self._server = None
+        self.previews.stop()
         self.store.close()
 
     def __enter__(self) -> "DevManager3":

@@ -41,17 +41,26 @@ class Previews:
         self.size = size
         self.waiting = 0
         self.last: dict[str, tuple[str, bytes]] = {}  # job id -> (type, image)
+        self._timers: set[gevent.Greenlet] = set()
 
     def offer(self, job_id: str, mime: str, image: bytes) -> bool:
         if self.waiting >= self.size:
             return False
         self.waiting += 1
         self.last[job_id] = (mime, image)
-        gevent.spawn_later(self.delay, self._done)
+        timer = gevent.spawn_later(self.delay, self._done)
+        self._timers.add(timer)
+        timer.link(self._timers.discard)
         return True
 
     def _done(self) -> None:
         self.waiting -= 1
+
+    def stop(self) -> None:
+        """Forget the images being processed (a stopped Manager holds no timers)."""
+        for timer in list(self._timers):
+            timer.kill(block=False)
+        self.waiting = 0
 
 
 class WorkerAPI:
