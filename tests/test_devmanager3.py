@@ -1,128 +1,23 @@
 """The Flamenco 3 development Manager over real HTTP, driven as a worker drives
 it: the life cycle, states and their acknowledgement, re-delivery, updates and
-their refusals, may-i-run, timeouts.  Fixtures and the client are shared with the
-other test_devmanager3_* files."""
-import secrets
-import uuid
-
+their refusals, may-i-run, timeouts.  The client is tests/support/client3.py."""
 import pytest
 import requests
 
-from fworker.devmanager.v3 import DevManager3, jobs
-from fworker.devmanager.v3.schema import RESPONSES
+from fworker.devmanager.v3 import jobs
 from fworker.devmanager.v3.validate import validate
-from waiting import wait_until
-
-API = "api/v3/worker/"
-
-
-class V3Client:
-    """Speaks api/v3 with requests, as a worker does; checks every answer that has a
-    body against the schema the document gives for it."""
-
-    def __init__(self, manager, task_types=("misc",), name="tester", platform="linux"):
-        self.manager = manager
-        self.task_types = list(task_types)
-        self.name = name
-        self.platform = platform
-        self.secret = secrets.token_hex(32)
-        self.uuid = None
-
-    def call(self, method, path, auth=True, operation=None, **kwargs):
-        headers = {"Connection": "close", **kwargs.pop("headers", {})}
-        credentials = (self.uuid, self.secret) if auth else None
-        response = requests.request(method, self.manager.url + path, auth=credentials,
-                                    headers=headers, timeout=10, allow_redirects=False, **kwargs)
-        answer_schema = RESPONSES.get(operation, {}).get(response.status_code)
-        if answer_schema:
-            validate(response.json(), answer_schema)
-        return response
-
-    def register(self):
-        body = {"secret": self.secret, "platform": self.platform,
-                "supported_task_types": self.task_types, "name": self.name}
-        response = self.call("POST", API + "register-worker", auth=False, json=body,
-                             operation="registerWorker")
-        if response.status_code == 200:
-            self.uuid = response.json()["uuid"]
-        return response
-
-    def sign_on(self, **extra):
-        body = {"name": self.name, "supported_task_types": self.task_types,
-                "software_version": "test", **extra}
-        return self.call("POST", API + "sign-on", json=body, operation="signOn")
-
-    def state_changed(self, status):
-        return self.call("POST", API + "state-changed", json={"status": status},
-                         operation="workerStateChanged")
-
-    def join(self):
-        """Register, sign on and acknowledge the state the Manager asks for; returns self."""
-        assert self.register().status_code == 200
-        response = self.sign_on()
-        assert response.status_code == 200
-        assert self.state_changed(response.json()["status_requested"]).status_code == 204
-        return self
-
-    def ask(self):
-        return self.call("POST", API + "task", operation="scheduleTask")
-
-    def take(self):
-        response = self.ask()
-        assert response.status_code == 200, response.text
-        return response.json()["uuid"]
-
-    def update(self, task_id, **fields):
-        return self.call("POST", f"{API}task/{task_id}", json=fields, operation="taskUpdate")
-
-    def may_i_run(self, task_id):
-        response = self.call("GET", f"{API}task/{task_id}/may-i-run", operation="mayWorkerRun")
-        assert response.status_code == 200, response.text
-        return response.json()
-
-    def state(self):
-        return self.call("GET", API + "state", operation="workerState")
-
-    def sign_off(self):
-        return self.call("POST", API + "sign-off", operation="signOff")
-
-    def preview(self, task_id, data, content_type="image/png", **kwargs):
-        return self.call("POST", f"{API}task/{task_id}/output-produced", data=data,
-                         headers={"Content-Type": content_type}, operation="taskOutputProduced",
-                         **kwargs)
-
-
-def one_task_job(*commands, task_type="misc", name="job"):
-    return jobs.job(name, [jobs.task("t0", list(commands) or [jobs.echo("hi")], task_type)])
+from tests.support.client3 import API, V3Client, assert_all_valid, one_task_job
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture
-def make_manager(tmp_path):
-    started = []
-
-    def make(db_name="dev3.sqlite", **kwargs):
-        manager = DevManager3(str(tmp_path / db_name), **kwargs).start()
-        started.append(manager)
-        return manager
-
-    yield make
-    for manager in started:
-        manager.stop()
-
-
-@pytest.fixture
-def dm(make_manager):
-    return make_manager()
+def dm(make_manager3):
+    return make_manager3()
 
 
 @pytest.fixture
 def worker(dm):
     return V3Client(dm).join()
-
-
-def assert_all_valid(manager):
-    assert manager.requests, "no request reached the Manager"
-    assert manager.invalid_requests() == []
 
 
 # The life cycle
@@ -345,8 +240,8 @@ def test_may_i_run_says_no_for_a_canceled_task(dm, worker):
 
 # Timeouts
 
-def test_silent_worker_goes_to_error_and_its_task_is_requeued(make_manager):
-    manager = make_manager(worker_timeout=0.3)
+def test_silent_worker_goes_to_error_and_its_task_is_requeued(make_manager3):
+    manager = make_manager3(worker_timeout=0.3)
     client = V3Client(manager).join()
     task_id = manager.submit_job(one_task_job())["task_ids"][0]
     client.take()
@@ -359,8 +254,8 @@ def test_silent_worker_goes_to_error_and_its_task_is_requeued(make_manager):
     assert client.take() == task_id
 
 
-def test_untouched_task_fails(make_manager):
-    manager = make_manager(task_timeout=0.3)
+def test_untouched_task_fails(make_manager3):
+    manager = make_manager3(task_timeout=0.3)
     client = V3Client(manager).join()
     task_id = manager.submit_job(one_task_job())["task_ids"][0]
     client.take()

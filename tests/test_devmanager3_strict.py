@@ -10,15 +10,23 @@ import gevent
 import pytest
 import requests
 
-from fworker.devmanager.v3 import jobs
 from fworker.devmanager.jobs import InvalidJob
+from fworker.devmanager.v3 import jobs
 from fworker.devmanager.v3.schema import MAX_IMAGE_BYTES
-from test_devmanager3 import API, V3Client, one_task_job
-
-pytest_plugins = ["test_devmanager3"]  # fixtures: make_manager, dm, worker
+from tests.support.client3 import API, V3Client, one_task_job
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 32
 JPEG = b"\xff\xd8\xff\xe0" + b"\0" * 32
+
+
+@pytest.fixture
+def dm(make_manager3):
+    return make_manager3()
+
+
+@pytest.fixture
+def worker(dm):
+    return V3Client(dm).join()
 
 
 @pytest.fixture
@@ -158,9 +166,9 @@ def test_preview_of_an_unknown_task_is_404(worker):
     assert worker.preview("5f0e7bb0-0000-4000-8000-000000000000", PNG).status_code == 404
 
 
-def test_too_many_previews_at_once_are_429(make_manager):
+def test_too_many_previews_at_once_are_429(make_manager3):
     # Each image holds its place far longer than the test: the queue stays full.
-    manager = make_manager(preview_delay=600)
+    manager = make_manager3(preview_delay=600)
     client = V3Client(manager).join()
     manager.submit_job(one_task_job())
     task_id = client.take()
@@ -217,8 +225,8 @@ def test_dev_api_drives_jobs_workers_and_pages(dm, worker):
     assert page.status_code == 200 and worker.uuid in page.text
 
 
-def test_variables_are_replaced_in_parameters(make_manager):
-    manager = make_manager(variables={"blender": {"linux": "/opt/blender", "all": "blender"}})
+def test_variables_are_replaced_in_parameters(make_manager3):
+    manager = make_manager3(variables={"blender": {"linux": "/opt/blender", "all": "blender"}})
     client = V3Client(manager, task_types=["blender"]).join()
     manager.submit_job(one_task_job(
         jobs.blender_render("{blender}/x.blend", exe="{blender}/blender", args=["-o", "{blender}"]),

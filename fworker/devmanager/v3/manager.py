@@ -177,4 +177,3 @@ class DevManager3:
         """The next count API requests under path answer 503 with Retry-After."""
         self.app.faults.inject(count, path, retry_after)
 
-    wait_for = DevManager.wait_for
