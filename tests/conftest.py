@@ -13,6 +13,7 @@ from fworker.devmanager.dispatch import Dispatcher
 from fworker.devmanager.liveness import Liveness
 from fworker.devmanager.roster import Roster
 from fworker.devmanager.store import Store
+from fworker.devmanager.v3 import DevManager3
 from tests.support.client import WorkerClient
 from tests.support.media import make_blender_media
 from tests.support.reporter import RecordingReporter
@@ -47,6 +48,22 @@ def make_manager(tmp_path):
 
     def make(db_name="dev.sqlite", **kwargs):
         manager = DevManager(str(tmp_path / db_name), **kwargs).start()
+        started.append(manager)
+        return manager
+
+    yield make
+    for manager in started:
+        manager.stop()
+
+
+@pytest.fixture
+def make_manager3(tmp_path):
+    """make_manager3(db_name="dev3.sqlite", **DevManager3 kwargs) -> a started Flamenco 3
+    development Manager, like make_manager; all of them are stopped at the end."""
+    started = []
+
+    def make(db_name="dev3.sqlite", **kwargs):
+        manager = DevManager3(str(tmp_path / db_name), **kwargs).start()
         started.append(manager)
         return manager
 

@@ -2,6 +2,7 @@
 
     flamenco-dev-manager serve [--db FILE] [--host 127.0.0.1] [--port 8080]
                                [--registration-secret-file FILE] [--variable NAME=VALUE]
+                               [--v3 [--worker-timeout SECONDS]]
     flamenco-dev-manager submit JOBFILE [--url URL]
     flamenco-dev-manager status [--url URL]
 """
@@ -19,6 +20,7 @@ import gevent.event
 import requests
 
 from .manager import DevManager
+from .v3 import DevManager3
 
 DEFAULT_URL = "http://127.0.0.1:8080/"
 _HTTP_TIMEOUT = 30.0
@@ -31,7 +33,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flamenco-dev-manager",
-                                     description="A development Flamenco Manager (worker API 2.x).")
+                                     description="A development Flamenco Manager (worker API 2.x, "
+                                                 "or Flamenco 3 with serve --v3).")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     serve = commands.add_parser("serve", help="run the Manager until SIGINT or SIGTERM",
@@ -44,6 +47,11 @@ def _parser() -> argparse.ArgumentParser:
                        help="require a registration JWT signed with the secret in FILE")
     serve.add_argument("--variable", action="append", default=[], metavar="NAME=VALUE",
                        help="replace {NAME} in top-level string settings (repeatable)")
+    serve.add_argument("--v3", action="store_true",
+                       help="serve the Flamenco 3 worker API (api/v3) instead of 2.x")
+    serve.add_argument("--worker-timeout", type=float, default=60.0, metavar="SECONDS",
+                       help="with --v3: silence after which a worker is put in error "
+                            "(default: %(default)s)")
     serve.set_defaults(command=_serve)
 
     submit = commands.add_parser("submit", help="submit a job file (JSON)",
@@ -79,12 +87,22 @@ def _serve(args: argparse.Namespace) -> int:
             print(f"--variable {item!r}: expected NAME=VALUE", file=sys.stderr)
             return 2
         variables[name] = {"all": value}
-    manager = DevManager(args.db, host=args.host, port=args.port,
-                         registration_secret=secret, variables=variables)
+    if args.v3:
+        if secret:
+            print("--registration-secret-file: a Flamenco 3 Manager has no registration "
+                  "secret", file=sys.stderr)
+            return 2
+        manager: DevManager | DevManager3 = DevManager3(
+            args.db, host=args.host, port=args.port, worker_timeout=args.worker_timeout,
+            variables=variables)
+    else:
+        manager = DevManager(args.db, host=args.host, port=args.port,
+                             registration_secret=secret, variables=variables)
     stopping = gevent.event.Event()
     handlers = [gevent.signal_handler(sig, stopping.set) for sig in (signal.SIGINT, signal.SIGTERM)]
     manager.start()
-    print(f"Development Manager serving on {manager.url}", flush=True)
+    api = "Flamenco 3 (api/v3)" if args.v3 else "2.x"
+    print(f"Development Manager ({api}) serving on {manager.url}", flush=True)
     try:
         stopping.wait()
     finally:

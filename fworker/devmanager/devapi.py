@@ -14,7 +14,7 @@ _STATUS_REQUEST = {"status": decoding.string, "lazy": decoding.boolean}
 _REASSIGN = {"worker": decoding.string}
 
 
-def _answers_errors(handler: typing.Callable[..., Response]) -> typing.Callable[..., Response]:
+def answers_errors(handler: typing.Callable[..., Response]) -> typing.Callable[..., Response]:
     """Unknown ids become 404 and bad bodies 400, with the reason as text."""
     @functools.wraps(handler)
     def wrapper(*args: typing.Any, **kwargs: typing.Any) -> Response:
@@ -29,7 +29,7 @@ def _answers_errors(handler: typing.Callable[..., Response]) -> typing.Callable[
     return wrapper
 
 
-def _optional_body(request: Request) -> bytes:
+def optional_body(request: Request) -> bytes:
     """Bodies whose fields are all optional may be left out entirely."""
     return request.body() if request.body().strip() else b"{}"
 
@@ -54,7 +54,7 @@ class DevAPI:
             ("POST", "/dev/workers/{worker_id}/status", self.request_status),
             ("DELETE", "/dev/workers/{worker_id}", self.forget_worker),
         ]
-        return [(method, path, _answers_errors(handler)) for method, path, handler in routes]
+        return [(method, path, answers_errors(handler)) for method, path, handler in routes]
 
     def submit_job(self, request: Request) -> Response:
         doc = decoding.parse_object(request.body())
@@ -83,7 +83,7 @@ class DevAPI:
         return json_response(self.dispatcher.task_view(task_id))
 
     def reassign_task(self, request: Request, task_id: str) -> Response:
-        fields = decoding.decode(_optional_body(request), _REASSIGN)
+        fields = decoding.decode(optional_body(request), _REASSIGN)
         self.dispatcher.reassign_task(task_id, fields.get("worker", ""))
         return json_response(self.dispatcher.task_view(task_id))
 

@@ -76,7 +76,7 @@ def _validate_job(doc: typing.Any) -> dict:
     if not isinstance(tasks, list) or not tasks:
         raise DecodeError(f"tasks: expected a non-empty array, got {decoding.describe(tasks)}")
     job["tasks"] = [_validate_task(task, f"tasks[{index}].") for index, task in enumerate(tasks)]
-    _check_dependencies(job["tasks"])
+    check_dependencies(job["tasks"])
     return job
 
 
@@ -105,7 +105,7 @@ def _validate_task(doc: typing.Any, prefix: str) -> dict:
     return task
 
 
-def _check_dependencies(tasks: list[dict]) -> None:
+def check_dependencies(tasks: list[dict]) -> None:
     """Unique names, parents that exist, and no cycles."""
     index_of: dict[str, int] = {}
     for index, task in enumerate(tasks):

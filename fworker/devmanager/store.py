@@ -99,6 +99,9 @@ def _update_body(row: dict) -> dict:
 class Store:
     """Tables and row operations; the rules live in the Roster and Dispatcher."""
 
+    # The CREATE statements run at every start; a subclass may declare its own.
+    SCHEMA: tuple[str, ...] = _SCHEMA
+
     def __init__(self, db_path: str):
         self.path = str(db_path)
         # ensure_schema=False: dataset must not add columns on its own; a
@@ -107,7 +110,7 @@ class Store:
                                   on_connect_statements=["PRAGMA synchronous=NORMAL"])
         self._lock = gevent.lock.RLock()
         with self.transaction():
-            for statement in _SCHEMA:
+            for statement in self.SCHEMA:
                 self.db.query(statement)
         self.manager_id = self._manager_id()
 

@@ -3,6 +3,7 @@
 - ``waiting``: the one way tests wait (a condition against a deadline);
 - ``jobs``: the one builder of jobs, tasks and commands for the development Manager;
 - ``client``: ``WorkerClient``, the worker API spoken by hand, and a Manager's request log;
+- ``client3``: ``V3Client``, the Flamenco 3 worker API spoken by hand;
 - ``workers``: the real worker, as a child process (``WorkerProcess``) or in this process
   (``build_worker``);
 - ``reporter``: ``RecordingReporter``, what a command reports, in order;

@@ -1,0 +1,175 @@
+"""Jobs for the Flamenco 3 development Manager: the submission format, its rows,
+and builders for the commands a Flamenco 3 worker runs.
+
+A job, as ``DevManager3.submit_job(dict)`` or ``POST /dev/jobs`` takes it::
+
+    {"name": "demo", "job_type": "simple-blender-render", "priority": 50,
+     "tasks": [{"name": "hello", "task_type": "misc", "priority": 50, "parents": [],
+                "commands": [{"name": "echo", "parameters": {"message": "hi"},
+                              "total_step_count": 0}]}]}
+
+``priority`` defaults to 50, ``parents`` (names of tasks of the job) to [],
+``parameters`` to {} and ``total_step_count`` to 0.  Unknown keys are refused
+and every error names the field.  A task's ``steps_total`` is the sum over its
+commands of ``max(1, total_step_count)``: a command without steps of its own
+counts as one, as the real Manager counts.
+
+The builders (``echo``, ``sleep``, ``exec_command``, ``blender_render``,
+``frames_to_video``, ``move_directory``, ``copy_file``, ``make_directory``) use
+Flamenco 3's command and parameter names; ``task`` and ``job`` wrap them.
+"""
+import typing
+import uuid
+
+from .. import decoding, jobs as jobs2
+from ..decoding import DecodeError
+from ..jobs import InvalidJob
+
+DEFAULT_PRIORITY = 50
+
+_JOB_SPEC = {"name": decoding.non_empty_string, "job_type": decoding.non_empty_string,
+             "priority": decoding.integer, "tasks": None}
+_TASK_SPEC = {"name": decoding.non_empty_string, "task_type": decoding.non_empty_string,
+              "priority": decoding.integer, "parents": decoding.string_list, "commands": None}
+_COMMAND_SPEC = {"name": decoding.non_empty_string, "parameters": decoding.json_object,
+                 "total_step_count": decoding.integer_in(0, 2**31 - 1)}
+
+
+def validate_job(doc: typing.Any) -> dict:
+    """Check a submitted job and return it with defaults filled in; InvalidJob else."""
+    try:
+        decoding.json_object(doc, "job")
+        job = _fields(doc, _JOB_SPEC, ("name", "job_type", "tasks"), "")
+        job.setdefault("priority", DEFAULT_PRIORITY)
+        tasks = doc["tasks"]
+        if not isinstance(tasks, list) or not tasks:
+            raise DecodeError(f"tasks: expected a non-empty array, got {decoding.describe(tasks)}")
+        job["tasks"] = [_task(item, f"tasks[{index}].") for index, item in enumerate(tasks)]
+        jobs2.check_dependencies(job["tasks"])
+    except DecodeError as ex:
+        raise InvalidJob(str(ex)) from None
+    return job
+
+
+def _fields(doc: dict, spec: dict, required: tuple, prefix: str) -> dict:
+    unknown = sorted(set(doc) - set(spec))
+    if unknown:
+        raise DecodeError(f"{prefix}{unknown[0]}: unknown field (known: {', '.join(spec)})")
+    checks = {name: check for name, check in spec.items() if check is not None}
+    return decoding.check_fields(doc, checks, required, prefix)
+
+
+def _task(doc: typing.Any, prefix: str) -> dict:
+    decoding.json_object(doc, prefix.rstrip("."))
+    checked = _fields(doc, _TASK_SPEC, ("name", "task_type", "commands"), prefix)
+    checked.setdefault("priority", DEFAULT_PRIORITY)
+    checked.setdefault("parents", [])
+    commands = doc["commands"]
+    if not isinstance(commands, list):
+        raise DecodeError(f"{prefix}commands: expected an array, got {decoding.describe(commands)}")
+    checked["commands"] = []
+    for index, command in enumerate(commands):
+        where = f"{prefix}commands[{index}]"
+        decoding.json_object(command, where)
+        fields = _fields(command, _COMMAND_SPEC, ("name",), where + ".")
+        checked["commands"].append({"name": fields["name"],
+                                    "parameters": fields.get("parameters", {}),
+                                    "total_step_count": fields.get("total_step_count", 0)})
+    return checked
+
+
+def build_rows(job: dict, created: str) -> tuple[dict, list[dict]]:
+    """Store rows for a validated job: UUIDs assigned, parent names turned into ids."""
+    job_id = str(uuid.uuid4())
+    job_row = {"id": job_id, "name": job["name"], "job_type": job["job_type"],
+               "priority": job["priority"], "created": created}
+    ids = {item["name"]: str(uuid.uuid4()) for item in job["tasks"]}
+    task_rows = [{
+        "id": ids[item["name"]], "job": job_id, "name": item["name"], "status": "queued",
+        "priority": item["priority"], "job_priority": job["priority"],
+        "job_type": job["job_type"], "task_type": item["task_type"],
+        "commands": item["commands"], "parents": [ids[parent] for parent in item["parents"]],
+        "worker": "", "activity": "", "steps_completed": 0,
+        "steps_total": sum(max(1, command["total_step_count"]) for command in item["commands"]),
+        "failed_by_workers": [], "created": created, "last_touched": "",
+    } for item in job["tasks"]]
+    return job_row, task_rows
+
+
+def replace_variables(commands: list[dict], variables: dict[str, dict[str, str]],
+                      platform: str) -> list[dict]:
+    """Commands with ``{name}`` replaced in string parameters and in the strings of
+    list parameters, by the value for the worker's platform (or ``all``)."""
+    values = {name: per_platform.get(platform, per_platform.get("all"))
+              for name, per_platform in variables.items()}
+    values = {name: value for name, value in values.items() if value is not None}
+    if not values:
+        return commands
+
+    def replace(value: typing.Any) -> typing.Any:
+        if isinstance(value, str):
+            for name, text in values.items():
+                value = value.replace("{" + name + "}", text)
+        elif isinstance(value, list):
+            value = [replace(item) for item in value]
+        return value
+
+    return [dict(command, parameters={key: replace(value)
+                                      for key, value in command["parameters"].items()})
+            for command in commands]
+
+
+# Builders
+
+def command(name: str, total_step_count: int = 0, **parameters: typing.Any) -> dict:
+    return {"name": name, "parameters": parameters, "total_step_count": total_step_count}
+
+
+def echo(message: str) -> dict:
+    return command("echo", message=message)
+
+
+def sleep(duration_in_seconds: float) -> dict:
+    return command("sleep", duration_in_seconds=duration_in_seconds)
+
+
+def exec_command(exe: str, args: typing.Sequence[str] = ()) -> dict:
+    return command("exec", exe=exe, args=list(args))
+
+
+def blender_render(blendfile: str, args: typing.Sequence[str] = (), exe: str = "blender",
+                   exe_args: str = "", args_before: typing.Sequence[str] = (),
+                   total_step_count: int = 0) -> dict:
+    return command("blender-render", total_step_count, exe=exe, exeArgs=exe_args,
+                   argsBefore=list(args_before), blendfile=blendfile, args=list(args))
+
+
+def frames_to_video(input_glob: str, output_file: str, fps: float, exe: str = "ffmpeg",
+                    exe_args: str = "", args_before: typing.Sequence[str] = (),
+                    args: typing.Sequence[str] = ()) -> dict:
+    return command("frames-to-video", exe=exe, exeArgs=exe_args, fps=fps,
+                   inputGlob=input_glob, outputFile=output_file,
+                   argsBefore=list(args_before), args=list(args))
+
+
+def move_directory(src: str, dest: str) -> dict:
+    return command("move-directory", src=src, dest=dest)
+
+
+def copy_file(src: str, dest: str) -> dict:
+    return command("copy-file", src=src, dest=dest)
+
+
+def make_directory(path: str) -> dict:
+    return command("make-directory", path=path)
+
+
+def task(name: str, commands: typing.Sequence[dict], task_type: str = "misc",
+         priority: int = DEFAULT_PRIORITY, parents: typing.Sequence[str] = ()) -> dict:
+    return {"name": name, "task_type": task_type, "priority": priority,
+            "parents": list(parents), "commands": list(commands)}
+
+
+def job(name: str, tasks: typing.Sequence[dict], job_type: str = "dev",
+        priority: int = DEFAULT_PRIORITY) -> dict:
+    return {"name": name, "job_type": job_type, "priority": priority, "tasks": list(tasks)}
