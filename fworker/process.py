@@ -118,8 +118,8 @@ class OutputTimeout(Exception):
 
 class ChildProcess:
     """Runs one program (an argument list, never a shell) in its own session, feeds its
-    output (stdout and stderr together) to ``on_line`` line by line, or to ``on_lines``
-    a chunk's lines at a time (cheaper), and can end its whole tree.
+    output (stdout and stderr together) to ``on_lines``, in order, the lines of each chunk
+    handled in one call (one line is a batch of one), and can end its whole tree.
     ``output_timeout`` > 0: stop it when it prints nothing for that long (OutputTimeout).
     ``owner``: the owner mark its environment carries, for ``stop_leftovers``."""
 
@@ -128,20 +128,18 @@ class ChildProcess:
     track_interval = 1.0
     linger = 5.0  # seconds output may stay open after the child exited (_stop_leftovers)
 
-    def __init__(self, args: list[str], *, on_line: Callable[[str], None] | None = None,
+    def __init__(self, args: list[str], *, on_lines: Callable[[list[str]], None],
                  cwd: str | None = None,
                  env: dict[str, str] | None = None, grace: float = 10.0,
                  logger: logging.Logger | None = None, max_line_bytes: int = 65536,
                  output_timeout: float = 0.0, owner: str | None = None,
-                 on_lines: Callable[[list[str]], None] | None = None, spool_dir: str | None = None):
-        if (on_line is None) == (on_lines is None):
-            raise TypeError("ChildProcess needs exactly one of on_line and on_lines")
+                 spool_dir: str | None = None):
         self.args = list(args)
         self._on_lines = on_lines
         self.spool_dir = spool_dir  # where output waiting to be handled may go (fworker.spool)
         self.output_timeout, self._owner = output_timeout, owner
         self.pid: int | None = None
-        self._on_line, self._cwd, self._env = on_line, cwd, env
+        self._cwd, self._env = cwd, env
         self._grace, self._log, self._max_line_bytes = grace, logger or log, max_line_bytes
         self._token = uuid.uuid4().hex
         self._popen: gevent.subprocess.Popen | None = None
@@ -191,7 +189,7 @@ class ChildProcess:
             self._pump()
             returncode = self._popen.wait()
         except BaseException:
-            # Killed (GreenletExit: the task was aborted) or failed (on_line raised):
+            # Killed (GreenletExit: the task was aborted) or failed (on_lines raised):
             # the child's tree must not outlive this call.
             self.abort()
             raise
@@ -229,10 +227,7 @@ class ChildProcess:
         return f"pid {self.pid} ({os.path.basename(self.args[0]) if self.args else '?'})"
 
     def _pump(self) -> None:
-        if self._on_lines is not None:
-            splitter: LineSplitter = BatchSplitter(self._on_lines, self._max_line_bytes)
-        else:
-            splitter = LineSplitter(self._on_line, self._max_line_bytes)
+        splitter = BatchSplitter(self._on_lines, self._max_line_bytes)
         fd = self._popen.stdout.fileno()  # non-blocking: gevent made it so
         spool = self._spool = Spool(directory=self.spool_dir)
         pace = _Pace()

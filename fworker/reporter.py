@@ -95,53 +95,49 @@ class TaskReporter:
 
     # The Reporter protocol (fworker.commands.base.Reporter).
 
-    def log_line(self, line: str, at: float | None = None) -> None:
-        if self.dropped_lines:
-            self.dropped_lines += 1
-            return
-        size = len(line.encode("utf-8", errors="replace")) + 1
-        if self.log_max_bytes and self.log_bytes + size > self.log_max_bytes:
-            self.dropped_lines = 1
-            reason = f"task_log_max_bytes: the task log passed {self.log_max_bytes} bytes"
-            self.worker_line(f"worker: {reason}; the rest of it is dropped")
-            raise LimitExceeded(reason)
-        self.log_bytes += size
-        self._add_lines([line], at)
-
     def log_lines(self, lines: list[str], at: float | None = None) -> None:
-        """``log_line`` for each of ``lines``, in order, at a fraction of the cost:
-        lines read together arrived together, so they share one timestamp."""
+        """``lines``, in order, for the task log (one line is a batch of one).  Lines
+        handed over together came together, so they share one timestamp."""
+        if not lines:
+            return
         if self.dropped_lines:
             self.dropped_lines += len(lines)
             return
-        if not lines:
-            return
-        if self.log_interval <= 0:
-            # push_log_max_interval = 0 promises every line as its own update, at once:
-            # what it costs is what was asked for.
-            for line in lines:
-                self.log_line(line, at)
-            return
         if self.log_max_bytes:
-            # One encoding of the whole batch; line by line only when it would pass the cap.
-            size = len("\n".join(lines).encode("utf-8", errors="replace")) + 1
-            if self.log_bytes + size > self.log_max_bytes:
-                for index, line in enumerate(lines):
-                    line_size = len(line.encode("utf-8", errors="replace")) + 1
-                    if self.log_bytes + line_size > self.log_max_bytes:
-                        self._add_lines(lines[:index], at)
-                        self.log_line(line, at)  # the cap's note and LimitExceeded, as for one line
-                    self.log_bytes += line_size
-                return  # not reached: log_line raised
-            self.log_bytes += size
+            self._count_bytes(lines, at)
         self._add_lines(lines, at)
 
     def worker_line(self, line: str) -> None:
         """A line of the worker's own about the task, never dropped by the cap."""
         self._add_lines([line])
 
+    def _count_bytes(self, lines: list[str], at: float | None) -> None:
+        """Count ``lines`` against ``task_log_max_bytes``.  At the line that would
+        pass it: the lines before it go to the log, then the cap's note; that line
+        and the rest are dropped (and counted), and ``LimitExceeded`` is raised."""
+        # One encoding of the whole batch; line by line only when it would pass the cap.
+        size = len("\n".join(lines).encode("utf-8", errors="replace")) + 1
+        if self.log_bytes + size <= self.log_max_bytes:
+            self.log_bytes += size
+            return
+        for index, line in enumerate(lines):
+            line_size = len(line.encode("utf-8", errors="replace")) + 1
+            if self.log_bytes + line_size > self.log_max_bytes:
+                self._add_lines(lines[:index], at)
+                self.dropped_lines = len(lines) - index
+                reason = f"task_log_max_bytes: the task log passed {self.log_max_bytes} bytes"
+                self.worker_line(f"worker: {reason}; the rest of it is dropped")
+                raise LimitExceeded(reason)
+            self.log_bytes += line_size
+
     def _add_lines(self, lines: list[str], at: float | None = None) -> None:
         if not lines:
+            return
+        if self.log_interval <= 0 and len(lines) > 1:
+            # push_log_max_interval = 0 promises every line as its own update, at once:
+            # what it costs is what was asked for.
+            for line in lines:
+                self._add_lines([line], at)
             return
         if not self._lines:
             self._lines_since = time.monotonic()

@@ -36,7 +36,7 @@ def py(code):
 
 def run_collect(args, **kwargs):
     lines = []
-    returncode = ChildProcess(args, on_line=lines.append, **kwargs).run()
+    returncode = ChildProcess(args, on_lines=lines.extend, **kwargs).run()
     return returncode, lines
 
 
@@ -99,13 +99,13 @@ def test_50mb_of_output_neither_deadlocks_nor_starves_other_greenlets():
             gevent.sleep(0.005)
             seen_by_ticker.append(received[0])
 
-    def on_line(line):
-        received[0] += 1
-        received[1] += len(line)
+    def on_lines(lines):
+        received[0] += len(lines)
+        received[1] += sum(map(len, lines))
 
     ticking = gevent.spawn(ticker)
     code = "import sys; sys.stdout.buffer.write((b'x' * 1023 + b'\\n') * 51200)"
-    returncode = ChildProcess(py(code), on_line=on_line).run()
+    returncode = ChildProcess(py(code), on_lines=on_lines).run()
     ticking.kill()
     assert returncode == 0
     assert received == [51200, 51200 * 1023]
@@ -174,7 +174,7 @@ def test_killing_run_aborts_the_whole_tree_and_nothing_else(tmp_path):
     script = tmp_path / "tree.py"
     script.write_text(TREE)
     lines = []
-    child = ChildProcess([PY, str(script), "child"], on_line=lines.append, grace=0.5)
+    child = ChildProcess([PY, str(script), "child"], on_lines=lines.extend, grace=0.5)
     bystander = gevent.subprocess.Popen([PY, "-c", "import time; time.sleep(60)"])
     runner = gevent.spawn(child.run)
     try:
@@ -224,7 +224,7 @@ def test_a_hidden_orphan_seen_by_an_earlier_scan_is_killed(tmp_path, monkeypatch
     script = tmp_path / "hide.py"
     script.write_text(HIDE)
     lines = []
-    child = ChildProcess([PY, str(script), "child"], on_line=lines.append, grace=0.5)
+    child = ChildProcess([PY, str(script), "child"], on_lines=lines.extend, grace=0.5)
     runner = gevent.spawn(child.run)
     try:
         wait_until(lambda: len(lines) == 3, 10, lambda: f"every process ready ({lines})")
@@ -250,7 +250,7 @@ def test_a_child_ignoring_sigterm_is_killed_after_the_grace_period():
         print("ready", flush=True)
         time.sleep(60)
     """
-    child = ChildProcess(py(code), on_line=lines.append, grace=0.5)
+    child = ChildProcess(py(code), on_lines=lines.extend, grace=0.5)
     runner = gevent.spawn(child.run)
     wait_until(lambda: lines == ["ready"], 5, "the child ready")
     started = time.monotonic()
@@ -264,7 +264,7 @@ def test_a_child_ignoring_sigterm_is_killed_after_the_grace_period():
 def test_abort_returns_as_soon_as_the_tree_is_gone():
     lines = []
     code = "import time; print('ready', flush=True); time.sleep(60)"
-    child = ChildProcess(py(code), on_line=lines.append, grace=30)
+    child = ChildProcess(py(code), on_lines=lines.extend, grace=30)
     runner = gevent.spawn(child.run)
     wait_until(lambda: lines == ["ready"], 5, "the child ready")
     started = time.monotonic()
@@ -275,12 +275,12 @@ def test_abort_returns_as_soon_as_the_tree_is_gone():
     assert runner.get(timeout=5) == -signal.SIGTERM
 
 
-def test_on_line_raising_aborts_the_child():
-    def on_line(line):
-        raise ValueError(line)
+def test_on_lines_raising_aborts_the_child():
+    def on_lines(lines):
+        raise ValueError(lines[0])
 
     child = ChildProcess(py("import os, time; print(os.getpid(), flush=True); time.sleep(60)"),
-                         on_line=on_line, grace=2)
+                         on_lines=on_lines, grace=2)
     with pytest.raises(ValueError) as raised:
         child.run()
     assert int(str(raised.value)) == child.pid
@@ -289,14 +289,14 @@ def test_on_line_raising_aborts_the_child():
 
 def test_output_held_open_by_a_leftover_is_not_waited_for_forever():
     lines = []
-    child = ChildProcess(["/bin/sh", "-c", "sleep 60 & echo $!"], on_line=lines.append, grace=1)
+    child = ChildProcess(["/bin/sh", "-c", "sleep 60 & echo $!"], on_lines=lines.extend, grace=1)
     child.linger = 0.3
     assert child.run() == 0
     wait_until(lambda: gone(int(lines[0])), 2, "leftover gone")
 
 
 def test_abort_before_start_prevents_the_start():
-    child = ChildProcess(py("pass"), on_line=print)
+    child = ChildProcess(py("pass"), on_lines=print)
     child.abort()
     child.abort()
     with pytest.raises(RuntimeError):
@@ -305,7 +305,7 @@ def test_abort_before_start_prevents_the_start():
 
 
 def test_killed_while_popen_waits_for_the_exec_the_child_is_still_stopped():
-    child = ChildProcess(py("import time; time.sleep(60)"), on_line=print, grace=2)
+    child = ChildProcess(py("import time; time.sleep(60)"), on_lines=print, grace=2)
     runner = gevent.spawn(child.run)
     gevent.sleep(0)  # the runner is now inside start(), waiting for the exec
     assert child.pid is None
@@ -316,7 +316,7 @@ def test_killed_while_popen_waits_for_the_exec_the_child_is_still_stopped():
 
 def test_a_missing_program_raises_file_not_found():
     with pytest.raises(FileNotFoundError):
-        ChildProcess(["/nonexistent/renderer"], on_line=print).run()
+        ChildProcess(["/nonexistent/renderer"], on_lines=print).run()
 
 
 def test_a_child_printing_faster_than_its_output_is_handled_is_not_held_back(tmp_path, monkeypatch):

@@ -27,7 +27,7 @@ def test_lines_carry_the_time_they_came_not_the_time_they_are_logged(tmp_path):
     queue = UpdateQueue(str(tmp_path / "q.sqlite"))
     reporter = TaskReporter(TASK, queue, settings())
     reporter.log_lines(["one", "two"], AT)
-    reporter.log_line("three", AT + 1)
+    reporter.log_lines(["three"], AT + 1)
     reporter.flush_log()
     assert logs(queue) == ["2026-01-02T03:04:05.250000Z: one\n2026-01-02T03:04:05.250000Z: two\n"
                            "2026-01-02T03:04:06.250000Z: three"]
@@ -44,7 +44,7 @@ def test_without_a_time_lines_are_stamped_now(tmp_path):
     queue = UpdateQueue(str(tmp_path / "q.sqlite"))
     reporter = TaskReporter(TASK, queue, settings())
     before = time.time()
-    reporter.log_line("now")
+    reporter.log_lines(["now"])
     reporter.flush_log()
     after = time.time()
     seconds = iso_seconds(logs(queue)[0].split(": ")[0])

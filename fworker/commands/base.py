@@ -99,20 +99,31 @@ def origin(name: str) -> Origin:
     return _ORIGINS[name]
 
 
+@typing.runtime_checkable
 class Reporter(typing.Protocol):
-    """Where a command's output goes; the runner's implementation queues
-    updates for the Manager, tests may record them."""
+    """Where a command's output goes: exactly the methods ``CommandContext`` calls.
+    The runner's implementation (``fworker.reporter.TaskReporter``) queues updates
+    for the Manager; tests may record them.
 
-    def log_line(self, line: str, at: float | None = None) -> None:
-        """``at``: when the line came (wall clock, ``time.time()``); None: now."""
+    Log lines travel one way only, as a batch: one line is a batch of one.  Lines
+    handed over together came together (one read of a child's output), so an
+    implementation may stamp and buffer them at once."""
 
-    def activity(self, text: str) -> None: ...
+    def log_lines(self, lines: list[str], at: float | None = None) -> None:
+        """``lines``, in order, for the task log.  ``at``: when they came (wall
+        clock, ``time.time()``); None: now."""
 
-    def command_progress(self, percent: int) -> None: ...
+    def activity(self, text: str) -> None:
+        """The task's activity text."""
 
-    def output_produced(self, paths: list[str]) -> None: ...
+    def command_progress(self, percent: int) -> None:
+        """The running command's progress, 0 to 100."""
 
-    def timing(self, phase: str, seconds: float) -> None: ...
+    def output_produced(self, paths: list[str]) -> None:
+        """Files the command produced (absolute paths), for the Manager."""
+
+    def timing(self, phase: str, seconds: float) -> None:
+        """``seconds`` more spent in ``phase``, for the task's metrics."""
 
 
 class CommandContext:
@@ -127,18 +138,13 @@ class CommandContext:
         self.settings = settings if settings is not None else config.defaults()
 
     def log(self, line: str, at: float | None = None) -> None:
-        """``at``: when the line came (wall clock); None: now."""
-        self.reporter.log_line(line, at)
+        """``line`` in the task log, stamped ``at`` (wall clock) or now: a batch of one."""
+        self.reporter.log_lines([line], at)
 
     def log_lines(self, lines: list[str], at: float | None = None) -> None:
-        """``log`` for each of ``lines``, in order; one call to the reporter when it
-        has ``log_lines`` (a timestamp and a buffer extend per batch, not per line)."""
-        batch = getattr(self.reporter, "log_lines", None)
-        if batch is not None:
-            batch(lines, at)
-            return
-        for line in lines:  # a reporter with the minimal protocol, e.g. in tests
-            self.reporter.log_line(line, at)
+        """``lines`` in the task log, in order, as one batch: one call to the reporter,
+        one timestamp and one buffer extend for them all."""
+        self.reporter.log_lines(lines, at)
 
     def activity(self, text: str) -> None:
         self.reporter.activity(text)
@@ -184,20 +190,22 @@ class CommandContext:
             raise CommandFailed(f"cannot run {os.path.basename(args[0])}: its command line {problem}")
 
         # Lines carry the time they were read: during a backlog they are handled later.
-        def handle(line: str) -> None:
-            if log_lines:
-                self.log(line, child.read_at)
-            if on_line is not None:
+        # Without a per-line parser a chunk's lines go to the log in one batch: per-line
+        # calls were most of the worker's CPU on chatty output (exec).  With one, each
+        # line is logged before it is parsed, so that the log has every line before the
+        # activity or progress it caused.
+        def handle(lines: list[str]) -> None:
+            at = child.read_at
+            if on_line is None:
+                if log_lines:
+                    self.log_lines(lines, at)
+                return
+            for line in lines:
+                if log_lines:
+                    self.log_lines([line], at)
                 on_line(line)
 
-        def handle_batch(lines: list[str]) -> None:
-            if log_lines:
-                self.log_lines(lines, child.read_at)
-
-        # Without a per-line parser, lines go to the log a chunk at a time: per-line
-        # calls were most of the worker's CPU on chatty output (exec).
-        line_sinks: dict[str, typing.Any] = {"on_line": handle} if on_line is not None else {"on_lines": handle_batch}
-        child = ChildProcess(args, **line_sinks, cwd=cwd, env=child_environment(env),
+        child = ChildProcess(args, on_lines=handle, cwd=cwd, env=child_environment(env),
                              **self._child_options(output_timeout))
         try:
             returncode = child.run()

@@ -135,9 +135,9 @@ class BlenderOutput:
     def feed(self, raw: str) -> Update:
         line = parse_line(raw)
         update = Update(phase=self._next_phase(line.kind))
-        handler = getattr(self, "_on_" + line.kind, None)
+        handler = self._HANDLERS.get(line.kind)
         if handler is not None:
-            handler(line, update)
+            handler(self, line, update)
         update.percent = self._new_percent()
         return update
 
@@ -207,6 +207,12 @@ class BlenderOutput:
         self.errors.append(line.message)
         update.activity = f"Blender: {line.message}"
         update.sticky = True
+
+    # What each kind of line does to the state and the update (OTHER: nothing).
+    _HANDLERS: typing.ClassVar[dict[str, typing.Callable[[BlenderOutput, Line, Update], None]]] = {
+        STATS: _on_stats, SAVED: _on_saved, PRODUCED: _on_produced, APPEND: _on_append,
+        READ_BLEND: _on_read_blend, WARNING: _on_warning, ERROR: _on_error,
+    }
 
     def _done_of(self) -> str:
         return f" ({self.frames_done}/{self.frames_total})" if self.frames_total else ""

@@ -7,9 +7,9 @@ class RecordingReporter:
         self.events: list[tuple[str, object]] = []
         self.log_times: list[float | None] = []  # the ``at`` of each log line
 
-    def log_line(self, line, at=None):
-        self.events.append(("log", line))
-        self.log_times.append(at)
+    def log_lines(self, lines, at=None):
+        self.events.extend(("log", line) for line in lines)
+        self.log_times.extend(at for _ in lines)
 
     def activity(self, text):
         self.events.append(("activity", text))
