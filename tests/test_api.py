@@ -48,6 +48,7 @@ SIGNATURES = {
                             "minimum: 'int | None' = None) -> 'int | None'",
     "Command.require_cmdline": "(self, settings: 'dict', key: 'str', default: 'str | None' = None) -> 'list[str]'",
     "CommandContext.log": "(self, line: 'str', at: 'float | None' = None) -> 'None'",
+    "CommandContext.log_lines": "(self, lines: 'list[str]', at: 'float | None' = None) -> 'None'",
     "CommandContext.activity": "(self, text: 'str') -> 'None'",
     "CommandContext.progress": "(self, percent: 'float') -> 'None'",
     "CommandContext.output_produced": "(self, *paths: 'str') -> 'None'",

@@ -1,15 +1,19 @@
-"""fworker.reporter: log lines are stamped with the time they came."""
+"""fworker.reporter: log lines are stamped with the time they came; the Reporter
+protocol declares what a command's context calls, log lines travelling as batches."""
 import calendar
+import inspect
 import logging
+import os
 import sys
 import time
+
+import pytest
 
 from fworker import config
 from fworker.commands import base
 from fworker.queue import UpdateQueue
-from fworker.reporter import TaskReporter
+from fworker.reporter import LimitExceeded, TaskReporter
 from tests.support.client import iso_seconds
-
 
 TASK = "a" * 24
 AT = calendar.timegm((2026, 1, 2, 3, 4, 5)) + 0.25  # 2026-01-02T03:04:05.25Z
@@ -58,3 +62,72 @@ def test_a_child_s_lines_reach_the_reporter_with_their_read_time(recorder):
     after = time.time()
     assert recorder.log == ["one", "two"]
     assert all(at is not None and before <= at <= after for at in recorder.log_times)
+
+
+# --- the Reporter protocol: what a command's context calls, and nothing else -------
+
+DECLARED = {name for name in vars(base.Reporter) if not name.startswith("_")}
+
+
+class StrictReporter:
+    """Answers exactly the methods ``base.Reporter`` declares; anything else the
+    context asks for fails the test."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __getattr__(self, name):
+        if name not in DECLARED:
+            raise AttributeError(f"CommandContext used {name!r}, which base.Reporter does not declare")
+        return lambda *args: self.calls.append((name, args))
+
+
+def test_the_protocol_declares_one_batch_method_for_log_lines():
+    assert DECLARED == {"log_lines", "activity", "command_progress", "output_produced", "timing"}
+
+
+def test_the_task_reporter_has_every_declared_method_with_its_signature(tmp_path):
+    reporter = TaskReporter(TASK, UpdateQueue(str(tmp_path / "q.sqlite")), settings())
+    assert isinstance(reporter, base.Reporter)
+    for name in DECLARED:
+        declared = inspect.signature(getattr(base.Reporter, name))
+        assert inspect.signature(getattr(TaskReporter, name)) == declared, name
+
+
+def test_every_service_of_the_context_uses_only_declared_methods():
+    reporter = StrictReporter()
+    ctx = base.CommandContext(reporter, logging.getLogger("test.reporter"))
+    ctx.log("one", AT)
+    ctx.log_lines(["two", "three"], AT)
+    ctx.activity("busy")
+    ctx.progress(150)
+    ctx.output_produced("out.png")
+    ctx.timing("rendering", 1.5)
+    ctx.run_process([sys.executable, "-c", "print('four')"])
+    ctx.run_process([sys.executable, "-c", "print('five')"], on_line=ctx.activity)
+    ctx.run_process([sys.executable, "-c", "print('six')"], on_line=ctx.activity, log_lines=False)
+    calls = [(name, args[0]) for name, args in reporter.calls]
+    assert calls == [("log_lines", ["one"]), ("log_lines", ["two", "three"]), ("activity", "busy"),
+                     ("command_progress", 100), ("output_produced", [os.path.abspath("out.png")]),
+                     ("timing", "rendering"), ("log_lines", ["four"]), ("log_lines", ["five"]),
+                     ("activity", "five"), ("activity", "six")]
+
+
+def test_with_a_line_parser_each_line_is_logged_before_what_it_caused(recorder):
+    ctx = base.CommandContext(recorder, logging.getLogger("test.reporter"))
+    ctx.run_process([sys.executable, "-c", "print('a\\nb\\nc', flush=True)"], on_line=ctx.activity)
+    assert recorder.events == [("log", "a"), ("activity", "a"), ("log", "b"), ("activity", "b"),
+                               ("log", "c"), ("activity", "c")]
+
+
+def test_a_batch_passing_the_cap_keeps_the_lines_before_it_and_counts_the_rest(tmp_path):
+    queue = UpdateQueue(str(tmp_path / "q.sqlite"))
+    reporter = TaskReporter(TASK, queue, settings(task_log_max_bytes=10))
+    reporter.log_lines(["1234"], AT)  # 5 bytes with its newline
+    with pytest.raises(LimitExceeded, match="task_log_max_bytes: the task log passed 10 bytes"):
+        reporter.log_lines(["abc", "defg", "h", "i"], AT)  # "defg" would make 10 + 1
+    reporter.log_lines(["later"], AT)
+    reporter.stop()
+    lines = [line.split(": ", 1)[1] for text in logs(queue) for line in text.split("\n")]
+    assert lines == ["1234", "abc", "worker: task_log_max_bytes: the task log passed 10 bytes; "
+                     "the rest of it is dropped", "worker: 4 log line(s) dropped (task_log_max_bytes)"]
