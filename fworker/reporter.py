@@ -67,11 +67,18 @@ def log_timestamp(at: float | None = None) -> str:
     return f"{_second_stamp[1]}.{int((now - second) * 1_000_000):06d}Z"
 
 
+class LocalLog(typing.Protocol):
+    """The task's log kept on this machine (``fworker.logsetup.TaskLog``): it gets
+    the stamped lines a batch at a time, as they go to the Manager."""
+
+    def write_lines(self, lines: list[str]) -> None: ...
+
+
 class TaskReporter:
     def __init__(self, task_id: str, queue: UpdateQueue, settings: Settings, *,
                  command_count: int = 1, task_logger: logging.Logger | None = None,
                  on_output: typing.Callable[[list[str]], None] | None = None,
-                 local_log: typing.Any = None):
+                 local_log: LocalLog | None = None):
         self.task_id = task_id
         self.queue = queue
         self.log_interval = settings.push_log_max_interval

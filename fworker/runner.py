@@ -24,7 +24,7 @@ from fworker.commands import base as commands
 from fworker.errors import TaskFailed
 from fworker.events import EventBus
 from fworker.queue import UpdateQueue
-from fworker.reporter import LimitExceeded, TaskReporter, one_line
+from fworker.reporter import LimitExceeded, LocalLog, TaskReporter, one_line
 from fworker.task import Task
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ class Abort(gevent.GreenletExit):
 class TaskRunner:
     def __init__(self, task: Task, queue: UpdateQueue, settings: config.Settings,
                  on_output: typing.Callable[[list[str]], None] | None = None,
-                 events: EventBus | None = None, local_log: typing.Any = None):
+                 events: EventBus | None = None, local_log: LocalLog | None = None):
         self.task = task
         self.settings = settings
         self.events = events or EventBus()
