@@ -56,8 +56,9 @@ SETTINGS: tuple[Setting, ...] = (
        "timed out).", "seconds", minimum=0.0),
     _s("backoff_initial", "float", 1.0, "First wait after the Manager could not be reached; doubles on "
        "every failure.", "seconds", minimum=0.01),
-    _s("backoff_max", "float", 60.0, "Longest wait between attempts to reach the Manager.",
-       "seconds", minimum=0.01),
+    _s("backoff_max", "float", 15.0, "Longest wait between attempts to reach the Manager; at most 30 "
+       "(the Manager takes a worker silent for a minute as gone).", "seconds", minimum=0.01,
+       maximum=30.0),
     _s("may_i_run_interval", "float", 5.0, "How often a running task asks the Manager whether it may "
        "keep running.", "seconds", minimum=0.1),
     _s("push_log_max_interval", "float", 1.0, "Send buffered task log lines at least this often.",

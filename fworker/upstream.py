@@ -4,10 +4,16 @@ Transport failures (refused, reset, timeout) and 5xx answers raise
 ``RetryLater``; every other answer is returned for the caller to judge,
 because what a 404 or 409 means depends on the endpoint.  Answers that
 should be JSON but are not raise ``RetryLater`` naming the endpoint.
+
+Every request has one deadline for all of it (connect, send, headers, body):
+a per-read timeout alone lets a Manager that sends a byte now and then hold
+a request for ever.  Answers larger than ``MAX_ANSWER_BYTES`` are refused
+without being read whole.
 """
 from __future__ import annotations
 
 import dataclasses
+import json as jsonlib
 import logging
 import os
 import random
@@ -16,6 +22,7 @@ import typing
 import urllib.parse
 import warnings
 
+import gevent
 import requests
 import requests.adapters
 import requests.utils
@@ -25,6 +32,17 @@ from fworker.errors import ConfigError, RetryLater
 from fworker.version import __version__
 
 log = logging.getLogger(__name__)
+
+# The largest answer read from the Manager.  A 2.x task is a few KB of JSON,
+# but a job may carry large settings (the reliability suite hands out a task
+# with 5 MB of them): 16 MiB leaves room for that three times over, while a
+# hostile or broken Manager can no longer make every request download 50 MB.
+MAX_ANSWER_BYTES = 16 * 1024 * 1024
+_CHUNK_BYTES = 64 * 1024
+# Signing off is the last thing a stopping worker does; a Manager that does not
+# answer in time re-queues our tasks after its own timeout anyway, and a service
+# manager waiting for the stop should not wait the full http_timeout for it.
+SIGN_OFF_DEADLINE = 10.0
 
 
 @dataclasses.dataclass
@@ -63,26 +81,57 @@ class Upstream:
         self._secret = secret
 
     def request(self, method: str, path: str, *, json: typing.Any = None, auth: bool = True,
-                headers: dict[str, str] | None = None) -> Answer:
+                headers: dict[str, str] | None = None, deadline: float | None = None) -> Answer:
+        """One request, all of it within ``deadline`` seconds (at most the
+        ``timeout`` given at construction)."""
         url = urllib.parse.urljoin(self.manager_url, path.lstrip("/"))
+        seconds = self.timeout if deadline is None else min(deadline, self.timeout)
+        timer = gevent.Timeout(seconds)
         try:
-            resp = self.session.request(
-                method, url, json=json, headers=headers, timeout=self.timeout, verify=self.verify,
-                auth=(self.worker_id, self._secret) if auth and self.worker_id else None,
-                allow_redirects=False,
-            )
+            with timer:
+                status, content_type, content, encoding = self._exchange(
+                    method, url, path, json=json, headers=headers, timeout=seconds,
+                    auth=(self.worker_id, self._secret) if auth and self.worker_id else None)
+        except gevent.Timeout as ex:
+            if ex is not timer:
+                raise
+            raise RetryLater(f"{method} {path}: no complete answer from the Manager within {seconds:g} s "
+                             "(http_timeout)") from None
         except requests.RequestException as ex:
             raise RetryLater(f"{method} {path}: Manager not reachable: {_short(ex)}") from None
-        if resp.status_code >= 500:
-            raise RetryLater(f"{method} {path}: Manager answered {resp.status_code} {_snippet(resp.text)}")
+        text = _decoded(content, encoding)
+        if status >= 500:
+            raise RetryLater(f"{method} {path}: Manager answered {status} {_snippet(text)}")
         body: typing.Any = None
-        if resp.headers.get("Content-Type", "").startswith("application/json") and resp.content:
+        if content_type.startswith("application/json") and content:
             try:
-                body = resp.json()
+                body = jsonlib.loads(content)
             except ValueError:
-                raise RetryLater(f"{method} {path}: Manager answered {resp.status_code} with malformed JSON: "
-                                 f"{_snippet(resp.text)}") from None
-        return Answer(resp.status_code, body, resp.text)
+                raise RetryLater(f"{method} {path}: Manager answered {status} with malformed JSON: "
+                                 f"{_snippet(text)}") from None
+        return Answer(status, body, text)
+
+    def _exchange(self, method: str, url: str, path: str, **kwargs: typing.Any) -> tuple[int, str, bytes, str]:
+        """Send, then read the answer in chunks, refusing one that is too large.
+        The connection goes back to the pool only once its answer was read
+        completely: on a deadline, a kill or a refusal it is closed instead."""
+        resp = self.session.request(method, url, verify=self.verify, allow_redirects=False, stream=True, **kwargs)
+        try:
+            announced = resp.headers.get("Content-Length", "")
+            if announced.strip().isdigit() and int(announced) > MAX_ANSWER_BYTES:
+                raise RetryLater(f"{method} {path}: the Manager's answer ({resp.status_code}) announces "
+                                 f"{int(announced)} bytes, more than the {_mib(MAX_ANSWER_BYTES)} this worker "
+                                 "reads; not read")
+            chunks, size = [], 0
+            for chunk in resp.iter_content(_CHUNK_BYTES):
+                size += len(chunk)
+                if size > MAX_ANSWER_BYTES:
+                    raise RetryLater(f"{method} {path}: the Manager's answer ({resp.status_code}) is longer than "
+                                     f"the {_mib(MAX_ANSWER_BYTES)} this worker reads; not read further")
+                chunks.append(chunk)
+            return resp.status_code, resp.headers.get("Content-Type", ""), b"".join(chunks), resp.encoding or ""
+        finally:
+            resp.close()
 
     # One method per endpoint (docs/PROTOCOL.md §3).
 
@@ -97,7 +146,7 @@ class Upstream:
         return self.request("POST", "sign-on", json={"supported_task_types": task_types, "nickname": nickname})
 
     def sign_off(self) -> Answer:
-        return self.request("POST", "sign-off")
+        return self.request("POST", "sign-off", deadline=SIGN_OFF_DEADLINE)
 
     def fetch_task(self) -> Answer:
         return self.request("POST", "task")
@@ -119,6 +168,40 @@ class Upstream:
 
     def output_produced(self, paths: list[str]) -> Answer:
         return self.request("POST", "output-produced", json={"paths": paths})
+
+
+class Killable:
+    """``fn()`` in a greenlet of its own, so that another greenlet can stop it
+    at once (``kill``) instead of waiting for its requests' deadlines.  The
+    connection of a request killed half-way is closed, not reused."""
+
+    def __init__(self, fn: typing.Callable[[], typing.Any]):
+        self._outcome: list[tuple[bool, typing.Any]] = []
+        self._greenlet = gevent.spawn(self._capture, fn)
+
+    def result(self) -> typing.Any:
+        """What ``fn`` returned, or the exception it raised; ``RetryLater`` if killed."""
+        self._greenlet.join()
+        if not self._outcome:
+            raise RetryLater("stopped waiting for the Manager: shutting down")
+        done, value = self._outcome[0]
+        if done:
+            return value
+        raise value
+
+    def kill(self) -> None:
+        # Not from inside ``fn`` itself (a status poll that asks for a
+        # shutdown): it ends by itself, right after.
+        if self._greenlet is not gevent.getcurrent():
+            self._greenlet.kill(block=False)
+
+    def _capture(self, fn: typing.Callable[[], typing.Any]) -> None:
+        # An exception goes to the caller of result(), instead of being
+        # printed by gevent as the crash of a greenlet.
+        try:
+            self._outcome.append((True, fn()))
+        except Exception as ex:  # noqa: BLE001  (raised again by result())
+            self._outcome.append((False, ex))
 
 
 def _verify_setting(manager_url: str, tls_verify: bool, tls_ca_bundle: str) -> bool | str:
@@ -169,6 +252,17 @@ class Backoff:
 
     def reset(self) -> None:
         self.failures = 0
+
+
+def _decoded(content: bytes, encoding: str) -> str:
+    try:
+        return content.decode(encoding or "utf-8", errors="replace")
+    except LookupError:  # a charset Python does not know, named by the Manager
+        return content.decode("utf-8", errors="replace")
+
+
+def _mib(size: int) -> str:
+    return f"{size / (1024 * 1024):g} MiB"
 
 
 def _short(ex: Exception) -> str:

@@ -32,7 +32,7 @@ from fworker.states import State
 from fworker.statuschange import StatusChanges
 from fworker.task import BadTask, Task, parse_task
 from fworker.taskwatch import MayIRunPoller, OutputThrottle
-from fworker.upstream import Backoff, Upstream
+from fworker.upstream import Backoff, Killable, Upstream
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,7 @@ IDLE_MAX = 20.0
 
 _OUTCOME_COUNTERS = {Outcome.COMPLETED: "tasks_completed", Outcome.FAILED: "tasks_failed",
                      Outcome.RETURNED: "tasks_returned"}
+T = typing.TypeVar("T")
 
 
 class Worker:
@@ -50,6 +51,7 @@ class Worker:
     applies plug-ins, discovery and the test mode's task types first)."""
 
     hub_monitor: HubMonitor | None = None  # from start() on
+    _asking: Killable | None = None  # the loop's exchange with the Manager in flight (see _ask)
 
     def __init__(self, settings: config.Settings, *, credentials_path: str | None, reregister: bool = False,
                  single: bool = False, test_mode: bool = False):
@@ -96,6 +98,8 @@ class Worker:
             self.shutdown_reason = reason
             self.shutdown_gives_back = give_back
         self.wakeup.set()
+        if self._asking is not None:
+            self._asking.kill()
 
     def request_state(self, state: State) -> None:
         self.local_request = state
@@ -172,23 +176,29 @@ class Worker:
             self._fetch()
 
     def _fetch(self) -> None:
+        # The backoff only starts over once the Manager answered as the
+        # protocol says (a valid task, 204, a well-formed 423): any other
+        # answer, however quick, must not make the worker ask at full speed.
         try:
-            answer = self.upstream.fetch_task()
+            answer = self._ask(self.upstream.fetch_task)
         except RetryLater as ex:
             return self._back_off(ex)
-        self.backoff.reset()
         self.machine.catch_up()
         if answer.status == 200:
             return self._accept(answer.body)
         if answer.status == 204:
+            self.backoff.reset()
             return self._wait(self._idle_delay())
-        if answer.status == 423 and isinstance(answer.body, dict):
-            self.status.apply(answer.body.get("status_requested"), "Manager (on task fetch)")
+        if answer.status == 423 and self.status.apply(_requested(answer.body), "Manager (on task fetch)"):
+            self.backoff.reset()
             if self.machine.working:
-                # Still asked to work (a malformed or repeated request): no hammering.
+                # Still asked to work (a repeated request): no hammering.
                 self._wait(self._idle_delay())
             return None
         if answer.status == 401:
+            # Signing on is not a success until /task works again: a Manager
+            # that takes the sign-on and refuses the task is asked less and less.
+            self._back_off(RetryLater("the Manager refused this worker's credentials (401)"))
             return self._sign_on_again()
         self._back_off(RetryLater(f"asking for a task: Manager answered {answer.status} {answer.text.strip()[:200]!r}"))
 
@@ -196,18 +206,21 @@ class Worker:
         """Asleep or in error: no work, but keep talking, so the Manager can
         wake (or shut down) this worker and does not think it gone."""
         try:
-            answer = self.status.poll()
+            answer = self._ask(self.status.poll)
         except RetryLater as ex:
             return self._back_off(ex, "polling for status changes")
-        self.backoff.reset()
         self.machine.catch_up()
         if answer.status == 401:
+            self._back_off(RetryLater("the Manager refused this worker's credentials (401)"),
+                           "polling for status changes")
             return self._sign_on_again()
-        if answer.status not in (200, 204):
-            log.warning("polling for status changes: Manager answered %d %s", answer.status,
-                        answer.text.strip()[:200])
-        if not self.machine.working:
-            self._wait(self._idle_delay())
+        if answer.status == 204 or (answer.status == 200 and _requested(answer.body)):
+            self.backoff.reset()
+            if not self.machine.working:
+                self._wait(self._idle_delay())
+            return None
+        self._back_off(RetryLater(f"Manager answered {answer.status} {answer.text.strip()[:200]!r}"),
+                       "polling for status changes")
 
     def _accept(self, body: typing.Any) -> None:
         try:
@@ -218,6 +231,7 @@ class Worker:
                 self.queue.push(ex.task_id, {"task_status": "failed", "activity": f"malformed task: {ex}",
                                              "log": f"worker refused a malformed task: {ex}"})
             return self._back_off(RetryLater(str(ex)))
+        self.backoff.reset()
         self.run_task(task)
 
     # Running a task.
@@ -377,20 +391,34 @@ class Worker:
         self._retrying("sign-on", self.registrar.sign_on)
 
     def _retrying(self, what: str, fn: typing.Callable[[], None]) -> bool:
-        """Call ``fn`` until it works (True) or a shutdown is requested (False)."""
+        """Call ``fn`` until it works (True) or a shutdown is requested (False).
+        Its success does not reset the backoff: only the next working fetch
+        or poll shows that the Manager accepts what ``fn`` did."""
         while self.shutdown_reason is None:
             try:
-                fn()
-                self.backoff.reset()
+                self._ask(fn)
                 return True
             except RetryLater as ex:
                 self._back_off(ex, what)
         return False
 
     def _back_off(self, ex: Exception, what: str = "asking for a task") -> None:
+        if self.shutdown_reason is not None:
+            return  # the loop ends: no wait, and no retry to announce
         delay = self.backoff.next_delay()
         log.warning("%s failed, retrying in %.1fs: %s", what, delay, ex)
         self._wait(delay)
+
+    def _ask(self, fn: typing.Callable[[], T]) -> T:
+        """``fn()``, the loop's exchange with the Manager, killable by a shutdown
+        request: the request's deadline bounds it, but SIGTERM need not wait."""
+        if self.shutdown_reason is not None:
+            raise RetryLater("not asking the Manager: shutting down")
+        self._asking = asking = Killable(fn)
+        try:
+            return asking.result()
+        finally:
+            self._asking = None
 
     def _idle_delay(self) -> float:
         return _jitter(min(self.settings.fetch_task_interval, IDLE_MAX))
@@ -399,6 +427,12 @@ class Worker:
         """Sleep, but wake at once for a shutdown request or a local signal."""
         self.wakeup.wait(seconds)
         self.wakeup.clear()
+
+
+def _requested(body: typing.Any) -> str | None:
+    """The status a 423 or status-change answer asks for; None if it is malformed."""
+    requested = body.get("status_requested") if isinstance(body, dict) else None
+    return requested if isinstance(requested, str) and requested else None
 
 
 def _jitter(seconds: float) -> float:

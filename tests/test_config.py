@@ -70,6 +70,8 @@ def test_extra_file_comes_last_and_must_exist(tmp_path):
     ("[flamenco-worker]\nnickname = a\nnickname = b\n", "cannot be parsed"),
     ("[flamenco-worker\nnickname = a\n", "cannot be parsed"),
     ("[flamenco-worker]\nbackoff_initial = 10\nbackoff_max = 1\n", "backoff_max"),
+    ("[flamenco-worker]\nbackoff_max = 45\n", "backoff_max (45, from"),
+    ("[flamenco-worker]\nbackoff_max = nan\n", "backoff_max (nan, from"),
 ])
 def test_bad_files_name_the_file_key_and_value(tmp_path, text, message):
     path = write(tmp_path / "bad.cfg", text)
@@ -162,7 +164,7 @@ def test_check_config_prints_effective_settings_with_their_source(tmp_path):
     cfg, out = run_check_config(tmp_path, "[flamenco-worker]\nhttp_timeout = 7\nworker_secret = hush-hush\n")
     assert out.returncode == 0, out.stderr
     assert f"http_timeout = 7    # from {cfg}" in out.stdout
-    assert "backoff_max = 60    # from default" in out.stdout
+    assert "backoff_max = 15    # from default" in out.stdout
     assert "worker_secret = *****" in out.stdout and "hush-hush" not in out.stdout + out.stderr
 
 
