@@ -39,10 +39,11 @@ log = logging.getLogger(__name__)
 # hostile or broken Manager can no longer make every request download 50 MB.
 MAX_ANSWER_BYTES = 16 * 1024 * 1024
 _CHUNK_BYTES = 64 * 1024
-# Signing off is the last thing a stopping worker does; a Manager that does not
-# answer in time re-queues our tasks after its own timeout anyway, and a service
-# manager waiting for the stop should not wait the full http_timeout for it.
-SIGN_OFF_DEADLINE = 10.0
+# For requests nobody retries, which a stopping worker sends last: the sign-off
+# (a Manager that does not take it re-queues our tasks after its own timeout
+# anyway) and the fire-and-forget report of produced output.  A service manager
+# waiting for the stop should not wait the full http_timeout for either.
+BRIEF_DEADLINE = 10.0
 
 
 @dataclasses.dataclass
@@ -146,7 +147,7 @@ class Upstream:
         return self.request("POST", "sign-on", json={"supported_task_types": task_types, "nickname": nickname})
 
     def sign_off(self) -> Answer:
-        return self.request("POST", "sign-off", deadline=SIGN_OFF_DEADLINE)
+        return self.request("POST", "sign-off", deadline=BRIEF_DEADLINE)
 
     def fetch_task(self) -> Answer:
         return self.request("POST", "task")
@@ -167,7 +168,7 @@ class Upstream:
         return self.request("POST", f"ack-status-change/{status}")
 
     def output_produced(self, paths: list[str]) -> Answer:
-        return self.request("POST", "output-produced", json={"paths": paths})
+        return self.request("POST", "output-produced", json={"paths": paths}, deadline=BRIEF_DEADLINE)
 
 
 class Killable:

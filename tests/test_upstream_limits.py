@@ -59,15 +59,17 @@ def test_a_slow_but_steady_answer_within_the_deadline_is_read(slow):
     assert (answer.status, answer.body) == (200, {"ok": "yes"})
 
 
-def test_sign_off_has_a_shorter_deadline_than_other_requests(slow, monkeypatch):
+def test_the_last_requests_of_a_stopping_worker_have_a_shorter_deadline(slow, monkeypatch):
     """A stopping worker does not wait the full http_timeout for a silent Manager."""
-    monkeypatch.setattr("fworker.upstream.SIGN_OFF_DEADLINE", 0.5)
+    monkeypatch.setattr("fworker.upstream.BRIEF_DEADLINE", 0.5)
     server = slow(interval=0.1)
     upstream = Upstream(server.url, timeout=120)
     upstream.set_credentials("w" * 24, "secret")
-    with gevent.Timeout(60, AssertionError("sign-off was not bounded by its own deadline")):
+    with gevent.Timeout(60, AssertionError("not bounded by their own deadline")):
         with pytest.raises(RetryLater, match=r"POST sign-off: no complete answer .* within 0.5 s"):
             upstream.sign_off()
+        with pytest.raises(RetryLater, match=r"POST output-produced: no complete answer .* within 0.5 s"):
+            upstream.output_produced(["/render/0001.png"])
 
 
 def test_an_answer_announcing_too_many_bytes_is_refused_unread(slow):

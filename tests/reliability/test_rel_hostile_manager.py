@@ -95,3 +95,22 @@ def test_a_malformed_status_change_answer_while_asleep_backs_off(manager, proxy,
     assert 2 <= polls <= MOST, f"{polls} polls in {WINDOW:g} s (at most {MOST})"
     assert "sent a malformed status request None" in w.output
     assert w.proc.poll() is None
+
+
+def test_updates_refused_with_an_unexpected_answer_are_retried_less_and_less_often(manager, proxy,
+                                                                                   worker_process):
+    """The flusher's backoff, too, only starts over when an update is taken (204)."""
+    proxy.answer("POST", r"/update$", 418, b"I'm a teapot\n")
+    task_id = manager.submit_job({"name": "j", "job_type": "debug", "priority": 50, "tasks": [
+        {"name": "t", "task_type": "debug", "commands": [
+            {"name": "echo", "settings": {"message": "kept until delivered"}}]}]})["task_ids"][0]
+    w = worker_process(proxy.url, SETTINGS)
+    first = wait_until(lambda: next((x for x in proxy.exchanges if x.path.endswith("/update")), None), 30,
+                       what="the first update")
+    wait_until(lambda: time.monotonic() > first.started + WINDOW, WINDOW + 5, what="the end of the window")
+    sent = [x for x in proxy.updates() if first.started <= x.started <= first.started + WINDOW]
+    assert 2 <= len(sent) <= MOST, f"{len(sent)} update requests in {WINDOW:g} s (at most {MOST})"
+    assert "unexpected answer 418" in w.output
+    proxy.clear()  # nothing was lost meanwhile
+    manager.wait_for(lambda: manager.task(task_id)["status"] == "completed", timeout=60)
+    assert "kept until delivered" in manager.task_log(task_id)
