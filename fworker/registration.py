@@ -40,6 +40,10 @@ class Registrar:
         self.nickname = settings.effective_nickname()
         self.worker_id = settings.worker_id
         self._secret = settings.worker_secret
+        if self.has_credentials:
+            # Known from the start: the flusher may send queued updates while
+            # the sign-on is still on its way, and must not send them anonymously.
+            upstream.set_credentials(self.worker_id, self._secret)
 
     @property
     def has_credentials(self) -> bool:
