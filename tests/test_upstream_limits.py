@@ -1,6 +1,6 @@
 """A request to the Manager is bounded as a whole: one deadline for connect, send,
 headers and body, and a largest answer it reads.  Against real slow and oversized
-answers on 127.0.0.1 (tests/slowmanager.py)."""
+answers on 127.0.0.1 (tests/support/slowmanager.py)."""
 import fworker  # noqa: F401  (monkey-patches first)
 
 import json
@@ -12,8 +12,8 @@ import pytest
 
 from fworker.errors import RetryLater
 from fworker.upstream import MAX_ANSWER_BYTES, Upstream
-from slowmanager import SlowManager, chunked
-from waiting import wait_until
+from tests.support.slowmanager import SlowManager, chunked
+from tests.support.waiting import wait_until
 
 # 50 MB: what a hostile Manager sent on every request, more than three times the limit.
 HUGE = 50 * 1000 * 1000
@@ -100,6 +100,7 @@ def test_a_large_task_below_the_limit_is_read(slow):
     assert answer.status == 200 and len(answer.body["settings"]) == MAX_ANSWER_BYTES - 1000
 
 
+@pytest.mark.slow  # the real worker process, and a sign-off that waits out its deadline
 @pytest.mark.parametrize("credentials", [False, True], ids=["registering", "signing-on"])
 def test_sigterm_does_not_wait_for_a_trickling_manager(slow, worker_process, credentials):
     """Before, a Manager trickling a byte a second held SIGTERM for over a minute: every

@@ -10,8 +10,11 @@ import time
 
 import pytest
 
-from fworker.devmanager.faults import FaultManager
-from waiting import wait_until
+from tests.support.faults import FaultProxy
+from tests.support.jobs import echo, submit
+from tests.support.waiting import wait_until
+
+pytestmark = pytest.mark.slow  # real worker processes, a window of seconds each
 
 INITIAL, MAXIMUM = 0.05, 1.0
 SETTINGS = {"backoff_initial": str(INITIAL), "backoff_max": str(MAXIMUM), "fetch_task_interval": "0.1"}
@@ -47,7 +50,7 @@ CASES = {
 
 @pytest.fixture
 def proxy(manager):
-    p = FaultManager(manager.url).up()
+    p = FaultProxy(manager.url).up()
     yield p
     p.down()
 
@@ -75,10 +78,8 @@ def test_a_manager_answering_wrongly_is_asked_less_and_less_often(manager, proxy
     assert message in w.output
     # Once the Manager answers properly again, the worker works at once.
     proxy.clear()
-    task_id = manager.submit_job({"name": "j", "job_type": "debug", "priority": 50, "tasks": [
-        {"name": "t", "task_type": "debug", "commands": [
-            {"name": "echo", "settings": {"message": "back to work"}}]}]})["task_ids"][0]
-    manager.wait_for(lambda: manager.task(task_id)["status"] == "completed", timeout=60)
+    _, task_id = submit(manager, echo("back to work"))
+    wait_until(lambda: manager.task(task_id)["status"] == "completed", timeout=60)
     assert w.proc.poll() is None
 
 
@@ -101,9 +102,7 @@ def test_updates_refused_with_an_unexpected_answer_are_retried_less_and_less_oft
                                                                                    worker_process):
     """The flusher's backoff, too, only starts over when an update is taken (204)."""
     proxy.answer("POST", r"/update$", 418, b"I'm a teapot\n")
-    task_id = manager.submit_job({"name": "j", "job_type": "debug", "priority": 50, "tasks": [
-        {"name": "t", "task_type": "debug", "commands": [
-            {"name": "echo", "settings": {"message": "kept until delivered"}}]}]})["task_ids"][0]
+    _, task_id = submit(manager, echo("kept until delivered"))
     w = worker_process(proxy.url, SETTINGS)
     first = wait_until(lambda: next((x for x in proxy.exchanges if x.path.endswith("/update")), None), 30,
                        what="the first update")
@@ -112,5 +111,5 @@ def test_updates_refused_with_an_unexpected_answer_are_retried_less_and_less_oft
     assert 2 <= len(sent) <= MOST, f"{len(sent)} update requests in {WINDOW:g} s (at most {MOST})"
     assert "unexpected answer 418" in w.output
     proxy.clear()  # nothing was lost meanwhile
-    manager.wait_for(lambda: manager.task(task_id)["status"] == "completed", timeout=60)
+    wait_until(lambda: manager.task(task_id)["status"] == "completed", timeout=60)
     assert "kept until delivered" in manager.task_log(task_id)
