@@ -126,8 +126,11 @@ def _load_one(entry_point: importlib.metadata.EntryPoint, report: LoadReport) ->
     try:
         base.register(cls, origin=origin)
     except DuplicateCommand:
-        taken = base.origin(entry_point.name).describe()
+        dialect = next(d for d in cls.dialects if base.registered(d).get(entry_point.name) not in (None, cls))
+        taken = base.origin(entry_point.name, dialect).describe()
         return Problem(origin, f"the command name {entry_point.name!r} is already taken ({taken})")
+    except TypeError as ex:  # its dialects are not a tuple of known ones
+        return Problem(origin, str(ex))
     report.loaded[entry_point.name] = origin
     return None
 
@@ -162,14 +165,15 @@ def _unavailable(declarations: list[Declaration]) -> dict[str, str]:
     """Task types with a declaration whose command is not registered from the
     declaring distribution (a built-in or another plug-in of that name would
     run the wrong code)."""
-    registered = base.registered()
+    # A declared task type names a command of any dialect the plug-in serves.
+    registered = {name: dialect for (dialect, name) in sorted(base.registered(), reverse=True)}
     reasons: dict[str, str] = {}
     for decl in declarations:
         needs = f"it needs command {decl.command!r} from {decl.distribution} {decl.version}"
         if decl.command not in registered:
             reasons.setdefault(decl.task_type, f"{needs}, which did not load")
             continue
-        origin = base.origin(decl.command)
+        origin = base.origin(decl.command, registered[decl.command])
         if origin.distribution != decl.distribution:
             reasons.setdefault(decl.task_type, f"{needs}, but that name belongs to {origin.describe()}")
     return reasons
@@ -181,10 +185,13 @@ def list_commands(out: typing.TextIO | None = None) -> int:
     out = out or sys.stdout
     report = load(log_problems=False)  # printed below instead, once
     rows = sorted(base.registered())
-    width = max(len(name) for name in rows) + 2
-    print("commands:", file=out)
-    for name in rows:
-        print(f"  {name:<{width}}{base.origin(name).describe()}", file=out)
+    width = max(len(name) for _, name in rows) + 2
+    for dialect in base.DIALECTS:
+        names = [name for d, name in rows if d == dialect]
+        if names:
+            print(f"commands ({dialect}):", file=out)
+        for name in names:
+            print(f"  {name:<{width}}{base.origin(name, dialect).describe()}", file=out)
     if report.declarations:
         print("task types declared by plug-ins:", file=out)
         for decl in sorted(report.declarations, key=lambda d: (d.task_type, d.distribution)):

@@ -78,8 +78,12 @@ class TaskReporter:
     def __init__(self, task_id: str, queue: UpdateQueue, settings: Settings, *,
                  command_count: int = 1, task_logger: logging.Logger | None = None,
                  on_output: typing.Callable[[list[str]], None] | None = None,
-                 local_log: LocalLog | None = None):
+                 local_log: LocalLog | None = None, steps_total: int = 0):
         self.task_id = task_id
+        # Task-wide steps done (cumulative, as Flamenco 3 wants them), never above
+        # steps_total when the Manager gave one (0: it gave none).
+        self.steps_total = max(0, steps_total)
+        self.steps = 0
         self.queue = queue
         self.log_interval = settings.push_log_max_interval
         self.log_max_lines = settings.push_log_max_lines
@@ -173,6 +177,17 @@ class TaskReporter:
 
     def timing(self, phase: str, seconds: float) -> None:
         self.timings[phase] = round(self.timings.get(phase, 0.0) + seconds, 3)
+
+    def steps_completed(self, count: int) -> None:
+        steps = self.steps + max(0, count)
+        if self.steps_total:
+            steps = min(steps, self.steps_total)
+        if steps == self.steps:
+            return
+        self.steps = steps
+        # The cumulative count goes with the next update; coalescing keeps the newest.
+        self._pending["steps_completed"] = steps
+        self._maybe_push_pending()
 
     # Used by the runner.
 

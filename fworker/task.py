@@ -23,6 +23,9 @@ class BadTask(TaskFailed):
 class CommandSpec:
     name: str
     settings: dict
+    # Flamenco 3: how many steps this command reports itself (0: it counts as
+    # one step when it completes).
+    total_step_count: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,6 +36,8 @@ class Task:
     task_type: str
     commands: tuple[CommandSpec, ...]
     raw: dict = dataclasses.field(repr=False, compare=False)
+    # Flamenco 3 (3.8 and later): the task's total steps; 0 when not given.
+    steps_total: int = 0
 
     @property
     def short_id(self) -> str:

@@ -259,7 +259,7 @@ def setting_names() -> set[str]:
 
 
 def builtin_commands() -> set[str]:
-    return {name for name in commands.registered() if commands.origin(name).builtin}
+    return {name for name in commands.registered("v2") if commands.origin(name).builtin}
 
 
 def test_the_settings_readme_names_exist():

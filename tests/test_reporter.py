@@ -83,7 +83,8 @@ class StrictReporter:
 
 
 def test_the_protocol_declares_one_batch_method_for_log_lines():
-    assert DECLARED == {"log_lines", "activity", "command_progress", "output_produced", "timing"}
+    assert DECLARED == {"log_lines", "activity", "command_progress", "output_produced", "timing",
+                        "steps_completed"}
 
 
 def test_the_task_reporter_has_every_declared_method_with_its_signature(tmp_path):
@@ -103,13 +104,15 @@ def test_every_service_of_the_context_uses_only_declared_methods():
     ctx.progress(150)
     ctx.output_produced("out.png")
     ctx.timing("rendering", 1.5)
+    ctx.step_completed()
+    ctx.step_completed(0)  # nothing to report: no call
     ctx.run_process([sys.executable, "-c", "print('four')"])
     ctx.run_process([sys.executable, "-c", "print('five')"], on_line=ctx.activity)
     ctx.run_process([sys.executable, "-c", "print('six')"], on_line=ctx.activity, log_lines=False)
     calls = [(name, args[0]) for name, args in reporter.calls]
     assert calls == [("log_lines", ["one"]), ("log_lines", ["two", "three"]), ("activity", "busy"),
                      ("command_progress", 100), ("output_produced", [os.path.abspath("out.png")]),
-                     ("timing", "rendering"), ("log_lines", ["four"]), ("log_lines", ["five"]),
+                     ("timing", "rendering"), ("steps_completed", 1), ("log_lines", ["four"]), ("log_lines", ["five"]),
                      ("activity", "five"), ("activity", "six")]
 
 
@@ -131,3 +134,27 @@ def test_a_batch_passing_the_cap_keeps_the_lines_before_it_and_counts_the_rest(t
     lines = [line.split(": ", 1)[1] for text in logs(queue) for line in text.split("\n")]
     assert lines == ["1234", "abc", "worker: task_log_max_bytes: the task log passed 10 bytes; "
                      "the rest of it is dropped", "worker: 4 log line(s) dropped (task_log_max_bytes)"]
+
+
+# --- steps (Flamenco 3): a task-wide cumulative count, never above the total ---------
+
+
+def test_steps_are_cumulative_ride_with_the_next_update_and_stop_at_the_total(tmp_path):
+    queue = UpdateQueue(str(tmp_path / "q.sqlite"))
+    reporter = TaskReporter(TASK, queue, settings(push_act_max_interval=0), steps_total=3)
+    reporter.steps_completed(1)
+    reporter.steps_completed(1)
+    reporter.steps_completed(5)  # a command counting too many: capped at the task's total
+    reporter.steps_completed(1)  # nothing changes: no update
+    reporter.flush()
+    assert [item.payload.get("steps_completed") for item in queue.head()] in ([1, 2, 3], [3])
+
+
+def test_without_a_total_steps_are_not_capped(tmp_path):
+    queue = UpdateQueue(str(tmp_path / "q.sqlite"))
+    reporter = TaskReporter(TASK, queue, settings())
+    for _ in range(4):
+        reporter.steps_completed(1)
+    reporter.flush()
+    assert reporter.steps == 4
+    assert queue.head()[-1].payload["steps_completed"] == 4

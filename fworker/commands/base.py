@@ -9,7 +9,9 @@ inside it, and every child process it started is killed with its tree.
 
 Built-in commands register with the ``register`` decorator, plug-in packages
 through entry points (``fworker.plugins``); ``Origin`` records where each
-registered command came from.
+registered command came from.  A command serves the Manager generations named
+in its ``dialects`` ("v2" unless it says otherwise), and is looked up by
+(dialect, name).
 """
 from __future__ import annotations
 
@@ -25,7 +27,12 @@ import gevent
 from fworker import cmdline, config
 from fworker.errors import CommandFailed, DuplicateCommand, InvalidSettings, UnknownCommand
 
-_REGISTRY: dict[str, type["Command"]] = {}
+# The Manager generations a command can serve: "v2" (Flamenco 2.x) and "v3"
+# (Flamenco 3, api/v3).  Their catalogues differ in names and parameters, so the
+# registry is keyed by (dialect, name): "echo" of v2 and "echo" of v3 are two classes.
+DIALECTS = ("v2", "v3")
+
+_REGISTRY: dict[tuple[str, str], type["Command"]] = {}
 
 # Settings come from the Manager and may be megabytes: a message quotes a cut repr.
 _REPR = reprlib.Repr()
@@ -35,7 +42,7 @@ _REPR.maxstring = _REPR.maxother = 200
 def _shown(value: typing.Any) -> str:
     return _REPR.repr(value)
 
-_ORIGINS: dict[str, "Origin"] = {}
+_ORIGINS: dict[tuple[str, str], "Origin"] = {}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,42 +68,66 @@ class Origin:
 
 
 def register(cls: type["Command"], *, origin: Origin | None = None) -> type["Command"]:
-    """Class decorator: make ``cls`` available under ``cls.name``.
+    """Class decorator: make ``cls`` available under ``cls.name`` in each of
+    ``cls.dialects``.
 
     Registering the same class again is harmless (a plug-in module may use
     the decorator and be named by an entry point too); another class under a
-    taken name raises ``DuplicateCommand``."""
+    taken (dialect, name) raises ``DuplicateCommand``, and nothing of ``cls``
+    is registered then."""
     if not (isinstance(cls, type) and issubclass(cls, Command)):
         raise TypeError(f"{cls!r} is not a subclass of {Command.__module__}.Command")
     if not cls.name:
         raise DuplicateCommand(f"command class {cls.__qualname__} has no name")
-    existing = _REGISTRY.get(cls.name)
-    if existing is not None and existing is not cls:
-        raise DuplicateCommand(
-            f"command name {cls.name!r} is claimed by both "
-            f"{existing.__module__}.{existing.__qualname__} and {cls.__module__}.{cls.__qualname__}"
-        )
-    _REGISTRY[cls.name] = cls
-    if origin is not None or existing is None:
-        _ORIGINS[cls.name] = origin or Origin(cls.__module__)
+    dialects = _dialects_of(cls)
+    for dialect in dialects:
+        existing = _REGISTRY.get((dialect, cls.name))
+        if existing is not None and existing is not cls:
+            raise DuplicateCommand(
+                f"command name {cls.name!r} is claimed by both "
+                f"{existing.__module__}.{existing.__qualname__} and {cls.__module__}.{cls.__qualname__} "
+                f"(dialect {dialect})"
+            )
+    for dialect in dialects:
+        key = (dialect, cls.name)
+        new = key not in _REGISTRY
+        _REGISTRY[key] = cls
+        if origin is not None or new:
+            _ORIGINS[key] = origin or Origin(cls.__module__)
     return cls
 
 
-def lookup(name: str) -> type["Command"]:
+def _dialects_of(cls: type["Command"]) -> tuple[str, ...]:
+    dialects = cls.dialects
+    if isinstance(dialects, str) or not isinstance(dialects, tuple) or not dialects:
+        raise TypeError(f"{cls.__qualname__}.dialects must be a non-empty tuple of "
+                        f"{' / '.join(DIALECTS)}, not {_shown(dialects)}")
+    unknown = [d for d in dialects if d not in DIALECTS]
+    if unknown:
+        raise TypeError(f"{cls.__qualname__}.dialects names unknown dialect(s) {_shown(unknown)}; "
+                        f"known: {', '.join(DIALECTS)}")
+    return dialects
+
+
+def lookup(name: str, dialect: str = "v2") -> type["Command"]:
     try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise UnknownCommand(f"unknown command {_shown(name)}") from None
+        return _REGISTRY[(dialect, name)]
+    except (KeyError, TypeError):  # TypeError: an unhashable name from a Manager's JSON
+        raise UnknownCommand(f"unknown command {_shown(name)}" + ("" if dialect == "v2" else f" ({dialect})")) from None
 
 
-def registered() -> dict[str, type["Command"]]:
-    return dict(_REGISTRY)
+def registered(dialect: str | None = None) -> dict[typing.Any, type["Command"]]:
+    """With a ``dialect``: its commands by name.  Without: every command, keyed
+    by ``(dialect, name)``."""
+    if dialect is None:
+        return dict(_REGISTRY)
+    return {name: cls for (d, name), cls in _REGISTRY.items() if d == dialect}
 
 
-def origin(name: str) -> Origin:
-    """Where the command registered as ``name`` comes from."""
-    lookup(name)  # the same error for an unknown name
-    return _ORIGINS[name]
+def origin(name: str, dialect: str = "v2") -> Origin:
+    """Where the command registered as ``name`` in ``dialect`` comes from."""
+    lookup(name, dialect)  # the same error for an unknown name
+    return _ORIGINS[(dialect, name)]
 
 
 @typing.runtime_checkable
@@ -124,6 +155,10 @@ class Reporter(typing.Protocol):
 
     def timing(self, phase: str, seconds: float) -> None:
         """``seconds`` more spent in ``phase``, for the task's metrics."""
+
+    def steps_completed(self, count: int) -> None:
+        """``count`` more steps of the task done (Flamenco 3 shows a task's
+        steps; a 2.x Manager never sees them)."""
 
 
 class CommandContext:
@@ -158,6 +193,13 @@ class CommandContext:
 
     def timing(self, phase: str, seconds: float) -> None:
         self.reporter.timing(phase, seconds)
+
+    def step_completed(self, count: int = 1) -> None:
+        """``count`` more of this command's steps done.  Only a command whose
+        spec has a ``total_step_count`` reports its own steps, never more than
+        that; for any other the runner counts one step when it completes."""
+        if count > 0:
+            self.reporter.steps_completed(count)
 
     def blocking(self, fn: typing.Callable[..., typing.Any], *args: typing.Any) -> typing.Any:
         """Run blocking file-system work in gevent's thread pool, so the
@@ -248,6 +290,8 @@ class Command:
     ``validate`` and ``execute``."""
 
     name: typing.ClassVar[str] = ""
+    # The Manager generations whose catalogue has this command (see DIALECTS).
+    dialects: typing.ClassVar[tuple[str, ...]] = ("v2",)
 
     def __init__(self, ctx: CommandContext):
         self.ctx = ctx

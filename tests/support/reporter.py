@@ -23,6 +23,9 @@ class RecordingReporter:
     def timing(self, phase, seconds):
         self.events.append(("timing", (phase, seconds)))
 
+    def steps_completed(self, count):
+        self.events.append(("steps", count))
+
     def of(self, kind):
         return [value for k, value in self.events if k == kind]
 
