@@ -109,8 +109,9 @@ def _convert(path: str, ffmpeg: str, *, exr: bool, timeout: float, limit: int) -
     try:
         returncode = child.run()
         if returncode != 0:
-            last = next((line.strip() for line in reversed(said) if line.strip()), "")
-            return NoPreview(path, f"FFmpeg cannot convert it ({describe_exit(returncode)}): {last}")
+            # FFmpeg's first complaint is the cause; the later ones follow from it.
+            first = next((line.strip() for line in said if line.strip()), "")
+            return NoPreview(path, f"FFmpeg cannot convert it ({describe_exit(returncode)}): {first[:300]}")
         size = os.path.getsize(out)
         if size > limit:
             return NoPreview(path, f"its JPEG is {size} bytes, over the {limit}-byte limit")
