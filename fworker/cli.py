@@ -90,13 +90,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_worker(settings: config.Settings, args: argparse.Namespace) -> int:
-    from fworker.wiring import build_worker
+    from fworker.wiring import build_worker, capabilities
 
+    capable = capabilities(settings, test_mode=args.test)
     worker = build_worker(settings, credentials_path=config.credentials_path(), reregister=args.reregister,
-                          single=args.single, test_mode=args.test)
+                          single=args.single, test_mode=args.test, capable=capable)
     worker.install_signal_handlers()
     log.info("%s", logsetup.banner(worker.settings, fworker.__version__, worker.settings.worker_id or None,
-                                   worker.queue.path))
+                                   worker.queue.path, capable.rows()))
     return worker.run()
 
 
@@ -104,4 +105,10 @@ def print_config(settings: config.Settings) -> int:
     print("files read: " + (", ".join(settings.files) or "none"))
     for name, value in settings.masked().items():
         print(f"{name} = {config.format_value(value)}    # from {settings.sources[name]}")
+    from fworker.wiring import capabilities  # late: loads plug-ins and asks the tools their versions
+
+    capable = capabilities(settings)
+    print("task types announced: " + " ".join(capable.announced))
+    for name, text in capable.rows():
+        print(f"{name}: {text}")
     return 0

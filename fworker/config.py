@@ -40,6 +40,12 @@ SETTINGS: tuple[Setting, ...] = (
        "the UPnP/SSDP search.", "seconds", minimum=0.1),
     _s("task_types", "list", DEFAULT_TASK_TYPES, "Task types this worker runs, separated by spaces. "
        "The legacy name job_types is accepted too."),
+    _s("blender_exe", "str", "", "The Blender this worker renders with: a path, or a program name looked up "
+       "on PATH. Empty: blender on PATH. A command whose program is plain blender runs this one. Task types "
+       "that need Blender are not announced when it is missing or does not answer --version."),
+    _s("ffmpeg_exe", "str", "", "The FFmpeg this worker encodes and converts previews with: a path, or a "
+       "program name looked up on PATH. Empty: ffmpeg on PATH. A command whose program is plain ffmpeg runs "
+       "this one. Task types that need FFmpeg are not announced when it is missing or does not answer -version."),
     _s("nickname", "str", "", "Name shown in the Manager's dashboard. Empty: this machine's host name."),
     _s("worker_id", "str", "", "Set by the worker after registration; leave empty to register anew."),
     _s("worker_secret", "str", "", "Set by the worker after registration. Keep this file private.",
@@ -127,6 +133,8 @@ class Settings:
     manager_url: str
     discovery_timeout: float
     task_types: tuple[str, ...]
+    blender_exe: str
+    ffmpeg_exe: str
     nickname: str
     worker_id: str
     worker_secret: str

@@ -215,14 +215,18 @@ class TaskLogFiles:
         return deleted
 
 
-def banner(settings: Settings, version: str, worker_id: str | None, queue_path: str) -> str:
-    """The start-up banner: what this worker is and where it talks to.
+def banner(settings: Settings, version: str, worker_id: str | None, queue_path: str,
+           tools: typing.Sequence[tuple[str, str]] = ()) -> str:
+    """The start-up banner: what this worker is and where it talks to, and
+    ``tools``, (name, text) rows on the tools it found and the task types it
+    leaves out (``fworker.tools.Capabilities.rows``).
     Never contains a secret, not even a password inside manager_url."""
     rows = [
         ("Manager", _without_password(settings.manager_url or "(discovered on the network)")),
         ("worker id", worker_id or "(not registered yet)"),
         ("nickname", settings.effective_nickname()),
         ("task types", " ".join(settings.task_types)),
+        *tools,
         ("update queue", queue_path),
         ("log file", settings.log_file or "stderr"),
     ]

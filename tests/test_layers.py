@@ -25,7 +25,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("foundations", ["errors", "version"]),
     ("parts", ["states", "events", "lines", "rows", "overflow", "spool", "proctree", "task",
                "settingvalues", "config", "pretask", "logsetup", "discovery", "cmdline", "hubmonitor"]),
-    ("mechanisms", ["process", "leftovers", "queue", "upstream", "metrics"]),
+    ("mechanisms", ["process", "leftovers", "queue", "upstream", "metrics", "tools", "preview"]),
     ("commands", ["commands", "commands.*", "plugins"]),
     ("services", ["registration", "flusher", "statuschange", "taskwatch", "reporter", "errorstate"]),
     ("task running", ["runner"]),

@@ -24,7 +24,7 @@ import typing
 
 import gevent
 
-from fworker import cmdline, config
+from fworker import cmdline, config, tools
 from fworker.errors import CommandFailed, DuplicateCommand, InvalidSettings, UnknownCommand
 
 # The Manager generations a command can serve: "v2" (Flamenco 2.x) and "v3"
@@ -292,6 +292,10 @@ class Command:
     name: typing.ClassVar[str] = ""
     # The Manager generations whose catalogue has this command (see DIALECTS).
     dialects: typing.ClassVar[tuple[str, ...]] = ("v2",)
+    # The tools (fworker.tools.SPECS: "blender", "ffmpeg") this command runs: a task type
+    # whose commands need a tool this worker lacks is not announced, and a command line
+    # whose program is such a tool's plain name runs the configured one.
+    needs: typing.ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, ctx: CommandContext):
         self.ctx = ctx
@@ -378,6 +382,8 @@ class Command:
             raise self._invalid(key, f"cannot be split into arguments ({ex}): {cmdline.shown(text)}") from None
         if not args:
             raise self._invalid(key, "must not be empty")
+        if args[0] in self.needs:
+            args[0] = tools.resolve_exe(args[0], self.ctx.settings)
         program = args[0]
         found = shutil.which(program) if os.sep not in program else (program if os.access(program, os.X_OK) else None)
         if found is None:

@@ -139,6 +139,7 @@ def frame_path(pattern: str, frame: int) -> str:
 @register
 class BlenderRender(Command):
     name = "blender_render"
+    needs = ("blender",)
 
     def validate(self, settings: dict) -> dict:
         frames = settings.get("frames")
@@ -238,6 +239,7 @@ class BlenderRenderProgressive(BlenderRender):
 @register
 class MergeProgressiveRenders(Command):
     name = "merge_progressive_renders"
+    needs = ("blender",)
     sequence = False
 
     def validate(self, settings: dict) -> dict:
@@ -306,6 +308,7 @@ class MergeProgressiveRenderSequence(MergeProgressiveRenders):
 @register
 class BlenderRenderAudio(Command):
     name = "blender_render_audio"
+    needs = ("blender",)
 
     def validate(self, settings: dict) -> dict:
         valid = {
@@ -339,6 +342,7 @@ class BlenderRenderAudio(Command):
 @register
 class ExrSequenceToJpeg(Command):
     name = "exr_sequence_to_jpeg"
+    needs = ("blender",)
 
     def validate(self, settings: dict) -> dict:
         given = [key for key in ("exr_glob", "exr_directory") if settings.get(key) is not None]

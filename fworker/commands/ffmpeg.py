@@ -67,6 +67,8 @@ class FFmpegRun:
 class FFmpegCommand(Command):
     """Shared validation helpers."""
 
+    needs = ("ffmpeg",)
+
     def ffmpeg(self, settings: dict) -> list[str]:
         return self.require_cmdline(settings, "ffmpeg_cmd", default="ffmpeg")
 
