@@ -59,16 +59,18 @@ SPECS: dict[str, ToolSpec] = {
 
 # The commands that tasks of each type carry, as the Managers' job types write them.  A
 # task type needs every tool that one of its commands needs (Command.needs).
-TASK_TYPE_COMMANDS: dict[str, tuple[str, ...]] = {
+TASK_TYPE_COMMANDS: dict[str, tuple[tuple[str, str], ...]] = {
     # Flamenco 2.x
-    "blender-render": ("blender_render", "blender_render_progressive", "blender_render_audio",
-                       "exr_sequence_to_jpeg"),
-    "test-blender-render": ("blender_render",),
-    "exr-merge": ("merge_progressive_renders", "merge_progressive_render_sequence", "exr_sequence_to_jpeg"),
-    "video-encoding": ("create_video", "concatenate_videos", "mux_audio", "encode_audio"),
-    # Flamenco 3 (its commands are named with hyphens)
-    "blender": ("blender-render",),
-    "ffmpeg": ("frames-to-video",),
+    "blender-render": tuple(("v2", name) for name in ("blender_render", "blender_render_progressive",
+                                                      "blender_render_audio", "exr_sequence_to_jpeg")),
+    "test-blender-render": (("v2", "blender_render"),),
+    "exr-merge": tuple(("v2", name) for name in ("merge_progressive_renders", "merge_progressive_render_sequence",
+                                                 "exr_sequence_to_jpeg")),
+    "video-encoding": tuple(("v2", name) for name in ("create_video", "concatenate_videos", "mux_audio",
+                                                      "encode_audio")),
+    # Flamenco 3
+    "blender": (("v3", "blender-render"),),
+    "ffmpeg": (("v3", "frames-to-video"),),
 }
 # Tools a task type needs whatever commands are registered: Flamenco 3's stock job types
 # render with Blender in "blender" tasks and encode with FFmpeg in "ffmpeg" tasks.
@@ -223,13 +225,15 @@ def find_tools(settings: config.Settings, names: typing.Iterable[str] = tuple(SP
     return {name: job.value for name, job in jobs.items()}
 
 
-def task_type_needs(task_type: str, commands: typing.Mapping[str, type],
+def task_type_needs(task_type: str, commands: typing.Mapping[tuple[str, str], type],
                     declared: typing.Iterable[tuple[str, str]] = ()) -> tuple[str, ...]:
     """The tools tasks of ``task_type`` need: ``TASK_TYPE_TOOLS``, and the
     ``needs`` of every registered command its tasks carry (``TASK_TYPE_COMMANDS``
-    and ``declared``, (task type, command) pairs from plug-ins)."""
+    and ``declared``, (task type, command) pairs from plug-ins, of any dialect).
+    ``commands``: the registry, keyed by (dialect, name)."""
     names = list(TASK_TYPE_COMMANDS.get(task_type, ()))
-    names += [command for declared_type, command in declared if declared_type == task_type]
+    names += [(dialect, command) for declared_type, command in declared if declared_type == task_type
+              for dialect in base_dialects(commands)]
     needed = set(TASK_TYPE_TOOLS.get(task_type, ()))
     for name in names:
         cls = commands.get(name)
@@ -238,7 +242,12 @@ def task_type_needs(task_type: str, commands: typing.Mapping[str, type],
     return tuple(name for name in SPECS if name in needed) + tuple(sorted(needed - set(SPECS)))
 
 
-def capabilities(settings: config.Settings, task_types: typing.Iterable[str], commands: typing.Mapping[str, type],
+def base_dialects(commands: typing.Mapping[tuple[str, str], type]) -> list[str]:
+    return sorted({dialect for dialect, _ in commands})
+
+
+def capabilities(settings: config.Settings, task_types: typing.Iterable[str],
+                 commands: typing.Mapping[tuple[str, str], type],
                  declared: typing.Iterable[tuple[str, str]] = (), timeout: float = VERSION_TIMEOUT) -> Capabilities:
     """Which of ``task_types`` this worker can run with the tools it finds
     (asking only those some task type needs); a warning for each one left out."""

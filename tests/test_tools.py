@@ -192,9 +192,9 @@ def test_task_type_needs_follow_the_command_classes():
     # Every 2.x command that runs Blender or FFmpeg says so.
     for name in ("blender_render", "blender_render_progressive", "merge_progressive_renders",
                  "merge_progressive_render_sequence", "blender_render_audio", "exr_sequence_to_jpeg"):
-        assert REGISTRY[name].needs == ("blender",), name
+        assert REGISTRY[("v2", name)].needs == ("blender",), name
     for name in ("create_video", "concatenate_videos", "mux_audio", "encode_audio"):
-        assert REGISTRY[name].needs == ("ffmpeg",), name
+        assert REGISTRY[("v2", name)].needs == ("ffmpeg",), name
 
 
 def test_a_plug_in_task_type_needs_what_its_command_declares():
@@ -202,7 +202,7 @@ def test_a_plug_in_task_type_needs_what_its_command_declares():
         name = "denoise"
         needs = ("blender",)
 
-    commands = dict(REGISTRY, denoise=Denoise)
+    commands = {**REGISTRY, ("v2", "denoise"): Denoise}
     assert tools.task_type_needs("denoising", commands, [("denoising", "denoise")]) == ("blender",)
     assert tools.task_type_needs("denoising", commands, [("other", "denoise")]) == ()
 
