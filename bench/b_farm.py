@@ -41,7 +41,7 @@ PROBE = os.path.join(common.ROOT, "bench", "children", "probe.py")
 
 def _wall_now() -> str:
     """Now in the Manager's last_seen format (ISO 8601 UTC, milliseconds)."""
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     return now.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 

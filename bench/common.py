@@ -155,7 +155,7 @@ class Manager:
         self.session = requests.Session()
         self._log = None
 
-    def start(self) -> "Manager":
+    def start(self) -> Manager:
         self._log = open(os.path.join(self.workdir, "manager.log"), "ab")
         args = [PY, "-m", "bench.tracemanager", "--db", self.db, "--port", str(self.port),
                 "--trace", self.trace_path, "--worker-timeout", str(self.worker_timeout)]
@@ -262,7 +262,7 @@ class WorkerProc:
         self.ps: psutil.Process | None = None
         self._log = None
 
-    def start(self) -> "WorkerProc":
+    def start(self) -> WorkerProc:
         env = child_env(HOME=self.home)
         module = "bench.workerlaunch" if self.events_path else "fworker"
         if self.events_path:
@@ -360,7 +360,7 @@ class Sampler:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> "Sampler":
+    def __enter__(self) -> Sampler:
         self._thread.start()
         return self
 
@@ -453,9 +453,8 @@ def machine() -> dict:
             return "?"
 
     cpu = "?"
-    with contextlib.suppress(OSError):
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "?")
+    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as f:
+        cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "?")
     return {
         "cpus": os.cpu_count(), "cpu": cpu, "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
         "python": platform.python_version(), "kernel": platform.release(),

@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         result.update({
             "name": name, "title": module.TITLE, "mode": "quick" if args.quick else "full",
-            "measured_at": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "measured_at": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
             "duration_s": round(time.monotonic() - started, 1), "machine": common.machine(),
             "other_load": load.stop(),
         })

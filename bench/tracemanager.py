@@ -12,6 +12,8 @@ half second and at exit (SIGTERM/SIGINT).
 """
 import fworker  # noqa: F401  (gevent's monkey patching first)
 
+# isort: split
+
 import argparse
 import base64
 import json

@@ -2,12 +2,11 @@
 by fworker.wiring.  The exit codes are listed in ``EXIT_CODES``."""
 from __future__ import annotations
 
-import fworker  # noqa: F401  (monkey-patches before anything else is imported)
-
 import argparse
 import logging
 import sys
 
+import fworker
 from fworker import config, logsetup
 from fworker.errors import ConfigError, Fatal
 

@@ -55,7 +55,7 @@ class HubMonitor:
         self._where = ""
         self._checked_at: float | None = None  # the monitor's last check
 
-    def start(self) -> "HubMonitor":
+    def start(self) -> HubMonitor:
         gevent.config.monitor_thread = True
         gevent.config.max_blocking_time = self.period
         # The report goes to our log, once per block, not to stderr every period.

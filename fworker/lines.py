@@ -8,7 +8,7 @@ the child prints.
 from __future__ import annotations
 
 import re
-from typing import Callable
+from collections.abc import Callable
 
 _EOL = re.compile(rb"\r\n|\r|\n")
 _EOL_TEXT = re.compile(r"\r\n|\r|\n")

@@ -20,9 +20,8 @@ import typing
 import gevent.pool
 import gevent.pywsgi
 from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, StateSetMetricFamily
 from prometheus_client.exposition import choose_encoder
-from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily,
-                                    StateSetMetricFamily)
 from prometheus_client.registry import Collector
 
 from fworker.errors import ConfigError
@@ -154,7 +153,7 @@ class MetricsServer:
         self._server = _NoDelayServer((host, port or 0), self._app, spawn=gevent.pool.Pool(MAX_CONNECTIONS),
                                       log=access_log, error_log=log)
 
-    def start(self) -> "MetricsServer":
+    def start(self) -> MetricsServer:
         self._server.start()
         log.info("metrics on %smetrics and %shealth", self.url, self.url)
         return self

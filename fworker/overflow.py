@@ -110,7 +110,7 @@ class Overflow:
     def _payload(self, entry: _Entry) -> dict:
         if not entry.dropped_lines:
             return dict(entry.payload)
-        stamp = datetime.datetime.fromtimestamp(entry.queued_at, datetime.timezone.utc)
+        stamp = datetime.datetime.fromtimestamp(entry.queued_at, datetime.UTC)
         return {"log": f"{stamp.strftime('%Y-%m-%dT%H:%M:%S.%fZ')}: worker: {entry.dropped_lines} log line(s) "
                        f"({entry.dropped_bytes} bytes) dropped here: the update queue {self.path} could not be "
                        f"written and the memory for waiting updates was full"}

@@ -16,7 +16,6 @@ from tests.support.jobs import one_task_job
 from tests.support.waiting import wait_until
 from tests.support.workers import FAST
 
-
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 # The public API and its signatures.  A change here is a change of the API:

@@ -6,11 +6,9 @@ import time
 import jwt
 import pytest
 
-from fworker.devmanager import DevManager, auth
-from fworker.devmanager import roster as roster_module
+from fworker.devmanager import DevManager, auth, roster as roster_module
 from tests.support.client import WorkerClient, basic
 from tests.support.jobs import job
-
 
 REG_SECRET = "registration-secret-" + "k" * 44
 

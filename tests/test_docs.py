@@ -23,10 +23,10 @@ import typing
 
 import pytest
 
-import fworker  # noqa: F401  (gevent's patching first)
+import fworker
+import fworker.commands  # noqa: F401  (registers the built-in commands)
 from fworker import discovery, errors, overflow, process, proctree, registration, spool
 from fworker.commands import base as commands, blender
-import fworker.commands  # noqa: F401  (registers the built-in commands)
 from fworker.devmanager import DevManager
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent

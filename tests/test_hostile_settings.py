@@ -10,7 +10,6 @@ import pytest
 
 from fworker.commands import base
 from fworker.errors import CommandFailed
-
 from tests.support.jobs import echo, job, task
 from tests.support.waiting import wait_until
 from tests.support.workers import free_port

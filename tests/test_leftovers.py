@@ -1,6 +1,8 @@
 """The owner-mark sweep before each task (fworker.leftovers)."""
 import fworker  # noqa: F401  (monkey-patches first)
 
+# isort: split
+
 import logging
 import os
 import signal

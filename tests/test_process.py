@@ -1,6 +1,8 @@
 """fworker.process: real child processes, their output, exit codes and abort of the tree."""
 import fworker  # noqa: F401  (monkey-patches first)
 
+# isort: split
+
 import os
 import signal
 import sys
@@ -17,7 +19,6 @@ from fworker.lines import LineSplitter
 from fworker.process import ChildProcess, describe_exit
 from fworker.proctree import enable_subreaper
 from tests.support.waiting import wait_until
-
 
 PY = sys.executable
 

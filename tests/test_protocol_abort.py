@@ -6,7 +6,7 @@ import time
 import psutil
 import pytest
 
-from tests.support.client import WorkerClient, count, requests_after, verdicts
+from tests.support.client import WorkerClient, count, verdicts
 from tests.support.faults import FaultProxy
 from tests.support.jobs import CHATTY, TREE, exec_cmd, submit
 from tests.support.waiting import wait_until

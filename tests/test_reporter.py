@@ -83,8 +83,8 @@ class StrictReporter:
 
 
 def test_the_protocol_declares_one_batch_method_for_log_lines():
-    assert DECLARED == {"log_lines", "activity", "command_progress", "output_produced", "timing",
-                        "steps_completed"}
+    assert {"log_lines", "activity", "command_progress", "output_produced", "timing",
+                        "steps_completed"} == DECLARED
 
 
 def test_the_task_reporter_has_every_declared_method_with_its_signature(tmp_path):

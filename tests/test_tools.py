@@ -289,4 +289,4 @@ def test_the_banner_shows_the_tools_and_what_is_left_out(tmp_path):
     text = logsetup.banner(s.replace(task_types=" ".join(found.announced)), "1.0", None, "q.db", found.rows())
     assert "  task types:    blender-render\n" in text
     assert f"  blender:       {blender} (Blender 4.2.0, from blender_exe)\n" in text
-    assert f"  not announced: video-encoding: it needs FFmpeg, which is not usable: ffmpeg_exe" in text
+    assert "  not announced: video-encoding: it needs FFmpeg, which is not usable: ffmpeg_exe" in text

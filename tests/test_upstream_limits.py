@@ -3,6 +3,8 @@ headers and body, and a largest answer it reads.  Against real slow and oversize
 answers on 127.0.0.1 (tests/support/slowmanager.py)."""
 import fworker  # noqa: F401  (monkey-patches first)
 
+# isort: split
+
 import json
 import signal
 import time

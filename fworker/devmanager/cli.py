@@ -6,8 +6,6 @@
     flamenco-dev-manager submit JOBFILE [--url URL]
     flamenco-dev-manager status [--url URL]
 """
-import fworker  # noqa: F401  (gevent's monkey patching must come before anything else)
-
 import argparse
 import json
 import logging

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import fworker  # noqa: F401  (monkey-patches before the rest)
 
+# isort: split
+
 import argparse
 import collections
 import pathlib

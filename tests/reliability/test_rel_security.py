@@ -2,6 +2,8 @@
 no shell, file commands' path safety, and a development Manager on loopback only."""
 import fworker  # noqa: F401  (monkey-patches first)
 
+# isort: split
+
 import base64
 import logging
 import os
@@ -21,7 +23,6 @@ from fworker import config
 from fworker.errors import ConfigError, InvalidSettings, RetryLater
 from fworker.upstream import Upstream
 from tests.support.waiting import wait_until
-
 
 PY = sys.executable
 REPO = pathlib.Path(__file__).resolve().parents[2]

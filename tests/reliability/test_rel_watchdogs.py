@@ -1,6 +1,8 @@
 """Watchdogs: task_timeout, command_output_timeout, task_log_max_bytes.  Each fails
 the task with an activity naming the limit, and nothing of the task keeps running."""
-import fworker  # noqa: F401  (monkey-patches first)
+import fworker
+
+# isort: split
 
 import time
 
@@ -16,7 +18,6 @@ from fworker.runner import Outcome, TaskRunner
 from fworker.task import parse_task
 from tests.support.jobs import PY, exec_cmd, job, task
 from tests.support.waiting import wait_until
-
 
 TASK_ID = "0123456789abcdef01234567"
 

@@ -133,7 +133,7 @@ class FaultProxy:
 
     # Taking it off the network and back.
 
-    def up(self) -> "FaultProxy":
+    def up(self) -> FaultProxy:
         if self.server is None:
             self.server = pywsgi.WSGIServer((self.host, self.port), self._app, handler_class=_Handler,
                                             spawn=gevent.pool.Pool(), log=None, error_log=None)

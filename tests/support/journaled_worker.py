@@ -10,6 +10,8 @@ sys.path[0] = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__
 
 import fworker  # noqa: E402,F401  (monkey-patches before the rest)
 
+# isort: split
+
 from fworker import queue  # noqa: E402
 from tests.support.journal import JournaledQueue  # noqa: E402
 

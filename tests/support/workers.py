@@ -11,7 +11,6 @@ import sys
 from fworker import config, wiring
 from tests.support.waiting import wait_until
 
-
 FAST = {
     "fetch_task_interval": "0.1",
     "backoff_initial": "0.05",
@@ -64,7 +63,7 @@ class WorkerProcess:
     def credentials_file(self):
         return self.home / ".flamenco-worker.cfg"
 
-    def start(self) -> "WorkerProcess":
+    def start(self) -> WorkerProcess:
         env = dict(os.environ, HOME=str(self.home), PYTHONUNBUFFERED="1")
         self._stderr = open(self.stderr_path, "wb")
         self.proc = subprocess.Popen(
