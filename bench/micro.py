@@ -80,7 +80,8 @@ def splitting() -> list[dict]:
     lines = CHUNK.count(b"\n")
     return [{"what": "64 KiB of output -> timestamped log lines", "now": per_call_us(now, 200) / lines,
              "alternative": per_call_us(batch, 200) / lines, "unit": "us/line",
-             "how": "LineSplitter.feed + a call chain and a timestamp per line vs. one decode/split/timestamp per chunk"}]
+             "how": "LineSplitter.feed + a call chain and a timestamp per line "
+                    "vs. one decode/split/timestamp per chunk"}]
 
 
 def queue_ops() -> list[dict]:

@@ -63,7 +63,8 @@ def generated() -> str:
         return "\n".join(lines + ["No results yet: run `python -m bench --quick`.", ""])
     has_before = any(before.get(n, {}).get("measured_at") != now.get(n, {}).get("measured_at")
                      for n in now if n in before)
-    head = "| # | benchmark | metric | " + ("before | " if has_before else "") + "measured | baseline (same run) | target | |"
+    head = ("| # | benchmark | metric | " + ("before | " if has_before else "")
+            + "measured | baseline (same run) | target | |")
     lines += [head, "|" + "---|" * (head.count("|") - 1)]
     for i, name in enumerate(ORDER, 1):
         result = now.get(name)

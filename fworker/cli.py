@@ -2,11 +2,14 @@
 by fworker.wiring.  The exit codes are listed in ``EXIT_CODES``."""
 from __future__ import annotations
 
+import fworker  # first: its __init__ monkey-patches before anything else is imported
+
+# isort: split
+
 import argparse
 import logging
 import sys
 
-import fworker
 from fworker import config, logsetup
 from fworker.errors import ConfigError, Fatal
 
@@ -35,8 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-c", "--config", metavar="FILE", help="read FILE after the default configuration files")
     parser.add_argument("-v", "--verbose", action="store_true", help="log more (INFO and up from every module)")
     parser.add_argument("-d", "--debug", action="store_true", help="log everything (DEBUG)")
-    parser.add_argument("-r", "--reregister", action="store_true", help="register as a new worker even if credentials exist")
-    parser.add_argument("-1", "--single", action="store_true", help="exit after one task (exit code 0 only if it completed)")
+    parser.add_argument("-r", "--reregister", action="store_true",
+                        help="register as a new worker even if credentials exist")
+    parser.add_argument("-1", "--single", action="store_true",
+                        help="exit after one task (exit code 0 only if it completed)")
     parser.add_argument("-t", "--test", action="store_true",
                         help="test mode: only task type test-blender-render, status 'testing'")
     parser.add_argument("--check-config", action="store_true",

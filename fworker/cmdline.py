@@ -138,7 +138,8 @@ def check_args(args: list[str]) -> str | None:
         return f"has an argument (number {bad + 1}) the system cannot be given ({ex.reason}): {shown(args[bad])}"
     longest = max(sizes, default=0)
     if longest > MAX_ARG_BYTES:
-        return f"has an argument (number {sizes.index(longest) + 1}) of {longest} bytes; the system allows {MAX_ARG_BYTES}"
+        return (f"has an argument (number {sizes.index(longest) + 1}) of {longest} bytes; "
+                f"the system allows {MAX_ARG_BYTES}")
     # The kernel counts each string's terminating NUL and its pointer too.
     total = sum(sizes) + len(sizes) * (1 + _POINTER)
     if total > ARG_MAX:

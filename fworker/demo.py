@@ -55,7 +55,8 @@ def demo_job(workdir: str) -> dict:
         "commands": [
             {"name": "echo", "settings": {"message": "Hello from the fworker demo"}},
             {"name": "sleep", "settings": {"time_in_seconds": 1}},
-            {"name": "exec", "settings": {"cmd": f"{python} -c \"import platform; print('running on', platform.node())\""}},
+            {"name": "exec",
+             "settings": {"cmd": f"{python} -c \"import platform; print('running on', platform.node())\""}},
         ],
     }]
     blender, ffmpeg = shutil.which("blender"), shutil.which("ffmpeg")

@@ -93,5 +93,6 @@ def test_a_lone_surrogate_in_a_setting_reaches_the_manager_replaced(manager, wor
 def test_a_nul_in_any_argument_fails_the_command_clearly(recorder):
     """Settings other than command lines (a file path...) become arguments too."""
     ctx = base.CommandContext(recorder, logging.getLogger("test.nul"))
-    with pytest.raises(CommandFailed, match=r"cannot run echo: its command line has an argument \(number 2\) with a NUL"):
+    with pytest.raises(CommandFailed,
+                       match=r"cannot run echo: its command line has an argument \(number 2\) with a NUL"):
         ctx.run_process(["/bin/echo", "out\0put.png"])

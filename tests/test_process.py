@@ -362,7 +362,7 @@ def test_an_abort_still_logs_what_was_spooled_up_to_a_limit(tmp_path, monkeypatc
     code = "import os\nfor i in range(50000): os.write(1, b'%05d ' % i + b'x' * 94 + b'\\n')\n"
     proc = ChildProcess([sys.executable, "-c", code], on_lines=slow_handler, spool_dir=str(tmp_path))
     runner = gevent.spawn(proc.run)
-    wait_until(lambda: proc._eof.is_set(), 30, "the child's output closed")
+    wait_until(proc._eof.is_set, 30, "the child's output closed")
     before = len(lines)
     runner.kill()
     assert len(lines) >= before + 1500  # ~200 kB more: 2,000 lines of 100 bytes

@@ -69,7 +69,7 @@ def test_an_empty_setting_means_the_plain_name_on_path(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("setup, problem", [
     (lambda d: str(d / "absent"), "no such file"),
-    (lambda d: str(d), "not a file"),
+    (str, "not a file"),
     (lambda d: (d / "plain").write_text("#!/bin/sh\n") and str(d / "plain"), "not executable"),
     (lambda d: "no-such-program-anywhere", "no such executable on PATH"),
 ])

@@ -333,7 +333,8 @@ class Command:
             raise self._invalid(key, "is required")
         return self.optional_number(settings, key, None, minimum=minimum)  # type: ignore[return-value]
 
-    def optional_number(self, settings: dict, key: str, default: float | None, *, minimum: float | None = None) -> float | None:
+    def optional_number(self, settings: dict, key: str, default: float | None, *,
+                        minimum: float | None = None) -> float | None:
         value = settings.get(key, default)
         if value is None:
             return default

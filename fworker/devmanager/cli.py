@@ -6,6 +6,10 @@
     flamenco-dev-manager submit JOBFILE [--url URL]
     flamenco-dev-manager status [--url URL]
 """
+import fworker  # noqa: F401  (gevent's monkey patching must come before anything else)
+
+# isort: split
+
 import argparse
 import json
 import logging

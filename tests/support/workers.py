@@ -31,7 +31,8 @@ def build_worker(root, manager_url: str, **settings):
     in-process, so that a change of how Workers are built is made here once."""
     overrides = {"manager_url": manager_url, "task_update_queue_db": str(root / "queue.sqlite"),
                  "nickname": "in-process", **FAST, **settings}
-    return wiring.build_worker(config.load(files=[], overrides=overrides), credentials_path=str(root / "credentials.cfg"))
+    return wiring.build_worker(config.load(files=[], overrides=overrides),
+                               credentials_path=str(root / "credentials.cfg"))
 
 
 def free_port() -> int:
