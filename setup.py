@@ -2,12 +2,14 @@ from setuptools import find_packages, setup
 
 with open("fworker/version.py", encoding="utf-8") as f:
     version = next(line.split('"')[1] for line in f if line.startswith("__version__"))
+with open("README.md", encoding="utf-8") as f:
+    long_description = f.read()
 
 setup(
     name="fworker",
     version=version,
     description="A Flamenco render-farm Worker (gevent, durable SQLite update queue)",
-    long_description=open("README.md", encoding="utf-8").read(),
+    long_description=long_description,
     long_description_content_type="text/markdown",
     license="GPL-3.0-or-later",
     python_requires=">=3.11",

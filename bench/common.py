@@ -156,7 +156,7 @@ class Manager:
         self._log = None
 
     def start(self) -> Manager:
-        self._log = open(os.path.join(self.workdir, "manager.log"), "ab")
+        self._log = open(os.path.join(self.workdir, "manager.log"), "ab")  # noqa: SIM115  (kept open by the object; its close() closes it)
         args = [PY, "-m", "bench.tracemanager", "--db", self.db, "--port", str(self.port),
                 "--trace", self.trace_path, "--worker-timeout", str(self.worker_timeout)]
         if self.profile:
@@ -270,7 +270,7 @@ class WorkerProc:
         args = [PY, "-m", module, "-c", self.config]
         if self.profile:
             args = py_spy(self.profile) + args
-        self._log = open(os.path.join(self.root, "worker.log"), "ab")
+        self._log = open(os.path.join(self.root, "worker.log"), "ab")  # noqa: SIM115  (kept open by the object; its close() closes it)
         self.proc = subprocess.Popen(args, cwd=self.root, env=env, stdin=subprocess.DEVNULL,
                                      stdout=self._log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
         self.ps = psutil.Process(self.proc.pid)

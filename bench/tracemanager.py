@@ -29,7 +29,7 @@ from fworker.devmanager import DevManager
 
 class Trace:
     def __init__(self, path: str):
-        self._file = open(path, "a", encoding="utf-8")
+        self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115  (kept open by the object; its close() closes it)
         self._rows: list = []
 
     def add(self, *row) -> None:

@@ -69,7 +69,7 @@ def split(text: str) -> list[str]:
     found = _ARGS.findall(text)  # the scanning is all done by the regex engine
     if not found:
         return []
-    raws, unreadable = zip(*found)
+    raws, unreadable = zip(*found, strict=True)
     if any(unreadable):
         raise ValueError(_problem(text, _READABLE.match(text).end()))
     if not _special(text):

@@ -37,7 +37,7 @@ _file_handler: logging.FileHandler | None = None
 
 def configure(settings: Settings, verbose: bool, debug: bool) -> None:
     """Replace the root logger's handlers with one for stderr or log_file."""
-    global _file_handler
+    global _file_handler  # noqa: PLW0603  (the one process-wide log file handler)
     path = settings.log_file
     handler = _file_handler_for(settings, path) if path else logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
@@ -78,7 +78,8 @@ def reopen() -> None:
             # the device/inode it watches, which setStream would not.
             handler.reopenIfNeeded()
         else:
-            old = handler.setStream(open(handler.baseFilename, "a", encoding=handler.encoding))
+            # The handler owns the new stream and closes it.
+            old = handler.setStream(open(handler.baseFilename, "a", encoding=handler.encoding))  # noqa: SIM115
             if old is not None:
                 old.close()
     finally:
@@ -93,7 +94,8 @@ class TaskLog:
         self.path = path
         # errors="replace": a lone surrogate from a decoded child process
         # must not cost the rest of the log.  0600: see TaskLogFiles._make_folder.
-        self._file: typing.TextIO | None = open(path, "a", encoding="utf-8", errors="replace",
+        # Kept open between writes; close() closes it.
+        self._file: typing.TextIO | None = open(path, "a", encoding="utf-8", errors="replace",  # noqa: SIM115
                                                 opener=_private_opener)
 
     def write_lines(self, lines: typing.Iterable[str]) -> None:

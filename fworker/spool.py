@@ -147,7 +147,8 @@ class Spool:
                 if self.directory:
                     os.makedirs(self.directory, exist_ok=True)
                 # Unlinked at once: nothing is left behind, whatever kills the worker.
-                self._file = tempfile.TemporaryFile(prefix="fworker-output-", dir=self.directory)
+                # Kept open between calls; close() closes it.
+                self._file = tempfile.TemporaryFile(prefix="fworker-output-", dir=self.directory)  # noqa: SIM115
             disk = os.fstatvfs(self._file.fileno())
             if disk.f_bavail * disk.f_frsize < DISK_RESERVE + len(data):
                 raise OSError(errno.ENOSPC, f"less than {DISK_RESERVE // 2**20} MiB would be left free")

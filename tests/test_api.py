@@ -112,7 +112,7 @@ def test_load_settings_from_files_and_overrides(tmp_path):
     assert settings.fetch_task_interval == 0.5
     assert settings.sources["nickname"] == str(cfg) and settings.sources["http_timeout"] == "override"
     assert isinstance(settings, fworker.Settings)
-    with pytest.raises(fworker.ConfigError, match="unknown setting.*no_such_thing"):
+    with pytest.raises(fworker.ConfigError, match=r"unknown setting.*no_such_thing"):
         fworker.load_settings(no_such_thing=1)
     with pytest.raises(fworker.ConfigError, match="not found"):
         fworker.load_settings([tmp_path / "missing.cfg"])

@@ -230,9 +230,9 @@ def test_settings_cannot_be_changed_and_replace_gives_a_new_checked_value(tmp_pa
     assert settings.task_types == config.defaults().task_types and settings.sources["task_types"] == "default"
     with pytest.raises(ConfigError, match="http_timeout = nan: must be a finite number"):
         settings.replace(http_timeout=float("nan"))
-    with pytest.raises(ConfigError, match="task_types .* is empty"):
+    with pytest.raises(ConfigError, match=r"task_types .* is empty"):
         settings.replace(task_types=[])
-    with pytest.raises(ConfigError, match="unknown setting.*no_such"):
+    with pytest.raises(ConfigError, match=r"unknown setting.*no_such"):
         settings.replace(no_such=1)
 
 

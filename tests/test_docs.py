@@ -283,7 +283,7 @@ def documented_commands() -> dict[str, set[str]]:
     "As `other`" at the top of a section takes over the other command's settings)."""
     documented: dict[str, set[str]] = {}
     chunks = re.split(r"^### `([a-z_0-9]+)`\s*$", text(COMMANDS), flags=re.M)
-    for name, body in zip(chunks[1::2], chunks[2::2]):
+    for name, body in zip(chunks[1::2], chunks[2::2], strict=True):
         body = body.split("\n## ", 1)[0]
         settings = set()
         for row in re.findall(r"^\| (`[^|]+) \|", body, flags=re.M):

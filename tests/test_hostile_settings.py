@@ -71,7 +71,7 @@ def test_a_nul_in_a_command_line_is_a_setting_error(manager, worker_process):
                                  task("t1", [{"name": "exec", "settings": {"cmd": "/bin/ech\0o"}}])))
     w = worker_process(manager.url)
     for task_id in ids["task_ids"]:
-        wait_until(lambda: status(manager, task_id) == "failed", timeout=60)
+        wait_until(lambda task_id=task_id: status(manager, task_id) == "failed", timeout=60)
         activity = manager.task(task_id)["activity"]
         assert "command 'exec': setting 'cmd' contains a NUL character" in activity, activity
         assert "internal error" not in activity
@@ -83,7 +83,7 @@ def test_a_lone_surrogate_in_a_setting_reaches_the_manager_replaced(manager, wor
     ids = manager.submit_job(job(task("t0", [echo("half \ud800 a pair")]), task("t1", [echo("next")])))
     w = worker_process(manager.url)
     for task_id in ids["task_ids"]:
-        wait_until(lambda: status(manager, task_id) == "completed", timeout=60)
+        wait_until(lambda task_id=task_id: status(manager, task_id) == "completed", timeout=60)
     assert "half \ufffd a pair" in manager.task_log(ids["task_ids"][0])
     w.send(signal.SIGTERM)
     assert w.wait() == 0

@@ -342,7 +342,7 @@ def test_a_child_printing_faster_than_its_output_is_handled_is_not_held_back(tmp
     proc = ChildProcess([sys.executable, "-c", code], on_lines=slow_handler, spool_dir=str(tmp_path))
     proc.linger = 0.1  # the pipe closed long before the spool is handled: that is no leftover
     assert proc.run() == 0
-    assert lines == ["%05d " % i + "x" * 94 for i in range(50_000)]
+    assert lines == [f"{i:05d} " + "x" * 94 for i in range(50_000)]
     # 5 MB printed; the pipe holds 1 MiB: most of it was still to be handled.
     assert handled_when_child_ended and handled_when_child_ended[0] < 20_000
     # The next chunks were read long before the end was seen: they carry that time.
@@ -367,7 +367,7 @@ def test_an_abort_still_logs_what_was_spooled_up_to_a_limit(tmp_path, monkeypatc
     runner.kill()
     assert len(lines) >= before + 1500  # ~200 kB more: 2,000 lines of 100 bytes
     assert "bytes of output read but not handled before the abort, dropped" in lines[-1]
-    expected = ["%05d " % i + "x" * 94 for i in range(len(lines) - 1)]
+    expected = [f"{i:05d} " + "x" * 94 for i in range(len(lines) - 1)]
     assert lines[:-2] == expected[:-1]
     assert expected[-1].startswith(lines[-2])  # the limit may cut the last line short
 

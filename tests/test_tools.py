@@ -2,6 +2,7 @@
 programs in tmp_path that answer, hang or fail; the task types announced with them."""
 import logging
 import os
+import pathlib
 import stat
 import subprocess
 import sys
@@ -108,7 +109,7 @@ def test_a_tool_that_hangs_is_stopped_after_the_timeout_with_its_children(tmp_pa
     assert found.problem == f"`{path} --version` did not answer within 0.5 s; stopped it"
     pid = int(marker.read_text())
     # Stopped (SIGTERM/SIGKILL) and reaped by gevent: the pid is gone or a zombie.
-    state = open(f"/proc/{pid}/stat").read().split()[2] if os.path.exists(f"/proc/{pid}") else "gone"
+    state = pathlib.Path(f"/proc/{pid}/stat").read_text().split()[2] if os.path.exists(f"/proc/{pid}") else "gone"
     assert state in ("gone", "Z")
 
 

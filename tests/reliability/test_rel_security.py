@@ -191,7 +191,7 @@ def test_turning_verification_off_works_and_is_said_loudly(tls_server, caplog):
 
 
 def test_a_missing_ca_bundle_is_a_configuration_error(tmp_path):
-    with pytest.raises(ConfigError, match="tls_ca_bundle = .*no such file"):
+    with pytest.raises(ConfigError, match=r"tls_ca_bundle = .*no such file"):
         Upstream("https://manager:8080/", tls_ca_bundle=str(tmp_path / "missing.pem"))
 
 

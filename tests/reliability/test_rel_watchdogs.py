@@ -89,7 +89,7 @@ def test_command_output_timeout_is_about_silence_not_total_time(tmp_path):
 def test_child_process_output_timeout_raises_after_stopping_the_tree():
     lines = []
     child = ChildProcess([PY, "-c", HANG], on_lines=lines.extend, output_timeout=0.3, grace=1.0)
-    with pytest.raises(OutputTimeout, match="printed nothing for 0.3 s"):
+    with pytest.raises(OutputTimeout, match=r"printed nothing for 0\.3 s"):
         child.run()
     assert lines == ["loaded"]
     assert not child.descendants()

@@ -53,7 +53,7 @@ class JournaledWorker(WorkerProcess):
 
     def start(self) -> JournaledWorker:
         env = dict(os.environ, HOME=str(self.home), PYTHONUNBUFFERED="1")
-        self._stderr = open(self.stderr_path, "wb")
+        self._stderr = open(self.stderr_path, "wb")  # noqa: SIM115  (kept open by the object; its close() closes it)
         self.proc = subprocess.Popen([PY, JOURNALED, "-c", str(self.config), "-v", *self.args],
                                      cwd=self.workdir, env=env, stdin=subprocess.DEVNULL,
                                      stdout=self._stderr, stderr=subprocess.STDOUT)
@@ -88,7 +88,7 @@ class RunResult:
 def schedule(seed: int, faults: int = 10, max_outage: float = 1.5, kills: int = 1) -> list[Step]:
     rng = random.Random(seed)
     steps, after = [], 0
-    kinds, weights = zip(*WEIGHTS.items())
+    kinds, weights = zip(*WEIGHTS.items(), strict=True)
     while len(steps) < faults:
         after += rng.randint(2, 12)
         kind = rng.choices(kinds, weights)[0]

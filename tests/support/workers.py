@@ -66,7 +66,7 @@ class WorkerProcess:
 
     def start(self) -> WorkerProcess:
         env = dict(os.environ, HOME=str(self.home), PYTHONUNBUFFERED="1")
-        self._stderr = open(self.stderr_path, "wb")
+        self._stderr = open(self.stderr_path, "wb")  # noqa: SIM115  (kept open by the object; its close() closes it)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "fworker", "-c", str(self.config), "-v", *self.args],
             cwd=self.workdir, env=env, stdin=subprocess.DEVNULL, stdout=self._stderr, stderr=subprocess.STDOUT)
