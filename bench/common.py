@@ -443,7 +443,7 @@ def machine() -> dict:
         try:
             from importlib import metadata
             return metadata.version(pkg)
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001  (a version is only a label in the report)
             return "?"
 
     def git(*args: str) -> str:

@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         load = common.LoadMeter()
         try:
             result = module.run(ctx)
-        except Exception:  # noqa: BLE001 (one broken benchmark must not hide the others)
+        except Exception:  # noqa: BLE001  (one broken benchmark must not hide the others)
             failures += 1
             ctx.log(f"{name} FAILED:\n{traceback.format_exc()}")
             continue

@@ -53,7 +53,7 @@ def _worker_of(environ: dict) -> str:
         return ""
     try:
         return base64.b64decode(header[6:]).decode().partition(":")[0]
-    except Exception:  # noqa: BLE001 (only a label)
+    except Exception:  # noqa: BLE001  (only a label)
         return "?"
 
 

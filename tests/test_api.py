@@ -101,7 +101,7 @@ def test_import_fworker_patches_first_and_stays_cheap():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.splitlines() == ["True []", "True False"]
     with pytest.raises(AttributeError, match="no attribute 'nonsense'"):
-        fworker.nonsense  # noqa: B018
+        fworker.nonsense  # noqa: B018  (the look-up is the test)
 
 
 def test_load_settings_from_files_and_overrides(tmp_path):
