@@ -38,6 +38,12 @@ setup(
             # build isolation (offline-capable); setuptools 70.1+ builds its
             # editable wheel without the separate 'wheel' package.
             "setuptools>=70.1,<90",
+            # The linters .ci/run runs (ruff.toml, mypy.ini), and the stubs mypy reads.
+            "ruff>=0.17,<0.18",
+            "mypy>=2.4,<3",
+            "types-gevent",
+            "types-psutil",
+            "types-requests",
         ],
     },
     entry_points={

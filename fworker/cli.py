@@ -10,7 +10,7 @@ import argparse
 import logging
 import sys
 
-from fworker import config, logsetup
+from fworker import config, logsetup, settingvalues
 from fworker.errors import ConfigError, Fatal
 
 log = logging.getLogger("fworker")
@@ -108,7 +108,7 @@ def run_worker(settings: config.Settings, args: argparse.Namespace) -> int:
 def print_config(settings: config.Settings) -> int:
     print("files read: " + (", ".join(settings.files) or "none"))
     for name, value in settings.masked().items():
-        print(f"{name} = {config.format_value(value)}    # from {settings.sources[name]}")
+        print(f"{name} = {settingvalues.format_value(value)}    # from {settings.sources[name]}")
     from fworker.wiring import capabilities  # late: loads plug-ins and asks the tools their versions
 
     capable = capabilities(settings)

@@ -71,7 +71,7 @@ def split(text: str) -> list[str]:
         return []
     raws, unreadable = zip(*found, strict=True)
     if any(unreadable):
-        raise ValueError(_problem(text, _READABLE.match(text).end()))
+        raise ValueError(_problem(text, _match_end(_READABLE, text, 0)))
     if not _special(text):
         return list(raws)
     return [_decode(raw) if _special(raw) else raw for raw in raws]
@@ -94,8 +94,14 @@ def _decode(raw: str) -> str:
     return "".join(parts)
 
 
-def _unescape(match: re.Match) -> str:
-    return match.group(1)
+def _match_end(pattern: re.Pattern[str], text: str, pos: int) -> int:
+    """Where ``pattern``, which matches the empty string too, stops matching ``text`` from ``pos``."""
+    found = pattern.match(text, pos)
+    return pos if found is None else found.end()
+
+
+def _unescape(match: re.Match[str]) -> str:
+    return str(match.group(1))
 
 
 def _problem(text: str, pos: int) -> str:
@@ -103,8 +109,7 @@ def _problem(text: str, pos: int) -> str:
     a quote that is never closed, or a backslash at the very end."""
     char = text[pos]
     if char == '"':
-        opened = _OPEN_DOUBLE.match(text, pos)
-        return "No closing quotation" if opened.end() == len(text) else "No escaped character"
+        return "No closing quotation" if _match_end(_OPEN_DOUBLE, text, pos) == len(text) else "No escaped character"
     if char == "'":
         return "No closing quotation"
     return "No escaped character"  # a backslash with nothing after it

@@ -113,7 +113,7 @@ class Spool:
             # Gather small pieces: the caller's cost is per call, not per byte.
             pieces, total = [head], len(head)
             while total < size and self._segments and isinstance(self._segments[0], bytes):
-                piece = self._segments.popleft()
+                piece = typing.cast(bytes, self._segments.popleft())  # its type tested just above
                 pieces.append(piece)
                 total += len(piece)
             joined = b"".join(pieces) if len(pieces) > 1 else head
