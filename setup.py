@@ -41,9 +41,9 @@ setup(
             # The linters .ci/run runs (ruff.toml, mypy.ini), and the stubs mypy reads.
             "ruff>=0.17,<0.18",
             "mypy>=2.4,<3",
-            "types-gevent",
-            "types-psutil",
-            "types-requests",
+            "types-gevent>=24.2,<27",
+            "types-psutil>=5.9,<8",
+            "types-requests>=2.31,<3",
         ],
     },
     entry_points={
