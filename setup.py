@@ -2,12 +2,14 @@ from setuptools import find_packages, setup
 
 with open("fworker/version.py", encoding="utf-8") as f:
     version = next(line.split('"')[1] for line in f if line.startswith("__version__"))
+with open("README.md", encoding="utf-8") as f:
+    long_description = f.read()
 
 setup(
     name="fworker",
     version=version,
     description="A Flamenco render-farm Worker (gevent, durable SQLite update queue)",
-    long_description=open("README.md", encoding="utf-8").read(),
+    long_description=long_description,
     long_description_content_type="text/markdown",
     license="GPL-3.0-or-later",
     python_requires=">=3.11",
@@ -36,6 +38,12 @@ setup(
             # build isolation (offline-capable); setuptools 70.1+ builds its
             # editable wheel without the separate 'wheel' package.
             "setuptools>=70.1,<90",
+            # The linters .ci/run runs (ruff.toml, mypy.ini), and the stubs mypy reads.
+            "ruff>=0.17,<0.18",
+            "mypy>=2.4,<3",
+            "types-gevent>=24.2,<27",
+            "types-psutil>=5.9,<8",
+            "types-requests>=2.31,<3",
         ],
     },
     entry_points={

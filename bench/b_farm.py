@@ -41,7 +41,7 @@ PROBE = os.path.join(common.ROOT, "bench", "children", "probe.py")
 
 def _wall_now() -> str:
     """Now in the Manager's last_seen format (ISO 8601 UTC, milliseconds)."""
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     return now.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
@@ -150,7 +150,8 @@ def run(ctx) -> dict:
         results.append(_one(ctx, workers_n, tasks_n, r))
         x = results[-1]
         ctx.log(f"  {x['tasks_per_s']:.1f} tasks/s, exactly once: {x['exactly_once']}, restart: "
-                f"{x['restart_max_in_100ms']}/{workers_n} workers in the busiest 100 ms, spread {x['restart_spread_s']:.2f} s")
+                f"{x['restart_max_in_100ms']}/{workers_n} workers in the busiest 100 ms, "
+                f"spread {x['restart_spread_s']:.2f} s")
     rate = common.median([x["tasks_per_s"] for x in results])
     once = all(x["exactly_once"] for x in results)
     frac = max(x["restart_max_fraction_in_100ms"] for x in results)

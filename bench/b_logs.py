@@ -6,7 +6,8 @@ worker (an `exec` command, output through the pipe) vs. writing to /dev/null
 (the baseline, same run), and its longest single write (a blocked write = a
 full pipe the worker did not drain).  Reported beside it: the same child
 writing into a pipe that a bare reader only empties (every 5 ms, as the worker
-does while a child floods), the floor any reader of a pipe has on this machine.  The worker's RSS is sampled every 50 ms.
+does while a child floods), the floor any reader of a pipe has on this machine.
+The worker's RSS is sampled every 50 ms.
 Afterwards every line is checked to be in the Manager's task log, in order.
 """
 from __future__ import annotations

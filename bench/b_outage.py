@@ -60,7 +60,7 @@ def _job(mode: str, stop: str, wd: common.Workdir) -> dict:
 def _replay_bodies(updates: list[list]) -> list[dict]:
     bodies = []
     for row in updates:
-        _, _, _, _, status, idx, activity, lines, _first, length, cmd_progress, task_progress = row
+        _, _, _, _, _status, idx, activity, lines, _first, length, cmd_progress, task_progress = row
         body: dict = {}
         if length:
             per = max(1, length // max(1, lines))
@@ -136,7 +136,8 @@ def _one(ctx, mode: str, target: int, r: int) -> dict:
         "updates_per_request": queued / max(1, len(after)),
         "drain_s": drain, "drain_from_first_request_s": last - first, "first_request_after_up_s": first - t_up_manager,
         "updates_per_s": queued / drain, "updates_per_s_from_first_request": queued / max(1e-9, last - first),
-        "rss_at_outage_mb": common.mb(rss_before), "rss_peak_mb": common.mb(peak), "rss_after_drain_mb": common.mb(rss_end),
+        "rss_at_outage_mb": common.mb(rss_before), "rss_peak_mb": common.mb(peak),
+        "rss_after_drain_mb": common.mb(rss_end),
         "bodies": _replay_bodies(after),
     }
 

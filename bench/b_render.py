@@ -109,7 +109,7 @@ def run(ctx) -> dict:
     started = {row[2]: row[0] for row in events if row[1] == "command_started"}
     finished = {row[2]: row[0] for row in events if row[1] == "command_finished"}
     worker_runs = []
-    for task, bare in zip(tasks, bare_times):
+    for task, bare in zip(tasks, bare_times, strict=True):
         t = task["task_id"]
         timing = (json.loads(metrics_rows.get(t) or "{}") or {}).get("timing", {})
         total = completed[t] - submits[task["job_id"]]

@@ -98,7 +98,7 @@ def _latency(ctx, count: int) -> dict:
     with common.manager_and_worker(wd.path, wd.sub("worker"), SETTINGS, events=True) as (manager, worker):
         for i in range(count):
             job = manager.submit(echo_job(1, f"lone-{i}"))
-            common.wait_until(lambda: manager.done(job["job_id"], 1), 30, "the task done", interval=0.005)
+            common.wait_until(lambda job=job: manager.done(job["job_id"], 1), 30, "the task done", interval=0.005)
             time.sleep(0.05)
     trace, events = manager.trace(), worker.events()
     job_of = dict(manager.query("SELECT id, job FROM tasks"))

@@ -109,7 +109,7 @@ def percentile(values: list[float], p: float) -> float | None:
     if not values:
         return None
     ordered = sorted(values)
-    k = max(0, min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1)))))
+    k = max(0, min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1))))
     return ordered[k]
 
 
@@ -155,8 +155,8 @@ class Manager:
         self.session = requests.Session()
         self._log = None
 
-    def start(self) -> "Manager":
-        self._log = open(os.path.join(self.workdir, "manager.log"), "ab")
+    def start(self) -> Manager:
+        self._log = open(os.path.join(self.workdir, "manager.log"), "ab")  # noqa: SIM115  (kept open by the object; its close() closes it)
         args = [PY, "-m", "bench.tracemanager", "--db", self.db, "--port", str(self.port),
                 "--trace", self.trace_path, "--worker-timeout", str(self.worker_timeout)]
         if self.profile:
@@ -262,7 +262,7 @@ class WorkerProc:
         self.ps: psutil.Process | None = None
         self._log = None
 
-    def start(self) -> "WorkerProc":
+    def start(self) -> WorkerProc:
         env = child_env(HOME=self.home)
         module = "bench.workerlaunch" if self.events_path else "fworker"
         if self.events_path:
@@ -270,7 +270,7 @@ class WorkerProc:
         args = [PY, "-m", module, "-c", self.config]
         if self.profile:
             args = py_spy(self.profile) + args
-        self._log = open(os.path.join(self.root, "worker.log"), "ab")
+        self._log = open(os.path.join(self.root, "worker.log"), "ab")  # noqa: SIM115  (kept open by the object; its close() closes it)
         self.proc = subprocess.Popen(args, cwd=self.root, env=env, stdin=subprocess.DEVNULL,
                                      stdout=self._log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
         self.ps = psutil.Process(self.proc.pid)
@@ -360,7 +360,7 @@ class Sampler:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> "Sampler":
+    def __enter__(self) -> Sampler:
         self._thread.start()
         return self
 
@@ -443,7 +443,7 @@ def machine() -> dict:
         try:
             from importlib import metadata
             return metadata.version(pkg)
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001  (a version is only a label in the report)
             return "?"
 
     def git(*args: str) -> str:
@@ -453,9 +453,8 @@ def machine() -> dict:
             return "?"
 
     cpu = "?"
-    with contextlib.suppress(OSError):
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "?")
+    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as f:
+        cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "?")
     return {
         "cpus": os.cpu_count(), "cpu": cpu, "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
         "python": platform.python_version(), "kernel": platform.release(),

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import fworker  # noqa: F401  (monkey-patches first: bench.common imports requests)
 
+# isort: split
+
 import argparse
 import random
 import statistics

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import fworker  # noqa: F401  (gevent's monkey patching first, as in the worker)
 
+# isort: split
+
 import datetime
 import json
 import os
@@ -78,7 +80,8 @@ def splitting() -> list[dict]:
     lines = CHUNK.count(b"\n")
     return [{"what": "64 KiB of output -> timestamped log lines", "now": per_call_us(now, 200) / lines,
              "alternative": per_call_us(batch, 200) / lines, "unit": "us/line",
-             "how": "LineSplitter.feed + a call chain and a timestamp per line vs. one decode/split/timestamp per chunk"}]
+             "how": "LineSplitter.feed + a call chain and a timestamp per line "
+                    "vs. one decode/split/timestamp per chunk"}]
 
 
 def queue_ops() -> list[dict]:
@@ -178,7 +181,7 @@ def main() -> None:
         print(f"{row['what']:<62} {row['now']:>8.2f}{row['unit'][:2]:>2} {row['alternative']:>8.2f}{row['unit'][:2]:>2}"
               f"  {row['now'] / row['alternative']:.1f}x")
     with open(os.path.join(common.ROOT, "bench", "results", "micro.json"), "w", encoding="utf-8") as f:
-        json.dump({"measured_at": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        json.dump({"measured_at": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
                    "rows": rows, "machine": common.machine()}, f, indent=1)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 import sys
 
 from bench import common
@@ -63,7 +64,8 @@ def generated() -> str:
         return "\n".join(lines + ["No results yet: run `python -m bench --quick`.", ""])
     has_before = any(before.get(n, {}).get("measured_at") != now.get(n, {}).get("measured_at")
                      for n in now if n in before)
-    head = "| # | benchmark | metric | " + ("before | " if has_before else "") + "measured | baseline (same run) | target | |"
+    head = ("| # | benchmark | metric | " + ("before | " if has_before else "")
+            + "measured | baseline (same run) | target | |")
     lines += [head, "|" + "---|" * (head.count("|") - 1)]
     for i, name in enumerate(ORDER, 1):
         result = now.get(name)
@@ -107,15 +109,15 @@ def generated() -> str:
                         f"machine's CPU meanwhile." if result.get("other_load") else ""))
         lines.append("")
     machine = next(iter(now.values()))["machine"]
-    lines += [f"Machine: {machine['cpus']} x {machine['cpu']}, {machine['memory_gb']} GB, Linux {machine['kernel']}, "
-              f"Python {machine['python']}, gevent {machine['gevent']}, requests {machine['requests']}, "
-              f"dataset {machine['dataset']} (SQLAlchemy {machine['sqlalchemy']}). Raw figures of every run: "
-              f"`bench/results/NAME.json`.", ""]
+    lines += [(f"Machine: {machine['cpus']} x {machine['cpu']}, {machine['memory_gb']} GB, Linux {machine['kernel']}, "
+               f"Python {machine['python']}, gevent {machine['gevent']}, requests {machine['requests']}, "
+               f"dataset {machine['dataset']} (SQLAlchemy {machine['sqlalchemy']}). Raw figures of every run: "
+               f"`bench/results/NAME.json`."), ""]
     return "\n".join(lines)
 
 
 def write() -> None:
-    text = open(DOC, encoding="utf-8").read() if os.path.exists(DOC) else SKELETON
+    text = pathlib.Path(DOC).read_text(encoding="utf-8") if os.path.exists(DOC) else SKELETON
     if BEGIN not in text or END not in text:
         text = text.rstrip("\n") + "\n\n" + BEGIN + "\n" + END + "\n"
     head, rest = text.split(BEGIN, 1)

@@ -78,13 +78,13 @@ def main(argv: list[str] | None = None) -> int:
         load = common.LoadMeter()
         try:
             result = module.run(ctx)
-        except Exception:  # noqa: BLE001 (one broken benchmark must not hide the others)
+        except Exception:  # noqa: BLE001  (one broken benchmark must not hide the others)
             failures += 1
             ctx.log(f"{name} FAILED:\n{traceback.format_exc()}")
             continue
         result.update({
             "name": name, "title": module.TITLE, "mode": "quick" if args.quick else "full",
-            "measured_at": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "measured_at": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
             "duration_s": round(time.monotonic() - started, 1), "machine": common.machine(),
             "other_load": load.stop(),
         })

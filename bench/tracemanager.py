@@ -12,6 +12,8 @@ half second and at exit (SIGTERM/SIGINT).
 """
 import fworker  # noqa: F401  (gevent's monkey patching first)
 
+# isort: split
+
 import argparse
 import base64
 import json
@@ -27,7 +29,7 @@ from fworker.devmanager import DevManager
 
 class Trace:
     def __init__(self, path: str):
-        self._file = open(path, "a", encoding="utf-8")
+        self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115  (kept open by the object; its close() closes it)
         self._rows: list = []
 
     def add(self, *row) -> None:
@@ -51,7 +53,7 @@ def _worker_of(environ: dict) -> str:
         return ""
     try:
         return base64.b64decode(header[6:]).decode().partition(":")[0]
-    except Exception:  # noqa: BLE001 (only a label)
+    except Exception:  # noqa: BLE001  (only a label)
         return "?"
 
 

@@ -8,14 +8,15 @@ appending to a list costs well under a microsecond per event.
 """
 import fworker  # noqa: F401  (gevent's monkey patching first)
 
+# isort: split
+
 import atexit
 import json
 import os
 import sys
 import time
 
-from fworker import cli
-from fworker import worker as worker_module
+from fworker import cli, worker as worker_module
 
 _events: list = []
 _original_init = worker_module.Worker.__init__

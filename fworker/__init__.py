@@ -12,9 +12,9 @@ from gevent import monkey as _monkey
 _monkey.patch_all()
 
 import importlib as _importlib  # noqa: E402  (after the patch, on purpose)
-import typing as _typing  # noqa: E402
+import typing as _typing  # noqa: E402  (after the patch)
 
-from fworker.version import __version__  # noqa: E402
+from fworker.version import __version__  # noqa: E402  (after the patch)
 
 # Public name -> the internal module that defines it.
 _EXPORTS = {
@@ -31,7 +31,7 @@ _EXPORTS = {
     "ConfigError": "fworker.errors",
 }
 
-__all__ = ["__version__", *_EXPORTS]
+__all__ = ["__version__", *_EXPORTS]  # noqa: PLE0604  (_EXPORTS's keys: names, all str)
 
 
 def __getattr__(name: str) -> _typing.Any:
@@ -48,8 +48,18 @@ def __dir__() -> list[str]:
 
 
 if _typing.TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ does it
-    from fworker.api import WorkerHandle, load_settings, register_command, start_worker  # noqa: F401
-    from fworker.commands.base import Command, CommandContext  # noqa: F401
-    from fworker.config import Settings  # noqa: F401
-    from fworker.errors import CommandFailed, ConfigError, InvalidSettings  # noqa: F401
-    from fworker.events import EVENTS  # noqa: F401
+    # "X as X": re-exported, for type checkers that do not read __all__'s dynamic part.
+    from fworker.api import (
+        WorkerHandle as WorkerHandle,
+        load_settings as load_settings,
+        register_command as register_command,
+        start_worker as start_worker,
+    )
+    from fworker.commands.base import Command as Command, CommandContext as CommandContext
+    from fworker.config import Settings as Settings
+    from fworker.errors import (
+        CommandFailed as CommandFailed,
+        ConfigError as ConfigError,
+        InvalidSettings as InvalidSettings,
+    )
+    from fworker.events import EVENTS as EVENTS

@@ -2,13 +2,15 @@
 by fworker.wiring.  The exit codes are listed in ``EXIT_CODES``."""
 from __future__ import annotations
 
-import fworker  # noqa: F401  (monkey-patches before anything else is imported)
+import fworker  # first: its __init__ monkey-patches before anything else is imported
+
+# isort: split
 
 import argparse
 import logging
 import sys
 
-from fworker import config, logsetup
+from fworker import config, logsetup, settingvalues
 from fworker.errors import ConfigError, Fatal
 
 log = logging.getLogger("fworker")
@@ -36,8 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-c", "--config", metavar="FILE", help="read FILE after the default configuration files")
     parser.add_argument("-v", "--verbose", action="store_true", help="log more (INFO and up from every module)")
     parser.add_argument("-d", "--debug", action="store_true", help="log everything (DEBUG)")
-    parser.add_argument("-r", "--reregister", action="store_true", help="register as a new worker even if credentials exist")
-    parser.add_argument("-1", "--single", action="store_true", help="exit after one task (exit code 0 only if it completed)")
+    parser.add_argument("-r", "--reregister", action="store_true",
+                        help="register as a new worker even if credentials exist")
+    parser.add_argument("-1", "--single", action="store_true",
+                        help="exit after one task (exit code 0 only if it completed)")
     parser.add_argument("-t", "--test", action="store_true",
                         help="test mode: only task type test-blender-render, status 'testing'")
     parser.add_argument("--check-config", action="store_true",
@@ -104,7 +108,7 @@ def run_worker(settings: config.Settings, args: argparse.Namespace) -> int:
 def print_config(settings: config.Settings) -> int:
     print("files read: " + (", ".join(settings.files) or "none"))
     for name, value in settings.masked().items():
-        print(f"{name} = {config.format_value(value)}    # from {settings.sources[name]}")
+        print(f"{name} = {settingvalues.format_value(value)}    # from {settings.sources[name]}")
     from fworker.wiring import capabilities  # late: loads plug-ins and asks the tools their versions
 
     capable = capabilities(settings)

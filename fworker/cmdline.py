@@ -69,9 +69,9 @@ def split(text: str) -> list[str]:
     found = _ARGS.findall(text)  # the scanning is all done by the regex engine
     if not found:
         return []
-    raws, unreadable = zip(*found)
+    raws, unreadable = zip(*found, strict=True)
     if any(unreadable):
-        raise ValueError(_problem(text, _READABLE.match(text).end()))
+        raise ValueError(_problem(text, _match_end(_READABLE, text, 0)))
     if not _special(text):
         return list(raws)
     return [_decode(raw) if _special(raw) else raw for raw in raws]
@@ -94,8 +94,14 @@ def _decode(raw: str) -> str:
     return "".join(parts)
 
 
-def _unescape(match: re.Match) -> str:
-    return match.group(1)
+def _match_end(pattern: re.Pattern[str], text: str, pos: int) -> int:
+    """Where ``pattern``, which matches the empty string too, stops matching ``text`` from ``pos``."""
+    found = pattern.match(text, pos)
+    return pos if found is None else found.end()
+
+
+def _unescape(match: re.Match[str]) -> str:
+    return str(match.group(1))
 
 
 def _problem(text: str, pos: int) -> str:
@@ -103,8 +109,7 @@ def _problem(text: str, pos: int) -> str:
     a quote that is never closed, or a backslash at the very end."""
     char = text[pos]
     if char == '"':
-        opened = _OPEN_DOUBLE.match(text, pos)
-        return "No closing quotation" if opened.end() == len(text) else "No escaped character"
+        return "No closing quotation" if _match_end(_OPEN_DOUBLE, text, pos) == len(text) else "No escaped character"
     if char == "'":
         return "No closing quotation"
     return "No escaped character"  # a backslash with nothing after it
@@ -138,7 +143,8 @@ def check_args(args: list[str]) -> str | None:
         return f"has an argument (number {bad + 1}) the system cannot be given ({ex.reason}): {shown(args[bad])}"
     longest = max(sizes, default=0)
     if longest > MAX_ARG_BYTES:
-        return f"has an argument (number {sizes.index(longest) + 1}) of {longest} bytes; the system allows {MAX_ARG_BYTES}"
+        return (f"has an argument (number {sizes.index(longest) + 1}) of {longest} bytes; "
+                f"the system allows {MAX_ARG_BYTES}")
     # The kernel counts each string's terminating NUL and its pointer too.
     total = sum(sizes) + len(sizes) * (1 + _POINTER)
     if total > ARG_MAX:

@@ -191,7 +191,7 @@ class Settings:
         if unknown:
             raise ConfigError(f"unknown setting(s): {', '.join(unknown)}")
         values = {name: convert(BY_NAME[name], value, "override") for name, value in changes.items()}
-        sources = types.MappingProxyType(dict(self.sources, **{name: "override" for name in changes}))
+        sources = types.MappingProxyType(dict(self.sources, **dict.fromkeys(changes, "override")))
         changed = dataclasses.replace(self, **values, sources=sources)
         _check_together(changed)
         return changed

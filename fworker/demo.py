@@ -46,16 +46,17 @@ bpy.ops.wm.save_as_mainfile(filepath=SCENE_PATH)
 """
 
 
-def demo_job(workdir: str) -> dict:
+def demo_job(workdir: str) -> dict[str, typing.Any]:
     """The demo job: always the simple commands, plus Blender and FFmpeg
     tasks when those programs are on PATH."""
     python = shlex.quote(sys.executable)
-    tasks: list[dict] = [{
+    tasks: list[dict[str, typing.Any]] = [{
         "name": "hello", "task_type": "debug",
         "commands": [
             {"name": "echo", "settings": {"message": "Hello from the fworker demo"}},
             {"name": "sleep", "settings": {"time_in_seconds": 1}},
-            {"name": "exec", "settings": {"cmd": f"{python} -c \"import platform; print('running on', platform.node())\""}},
+            {"name": "exec",
+             "settings": {"cmd": f"{python} -c \"import platform; print('running on', platform.node())\""}},
         ],
     }]
     blender, ffmpeg = shutil.which("blender"), shutil.which("ffmpeg")
@@ -118,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _show_progress(manager: typing.Any, job_id: str, worker: typing.Any) -> None:
     """One line per change of a task's activity; ends the demo with the job."""
-    seen: dict[str, tuple] = {}
+    seen: dict[str, tuple[typing.Any, ...]] = {}
     started = time.monotonic()
     while True:
         for task in manager.tasks(job_id):
@@ -132,7 +133,7 @@ def _show_progress(manager: typing.Any, job_id: str, worker: typing.Any) -> None
         gevent.sleep(0.1)
 
 
-def _print_results(workdir: str, job: dict) -> None:
+def _print_results(workdir: str, job: dict[str, typing.Any]) -> None:
     print(f"fworker demo: job {job['status']}.")
     render = os.path.join(workdir, "render")
     if os.path.isdir(render):

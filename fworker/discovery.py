@@ -51,7 +51,7 @@ def discover(timeout: float = 5.0, target: tuple[str, int] = SSDP_ADDRESS) -> st
             sock.settimeout(left)
             try:
                 data, sender = sock.recvfrom(65536)
-            except socket.timeout:
+            except TimeoutError:
                 break
             location = parse_response(data)
             if location:

@@ -55,7 +55,7 @@ class HubMonitor:
         self._where = ""
         self._checked_at: float | None = None  # the monitor's last check
 
-    def start(self) -> "HubMonitor":
+    def start(self) -> HubMonitor:
         gevent.config.monitor_thread = True
         gevent.config.max_blocking_time = self.period
         # The report goes to our log, once per block, not to stderr every period.
@@ -76,7 +76,8 @@ class HubMonitor:
             gevent.events.subscribers.remove(self._on_event)
         thread = self._hub.periodic_monitoring_thread
         if thread is not None:
-            thread.add_monitoring_function(self._checked, None)  # None: remove it
+            # None removes it (gevent's documented use, which its stubs do not know).
+            thread.add_monitoring_function(self._checked, None)  # type: ignore[arg-type]
 
     def _checked(self, _hub: typing.Any) -> None:
         """In gevent's monitor thread, right after each of its checks."""
@@ -110,7 +111,7 @@ class HubMonitor:
                         blocked, self._where or "an unknown place")
 
 
-def _blocked_frame(report: list[str]) -> str:
+def _blocked_frame(report: typing.Sequence[str]) -> str:
     """The innermost frame of the blocked stack in gevent's report, one line."""
     for index, line in enumerate(report):
         if line.startswith("Blocked Stack") and index + 1 < len(report):

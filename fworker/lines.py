@@ -8,7 +8,7 @@ the child prints.
 from __future__ import annotations
 
 import re
-from typing import Callable
+from collections.abc import Callable
 
 _EOL = re.compile(rb"\r\n|\r|\n")
 _EOL_TEXT = re.compile(r"\r\n|\r|\n")
@@ -93,12 +93,13 @@ class BatchSplitter(LineSplitter):
         text = terminated.decode("utf-8", errors="replace")
         lines = _EOL_TEXT.split(text) if "\r" in text else text.split("\n")
         lines.pop()  # the empty string after the last line end
-        if len(terminated) > self._limit and max(map(len, lines)) * _MAX_CHAR_BYTES > self._limit:
-            # Maybe too long in bytes: count exactly (U+FFFD may stand for fewer
-            # bytes than its own three, so this may send a line to the careful
-            # path that did not need it: the same lines come out either way).
-            if any(len(line.encode()) > self._limit for line in lines if len(line) * _MAX_CHAR_BYTES > self._limit):
-                return None
+        if len(terminated) <= self._limit or max(map(len, lines)) * _MAX_CHAR_BYTES <= self._limit:
+            return lines
+        # Maybe too long in bytes: count exactly (U+FFFD may stand for fewer
+        # bytes than its own three, so this may send a line to the careful
+        # path that did not need it: the same lines come out either way).
+        if any(len(line.encode()) > self._limit for line in lines if len(line) * _MAX_CHAR_BYTES > self._limit):
+            return None
         return lines
 
     def close(self) -> None:

@@ -37,15 +37,16 @@ _file_handler: logging.FileHandler | None = None
 
 def configure(settings: Settings, verbose: bool, debug: bool) -> None:
     """Replace the root logger's handlers with one for stderr or log_file."""
-    global _file_handler
+    global _file_handler  # noqa: PLW0603  (the one process-wide log file handler)
     path = settings.log_file
-    handler = _file_handler_for(settings, path) if path else logging.StreamHandler(sys.stderr)
+    file_handler = _file_handler_for(settings, path) if path else None
+    handler = file_handler or logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
     root = logging.getLogger()
     old_handlers, root.handlers[:] = list(root.handlers), [handler]
     for old in old_handlers:
         old.close()
-    _file_handler = handler if path else None
+    _file_handler = file_handler
     root.setLevel(logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING)
     # Life-cycle messages are worth seeing by default; library chatter is not.
     logging.getLogger("fworker").setLevel(logging.NOTSET if (verbose or debug) else logging.INFO)
@@ -78,7 +79,8 @@ def reopen() -> None:
             # the device/inode it watches, which setStream would not.
             handler.reopenIfNeeded()
         else:
-            old = handler.setStream(open(handler.baseFilename, "a", encoding=handler.encoding))
+            # The handler owns the new stream and closes it.
+            old = handler.setStream(open(handler.baseFilename, "a", encoding=handler.encoding))  # noqa: SIM115
             if old is not None:
                 old.close()
     finally:
@@ -93,7 +95,8 @@ class TaskLog:
         self.path = path
         # errors="replace": a lone surrogate from a decoded child process
         # must not cost the rest of the log.  0600: see TaskLogFiles._make_folder.
-        self._file: typing.TextIO | None = open(path, "a", encoding="utf-8", errors="replace",
+        # Kept open between writes; close() closes it.
+        self._file: typing.TextIO | None = open(path, "a", encoding="utf-8", errors="replace",  # noqa: SIM115
                                                 opener=_private_opener)
 
     def write_lines(self, lines: typing.Iterable[str]) -> None:
@@ -115,6 +118,8 @@ class TaskLog:
 
     def _close_quietly(self) -> None:
         file, self._file = self._file, None
+        if file is None:
+            return
         try:
             file.close()
         except OSError as ex:

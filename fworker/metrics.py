@@ -20,9 +20,8 @@ import typing
 import gevent.pool
 import gevent.pywsgi
 from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, StateSetMetricFamily
 from prometheus_client.exposition import choose_encoder
-from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily,
-                                    StateSetMetricFamily)
 from prometheus_client.registry import Collector
 
 from fworker.errors import ConfigError
@@ -68,7 +67,8 @@ class Stats:
         self.hub_blocked_max_seconds: float = 0.0  # set by fworker.hubmonitor
         self.started_at: float = time.time()
 
-    def delivered(self, task_id: str, payload: dict, count: int, *, queue_depth: int, retries: int) -> None:
+    def delivered(self, task_id: str, payload: dict[str, typing.Any], count: int, *,
+                  queue_depth: int, retries: int) -> None:
         """The Manager accepted ``count`` queued updates of ``task_id``, sent as ``payload``."""
         self.updates_sent += count
         self.updates_retried = retries
@@ -154,7 +154,7 @@ class MetricsServer:
         self._server = _NoDelayServer((host, port or 0), self._app, spawn=gevent.pool.Pool(MAX_CONNECTIONS),
                                       log=access_log, error_log=log)
 
-    def start(self) -> "MetricsServer":
+    def start(self) -> MetricsServer:
         self._server.start()
         log.info("metrics on %smetrics and %shealth", self.url, self.url)
         return self
@@ -165,14 +165,17 @@ class MetricsServer:
 
     @property
     def port(self) -> int:
-        return self._server.server_port
+        port = self._server.server_port
+        if port is None:
+            raise RuntimeError("the metrics server has no port before start()")
+        return port
 
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}/"
 
-    def _app(self, environ: dict, start_response: typing.Callable) -> list[bytes]:
+    def _app(self, environ: dict[str, typing.Any], start_response: typing.Callable[..., typing.Any]) -> list[bytes]:
         path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "")
         if path not in ("/health", "/metrics"):
             return _respond(start_response, "404 Not Found", "text/plain; charset=utf-8", b"not found\n")
@@ -190,7 +193,7 @@ class MetricsServer:
         return _respond(start_response, "200 OK", content_type, b"" if method == "HEAD" else body)
 
 
-def _respond(start_response: typing.Callable, status: str, content_type: str, body: bytes,
+def _respond(start_response: typing.Callable[..., typing.Any], status: str, content_type: str, body: bytes,
              extra: list[tuple[str, str]] | None = None) -> list[bytes]:
     start_response(status, [("Content-Type", content_type), ("Content-Length", str(len(body))),
                             ("Cache-Control", "no-store"), *(extra or [])])

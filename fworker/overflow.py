@@ -7,6 +7,7 @@ import dataclasses
 import datetime
 import json
 import logging
+import typing
 
 from fworker.rows import decode_payload, encode_row, row_size
 
@@ -21,7 +22,7 @@ MEMORY_LIMIT = 16 * 1024 * 1024
 class _Entry:
     id: int
     task_id: str
-    payload: dict
+    payload: dict[str, typing.Any]
     size: int
     queued_at: float
     frozen: bool = False  # handed to the flusher: its content must not change any more
@@ -47,7 +48,7 @@ class Overflow:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def add(self, rows: list[dict]) -> None:
+    def add(self, rows: list[dict[str, typing.Any]]) -> None:
         for row in rows:
             payload, size = decode_payload(row["payload"], row["log"]), row_size(row["payload"], row["log"])
             if self._bytes + size <= self.limit:
@@ -55,13 +56,13 @@ class Overflow:
             else:
                 self._squeeze(row["task_id"], payload, row["queued_at"])
 
-    def head(self, limit: int) -> list[tuple[int, str, dict]]:
+    def head(self, limit: int) -> list[tuple[int, str, dict[str, typing.Any]]]:
         entries = self._entries[:limit]
         for entry in entries:
             entry.frozen = True
         return [(entry.id, entry.task_id, self._payload(entry)) for entry in entries]
 
-    def rows(self) -> list[dict]:
+    def rows(self) -> list[dict[str, typing.Any]]:
         return [encode_row(entry.task_id, self._payload(entry), entry.queued_at) for entry in self._entries]
 
     def remove(self, ids: list[int]) -> None:
@@ -73,14 +74,14 @@ class Overflow:
     def clear(self) -> None:
         self._entries, self._bytes = [], 0
 
-    def _append(self, task_id: str, payload: dict, size: int, queued_at: float) -> _Entry:
+    def _append(self, task_id: str, payload: dict[str, typing.Any], size: int, queued_at: float) -> _Entry:
         entry = _Entry(self._next_id, task_id, payload, size, queued_at)
         self._next_id -= 1
         self._entries.append(entry)
         self._bytes += size
         return entry
 
-    def _squeeze(self, task_id: str, payload: dict, queued_at: float) -> None:
+    def _squeeze(self, task_id: str, payload: dict[str, typing.Any], queued_at: float) -> None:
         text = payload.pop("log", None)
         if isinstance(text, str):
             self._note_dropped(task_id, text, queued_at)
@@ -107,10 +108,10 @@ class Overflow:
         note.dropped_lines += lines
         note.dropped_bytes += len(text)
 
-    def _payload(self, entry: _Entry) -> dict:
+    def _payload(self, entry: _Entry) -> dict[str, typing.Any]:
         if not entry.dropped_lines:
             return dict(entry.payload)
-        stamp = datetime.datetime.fromtimestamp(entry.queued_at, datetime.timezone.utc)
+        stamp = datetime.datetime.fromtimestamp(entry.queued_at, datetime.UTC)
         return {"log": f"{stamp.strftime('%Y-%m-%dT%H:%M:%S.%fZ')}: worker: {entry.dropped_lines} log line(s) "
                        f"({entry.dropped_bytes} bytes) dropped here: the update queue {self.path} could not be "
                        f"written and the memory for waiting updates was full"}

@@ -177,7 +177,7 @@ class PreviewUploader:
         self._waiting: str | None = None
         self._wake = gevent.event.Event()
         self._stopped = gevent.event.Event()
-        self._greenlet: gevent.Greenlet | None = None
+        self._greenlet: gevent.Greenlet[..., typing.Any] | None = None
         self._last_upload: float | None = None
         self.sent = 0
         self.dropped = 0
@@ -234,7 +234,7 @@ class PreviewUploader:
     def upload(self, path: str) -> None:
         """Convert and send ``path`` once; log and count the outcome."""
         preview = make_preview(path, self._ffmpeg, timeout=self._timeout, limit=self._limit)
-        if not preview:
+        if isinstance(preview, NoPreview):
             # Without FFmpeg most renders (EXR) give none: not worth more than a debug line.
             self._drop(logging.INFO if self._ffmpeg else logging.DEBUG, "no preview of %s: %s", path, preview.reason)
             return

@@ -19,7 +19,7 @@ import shlex
 import signal
 import time
 import uuid
-from typing import Callable
+from collections.abc import Callable
 
 import gevent
 import gevent.event

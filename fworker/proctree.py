@@ -32,7 +32,7 @@ import signal
 import sys
 import time
 import typing
-from typing import Callable
+from collections.abc import Callable
 
 import gevent
 import psutil

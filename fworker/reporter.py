@@ -52,7 +52,7 @@ def one_line(text: str, limit: int = MAX_ACTIVITY) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-_second_stamp: list = [None, ""]  # [whole second, its formatted date and time]
+_second_stamp: list[typing.Any] = [None, ""]  # [whole second, its formatted date and time]
 
 
 def log_timestamp(at: float | None = None) -> str:
@@ -102,7 +102,7 @@ class TaskReporter:
         self._lines_since = time.monotonic()
         self._pending: dict[str, typing.Any] = {}
         self._last_act_push = 0.0
-        self._ticker: gevent.Greenlet | None = None
+        self._ticker: gevent.Greenlet[..., typing.Any] | None = None
 
     # The Reporter protocol (fworker.commands.base.Reporter).
 
@@ -204,7 +204,7 @@ class TaskReporter:
             self.dropped_lines = 1
         self.flush()
 
-    def push_now(self, payload: dict) -> None:
+    def push_now(self, payload: dict[str, typing.Any]) -> None:
         """Queue ``payload`` at once, after whatever was pending; pending
         activity/progress values it does not override go with it."""
         self.flush_log()
@@ -238,10 +238,10 @@ class TaskReporter:
                 self.local_log.write_lines(lines)
             self.queue.push(self.task_id, {"log": "\n".join(lines)})
 
-    def final_payload(self, status: str, activity: str) -> dict:
+    def final_payload(self, status: str, activity: str) -> dict[str, typing.Any]:
         payload: dict[str, typing.Any] = {"task_status": status, "activity": one_line(activity)}
         if self.timings:
-            payload["metrics"] = {"timing": dict(self.timings)}
+            payload["metrics"] = {"timing": dict[str, typing.Any](self.timings)}
         return payload
 
     def _maybe_push_pending(self) -> None:

@@ -16,12 +16,13 @@ from __future__ import annotations
 import json
 import re
 import time
+import typing
 
 # Surrogate code points: in a str they are always lone (UTF-8 has no place for them).
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def encode_row(task_id: str, payload: dict, queued_at: float | None = None) -> dict:
+def encode_row(task_id: str, payload: dict[str, typing.Any], queued_at: float | None = None) -> dict[str, typing.Any]:
     """The row of the queue's task_updates table that stores ``payload``."""
     text = payload.get("log")
     if isinstance(text, str):
@@ -40,9 +41,9 @@ def valid_text(text: str) -> str:
     return _SURROGATE.sub("\ufffd", text)
 
 
-def decode_payload(payload: str, text: str | None) -> dict:
+def decode_payload(payload: str, text: str | None) -> dict[str, typing.Any]:
     """An update as it was pushed, from its row's ``payload`` and ``log`` columns."""
-    decoded = json.loads(payload)
+    decoded: dict[str, typing.Any] = json.loads(payload)
     if text is not None:
         decoded["log"] = text
     return decoded

@@ -76,7 +76,7 @@ def _to_url(value: typing.Any) -> str:
 
 
 def _to_int(value: typing.Any) -> int:
-    if isinstance(value, bool) or isinstance(value, float):
+    if isinstance(value, (bool, float)):
         raise ValueError("must be a whole number")
     try:
         return int(str(value).strip())

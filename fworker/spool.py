@@ -113,7 +113,7 @@ class Spool:
             # Gather small pieces: the caller's cost is per call, not per byte.
             pieces, total = [head], len(head)
             while total < size and self._segments and isinstance(self._segments[0], bytes):
-                piece = self._segments.popleft()
+                piece = typing.cast(bytes, self._segments.popleft())  # its type tested just above
                 pieces.append(piece)
                 total += len(piece)
             joined = b"".join(pieces) if len(pieces) > 1 else head
@@ -147,7 +147,8 @@ class Spool:
                 if self.directory:
                     os.makedirs(self.directory, exist_ok=True)
                 # Unlinked at once: nothing is left behind, whatever kills the worker.
-                self._file = tempfile.TemporaryFile(prefix="fworker-output-", dir=self.directory)
+                # Kept open between calls; close() closes it.
+                self._file = tempfile.TemporaryFile(prefix="fworker-output-", dir=self.directory)  # noqa: SIM115
             disk = os.fstatvfs(self._file.fileno())
             if disk.f_bavail * disk.f_frsize < DISK_RESERVE + len(data):
                 raise OSError(errno.ENOSPC, f"less than {DISK_RESERVE // 2**20} MiB would be left free")

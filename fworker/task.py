@@ -22,7 +22,7 @@ class BadTask(TaskFailed):
 @dataclasses.dataclass(frozen=True)
 class CommandSpec:
     name: str
-    settings: dict
+    settings: dict[str, typing.Any]
     # Flamenco 3: how many steps this command reports itself (0: it counts as
     # one step when it completes).
     total_step_count: int = 0
@@ -35,7 +35,7 @@ class Task:
     job: str
     task_type: str
     commands: tuple[CommandSpec, ...]
-    raw: dict = dataclasses.field(repr=False, compare=False)
+    raw: dict[str, typing.Any] = dataclasses.field(repr=False, compare=False)
     # Flamenco 3 (3.8 and later): the task's total steps; 0 when not given.
     steps_total: int = 0
 

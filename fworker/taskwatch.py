@@ -35,7 +35,7 @@ class MayIRunPoller:
         self.restarts = 0
         self._greenlet: gevent.Greenlet | None = None
 
-    def start(self) -> "MayIRunPoller":
+    def start(self) -> MayIRunPoller:
         self._greenlet = gevent.spawn(self.run)
         self._greenlet.link_exception(self._died)
         return self

@@ -156,7 +156,7 @@ def locate(name: str, configured: str) -> tuple[str | None, str, str]:
 
 # Answers already had, by file identity: an unchanged file answers the same, and a
 # process that builds many workers (tests, the API) asks each tool once.
-_ANSWERS: dict[tuple, tuple[str, str]] = {}
+_ANSWERS: dict[tuple[typing.Any, ...], tuple[str, str]] = {}
 
 
 def find_tool(name: str, configured: str = "", timeout: float = VERSION_TIMEOUT) -> Tool:
@@ -222,7 +222,7 @@ def find_tools(settings: config.Settings, names: typing.Iterable[str] = tuple(SP
         gevent.joinall(list(jobs.values()), raise_error=True)
     finally:
         gevent.killall(list(jobs.values()))  # only when interrupted: a killed caller kills the children
-    return {name: job.value for name, job in jobs.items()}
+    return {name: typing.cast(Tool, job.value) for name, job in jobs.items()}  # all ended: joinall raised otherwise
 
 
 def task_type_needs(task_type: str, commands: typing.Mapping[tuple[str, str], type],
@@ -238,7 +238,7 @@ def task_type_needs(task_type: str, commands: typing.Mapping[tuple[str, str], ty
     for name in names:
         cls = commands.get(name)
         if cls is not None:
-            needed.update(cls.needs)  # type: ignore[attr-defined]  (a Command subclass)
+            needed.update(cls.needs)  # type: ignore[attr-defined]  # a Command subclass: tools sits below commands
     return tuple(name for name in SPECS if name in needed) + tuple(sorted(needed - set(SPECS)))
 
 

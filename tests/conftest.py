@@ -3,6 +3,8 @@ monkey-patches the test process, so the in-process development Manager and worke
 run under gevent."""
 import fworker  # noqa: F401  (must come first)
 
+# isort: split
+
 import logging
 
 import pytest

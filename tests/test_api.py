@@ -16,7 +16,6 @@ from tests.support.jobs import one_task_job
 from tests.support.waiting import wait_until
 from tests.support.workers import FAST
 
-
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 # The public API and its signatures.  A change here is a change of the API:
@@ -102,7 +101,7 @@ def test_import_fworker_patches_first_and_stays_cheap():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.splitlines() == ["True []", "True False"]
     with pytest.raises(AttributeError, match="no attribute 'nonsense'"):
-        fworker.nonsense  # noqa: B018
+        fworker.nonsense  # noqa: B018  (the look-up is the test)
 
 
 def test_load_settings_from_files_and_overrides(tmp_path):
@@ -113,7 +112,7 @@ def test_load_settings_from_files_and_overrides(tmp_path):
     assert settings.fetch_task_interval == 0.5
     assert settings.sources["nickname"] == str(cfg) and settings.sources["http_timeout"] == "override"
     assert isinstance(settings, fworker.Settings)
-    with pytest.raises(fworker.ConfigError, match="unknown setting.*no_such_thing"):
+    with pytest.raises(fworker.ConfigError, match=r"unknown setting.*no_such_thing"):
         fworker.load_settings(no_such_thing=1)
     with pytest.raises(fworker.ConfigError, match="not found"):
         fworker.load_settings([tmp_path / "missing.cfg"])

@@ -13,7 +13,6 @@ from fworker.errors import CommandFailed, InvalidSettings
 from tests.support.media import ffprobe, first_pixel, tool
 from tests.support.waiting import wait_until
 
-
 FAST = config.defaults().replace(activity_interval=0.0, blender_filepath_wait=5.0, abort_grace_period=3.0)
 
 

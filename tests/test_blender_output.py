@@ -55,23 +55,23 @@ def feed_all(output, lines):
 
 @pytest.mark.parametrize("line, frame, status, fraction", [
     # 3.4 (captured)
-    ("Fra:1 Mem:9.99M (Peak 10.83M) | Time:00:00.06 | Remaining:00:00.00 | Mem:0.84M, Peak:0.84M"
-     " | Scene, ViewLayer | Sample 1/4", 1, "Sample 1/4", 0.25),
-    ("Fra:2 Mem:9.40M (Peak 10.83M) | Time:00:00.05 | Mem:0.00M, Peak:0.00M | Scene, ViewLayer"
-     " | Updating Objects | Copying Transformations to device", 2, "Copying Transformations to device", None),
+    (("Fra:1 Mem:9.99M (Peak 10.83M) | Time:00:00.06 | Remaining:00:00.00 | Mem:0.84M, Peak:0.84M"
+      " | Scene, ViewLayer | Sample 1/4"), 1, "Sample 1/4", 0.25),
+    (("Fra:2 Mem:9.40M (Peak 10.83M) | Time:00:00.05 | Mem:0.00M, Peak:0.00M | Scene, ViewLayer"
+      " | Updating Objects | Copying Transformations to device"), 2, "Copying Transformations to device", None),
     ("Fra:1 Mem:9.32M (Peak 9.34M) | Time:00:00.00 | Compositing | Tile 1-1", 1, "Tile 1-1", None),
     # 2.8x Cycles with tiles
-    ("Fra:1 Mem:21.43M (Peak 21.69M) | Time:00:00.43 | Remaining:00:01.12 | Mem:2.53M, Peak:2.53M"
-     " | Scene, View Layer | Rendered 3/8 Tiles, Sample 16/16", 1, "Rendered 3/8 Tiles, Sample 16/16", 3 / 8),
-    ("Fra:12 Mem:21.43M (Peak 21.69M) | Time:00:00.10 | Remaining:00:00.95 | Mem:2.53M, Peak:2.53M"
-     " | Scene, View Layer | Path Tracing Tile 2/8, Sample 4/16", 12, "Path Tracing Tile 2/8, Sample 4/16",
+    (("Fra:1 Mem:21.43M (Peak 21.69M) | Time:00:00.43 | Remaining:00:01.12 | Mem:2.53M, Peak:2.53M"
+      " | Scene, View Layer | Rendered 3/8 Tiles, Sample 16/16"), 1, "Rendered 3/8 Tiles, Sample 16/16", 3 / 8),
+    (("Fra:12 Mem:21.43M (Peak 21.69M) | Time:00:00.10 | Remaining:00:00.95 | Mem:2.53M, Peak:2.53M"
+      " | Scene, View Layer | Path Tracing Tile 2/8, Sample 4/16"), 12, "Path Tracing Tile 2/8, Sample 4/16",
      (1 + 4 / 16) / 8),
     # EEVEE (2.8x to 4.x)
     ("Fra:1 Mem:45.22M (Peak 46.01M) | Time:00:01.37 | Rendering 26 / 64 samples", 1,
      "Rendering 26 / 64 samples", 26 / 64),
     # 4.x Cycles
-    ("Fra:250 Mem:35.27M (Peak 37.10M) | Time:00:00.31 | Mem:2.41M, Peak:2.41M | Scene, ViewLayer"
-     " | Sample 12/64", 250, "Sample 12/64", 12 / 64),
+    (("Fra:250 Mem:35.27M (Peak 37.10M) | Time:00:00.31 | Mem:2.41M, Peak:2.41M | Scene, ViewLayer"
+      " | Sample 12/64"), 250, "Sample 12/64", 12 / 64),
     # 5.x: logger prefix and a space after "Fra:"
     ("00:00.670  render           | Fra: 7 | Mem:35.27M (Peak 37.10M) | Time:00:00.31 | Sample 3/16",
      7, "Sample 3/16", 3 / 16),

@@ -78,7 +78,7 @@ def test_shown_cuts_long_texts():
 
 def test_split_for_exec_refuses_what_exec_would():
     assert cmdline.split_for_exec("ls -l 'a b'") == ["ls", "-l", "a b"]
-    with pytest.raises(cmdline.ExecLimit, match="number 2.*cannot be given"):
+    with pytest.raises(cmdline.ExecLimit, match=r"number 2.*cannot be given"):
         cmdline.split_for_exec("echo \ud800")  # a lone surrogate: no bytes for it
     with pytest.raises(cmdline.ExecLimit, match="arguments taking"):
         cmdline.split_for_exec("a " * (cmdline.ARG_MAX // 8))

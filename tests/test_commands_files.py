@@ -342,7 +342,8 @@ def test_remove_file_refuses_folder(tmp_path, run_command):
 @pytest.mark.parametrize(
     "dest_name, existing, expected",
     [
-        ("2018_06_12-spring.mkv", ["2018_06_12_001-spring.mkv", "2018_06_12_004-spring.mkv"], "2018_06_12_005-spring.mkv"),
+        ("2018_06_12-spring.mkv", ["2018_06_12_001-spring.mkv", "2018_06_12_004-spring.mkv"],
+         "2018_06_12_005-spring.mkv"),
         ("2018_06_12-spring.mkv", [], "2018_06_12_001-spring.mkv"),
         ("shot.mkv", [], "shot_001.mkv"),
         ("shot.mkv", ["shot_002.mkv", "shot_009.mov", "shot_07.mkv", "shot.mkv"], "shot_003.mkv"),
@@ -483,11 +484,13 @@ def test_every_command_refuses_dangerous_paths(tmp_path, make_command, dangerous
 def test_root_refusal_message_is_clear(make_command):
     with pytest.raises(InvalidSettings) as err:
         make_command("remove_tree").validate({"path": "/"})
-    assert str(err.value) == "command 'remove_tree': setting 'path' refers to the filesystem root ('/' resolves to '/'); refusing to touch it"
+    assert str(err.value) == ("command 'remove_tree': setting 'path' refers to the filesystem root "
+                              "('/' resolves to '/'); refusing to touch it")
 
 
 def test_remove_tree_of_home_is_refused_and_home_survives(tmp_path, run_command, fake_home):
-    for path in (str(fake_home), str(fake_home) + "/", str(fake_home / "." / ".." / fake_home.name), str(fake_home.parent)):
+    for path in (str(fake_home), str(fake_home) + "/", str(fake_home / "." / ".." / fake_home.name),
+                 str(fake_home.parent)):
         with pytest.raises(InvalidSettings, match="home folder") as err:
             run_command("remove_tree", {"path": path})
         assert err.value.setting == "path"

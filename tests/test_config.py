@@ -140,7 +140,7 @@ def test_console_entry_imports_fworker_first():
     for rel in ("fworker/cli.py", "fworker/__main__.py"):
         with open(os.path.join(REPO, rel), encoding="utf-8") as f:
             code = [line for line in f if line.startswith(("import ", "from "))]
-        first = [line for line in code if "__future__" not in line][0]
+        first = next(line for line in code if "__future__" not in line)
         assert first.startswith("import fworker"), rel
 
 
@@ -168,7 +168,7 @@ def test_check_config_prints_effective_settings_with_their_source(tmp_path):
 
 
 def test_check_config_fails_on_a_bad_file(tmp_path):
-    cfg, out = run_check_config(tmp_path, "[flamenco-worker]\nmay_i_run_interval = often\n")
+    _cfg, out = run_check_config(tmp_path, "[flamenco-worker]\nmay_i_run_interval = often\n")
     assert out.returncode == 2
     assert "may_i_run_interval" in out.stderr and "often" in out.stderr and "Traceback" not in out.stderr
 
@@ -191,7 +191,7 @@ def test_no_float_setting_accepts_nan_or_infinity(tmp_path, name, value):
 
 @pytest.mark.parametrize("port", ["65536", "99999"])
 def test_check_config_refuses_a_metrics_port_the_run_would_refuse(tmp_path, port):
-    cfg, out = run_check_config(tmp_path, f"[flamenco-worker]\nmetrics_port = {port}\n")
+    _cfg, out = run_check_config(tmp_path, f"[flamenco-worker]\nmetrics_port = {port}\n")
     assert out.returncode == 2, out.stdout
     assert f"metrics_port = '{port}': must be at most 65535" in out.stderr and "Traceback" not in out.stderr
 
@@ -230,9 +230,9 @@ def test_settings_cannot_be_changed_and_replace_gives_a_new_checked_value(tmp_pa
     assert settings.task_types == config.defaults().task_types and settings.sources["task_types"] == "default"
     with pytest.raises(ConfigError, match="http_timeout = nan: must be a finite number"):
         settings.replace(http_timeout=float("nan"))
-    with pytest.raises(ConfigError, match="task_types .* is empty"):
+    with pytest.raises(ConfigError, match=r"task_types .* is empty"):
         settings.replace(task_types=[])
-    with pytest.raises(ConfigError, match="unknown setting.*no_such"):
+    with pytest.raises(ConfigError, match=r"unknown setting.*no_such"):
         settings.replace(no_such=1)
 
 

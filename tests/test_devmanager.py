@@ -4,9 +4,9 @@ import socket
 import time
 
 import gevent
-from gevent import pywsgi
 import pytest
 import requests
+from gevent import pywsgi
 
 from fworker.devmanager import auth, common, server
 from tests.support.client import UA, WorkerClient, basic

@@ -149,7 +149,8 @@ def test_dev_api_unknown_ids_are_404(manager, method, path):
 
 
 def test_python_api_unknown_ids_raise_not_found(manager):
-    for call in (manager.task, manager.job, manager.worker, manager.cancel_task, manager.forget_task, manager.forget_worker):
+    for call in (manager.task, manager.job, manager.worker,
+                 manager.cancel_task, manager.forget_task, manager.forget_worker):
         with pytest.raises(NotFound):
             call("0" * 24)
     with pytest.raises(NotFound):

@@ -6,11 +6,9 @@ import time
 import jwt
 import pytest
 
-from fworker.devmanager import DevManager, auth
-from fworker.devmanager import roster as roster_module
+from fworker.devmanager import DevManager, auth, roster as roster_module
 from tests.support.client import WorkerClient, basic
 from tests.support.jobs import job
-
 
 REG_SECRET = "registration-secret-" + "k" * 44
 
@@ -74,7 +72,7 @@ def test_undecodable_updates_are_400_and_not_recorded(shared, body):
 
 
 def test_error_message_names_the_field(shared):
-    manager, worker, task_id = shared
+    _manager, worker, task_id = shared
     response = worker.update(task_id, task_progress_percentage=12.5)
     assert "task_progress_percentage" in response.text and "integer" in response.text
 

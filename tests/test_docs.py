@@ -23,10 +23,10 @@ import typing
 
 import pytest
 
-import fworker  # noqa: F401  (gevent's patching first)
+import fworker
+import fworker.commands  # noqa: F401  (registers the built-in commands)
 from fworker import discovery, errors, overflow, process, proctree, registration, spool
 from fworker.commands import base as commands, blender
-import fworker.commands  # noqa: F401  (registers the built-in commands)
 from fworker.devmanager import DevManager
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -236,7 +236,8 @@ QUOTED: list[tuple[pathlib.Path, str, typing.Callable[[], typing.Any]]] = [
      lambda: f"{default(DevManager.__init__, 'worker_timeout'):g}"),
     (DEVMANAGER, "`task_ping_timeout` seconds (default {})",
      lambda: f"{default(DevManager.__init__, 'task_ping_timeout'):g}"),
-    (PROTOCOL, "sent nothing for **{}** as `timeout`", lambda: duration(default(DevManager.__init__, "worker_timeout"))),
+    (PROTOCOL, "sent nothing for **{}** as `timeout`",
+     lambda: duration(default(DevManager.__init__, "worker_timeout"))),
     (PROTOCOL, "from its worker for **{}**", lambda: duration(default(DevManager.__init__, "task_ping_timeout"))),
     (PROTOCOL, "It makes up its own secret: {} characters", lambda: len(registration.new_secret())),
     (PROTOCOL, "`MX: {}`", lambda: default(discovery.search_request, "mx")),
@@ -282,7 +283,7 @@ def documented_commands() -> dict[str, set[str]]:
     "As `other`" at the top of a section takes over the other command's settings)."""
     documented: dict[str, set[str]] = {}
     chunks = re.split(r"^### `([a-z_0-9]+)`\s*$", text(COMMANDS), flags=re.M)
-    for name, body in zip(chunks[1::2], chunks[2::2]):
+    for name, body in zip(chunks[1::2], chunks[2::2], strict=True):
         body = body.split("\n## ", 1)[0]
         settings = set()
         for row in re.findall(r"^\| (`[^|]+) \|", body, flags=re.M):

@@ -10,7 +10,6 @@ import pytest
 
 from fworker.commands import base
 from fworker.errors import CommandFailed
-
 from tests.support.jobs import echo, job, task
 from tests.support.waiting import wait_until
 from tests.support.workers import free_port
@@ -72,7 +71,7 @@ def test_a_nul_in_a_command_line_is_a_setting_error(manager, worker_process):
                                  task("t1", [{"name": "exec", "settings": {"cmd": "/bin/ech\0o"}}])))
     w = worker_process(manager.url)
     for task_id in ids["task_ids"]:
-        wait_until(lambda: status(manager, task_id) == "failed", timeout=60)
+        wait_until(lambda task_id=task_id: status(manager, task_id) == "failed", timeout=60)
         activity = manager.task(task_id)["activity"]
         assert "command 'exec': setting 'cmd' contains a NUL character" in activity, activity
         assert "internal error" not in activity
@@ -84,7 +83,7 @@ def test_a_lone_surrogate_in_a_setting_reaches_the_manager_replaced(manager, wor
     ids = manager.submit_job(job(task("t0", [echo("half \ud800 a pair")]), task("t1", [echo("next")])))
     w = worker_process(manager.url)
     for task_id in ids["task_ids"]:
-        wait_until(lambda: status(manager, task_id) == "completed", timeout=60)
+        wait_until(lambda task_id=task_id: status(manager, task_id) == "completed", timeout=60)
     assert "half \ufffd a pair" in manager.task_log(ids["task_ids"][0])
     w.send(signal.SIGTERM)
     assert w.wait() == 0
@@ -94,5 +93,6 @@ def test_a_lone_surrogate_in_a_setting_reaches_the_manager_replaced(manager, wor
 def test_a_nul_in_any_argument_fails_the_command_clearly(recorder):
     """Settings other than command lines (a file path...) become arguments too."""
     ctx = base.CommandContext(recorder, logging.getLogger("test.nul"))
-    with pytest.raises(CommandFailed, match=r"cannot run echo: its command line has an argument \(number 2\) with a NUL"):
+    with pytest.raises(CommandFailed,
+                       match=r"cannot run echo: its command line has an argument \(number 2\) with a NUL"):
         ctx.run_process(["/bin/echo", "out\0put.png"])

@@ -13,9 +13,8 @@ import psutil
 import pytest
 
 from fworker import config
-from tests.support.workers import FAST
 from tests.support.waiting import wait_until
-
+from tests.support.workers import FAST
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 INIT = os.path.join(REPO, "init", "flamenco-worker.init")

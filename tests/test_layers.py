@@ -152,24 +152,28 @@ def circles(edges: dict[str, list[Import]], limit: int = 10000) -> list[list[Imp
     ``limit`` of them."""
     found: list[list[Import]] = []
     for start in sorted(edges):
-        path: list[Import] = []
-        on_path = {start}
-
-        def walk(node: str) -> None:
-            for imp in edges.get(node, []):
-                if len(found) >= limit:
-                    return
-                if imp.imported == start:
-                    found.append(path + [imp])
-                elif imp.imported > start and imp.imported not in on_path:
-                    path.append(imp)
-                    on_path.add(imp.imported)
-                    walk(imp.imported)
-                    on_path.discard(imp.imported)
-                    path.pop()
-
-        walk(start)
+        _circles_from(start, edges, found, limit)
     return found
+
+
+def _circles_from(start: str, edges: dict[str, list[Import]], found: list[list[Import]], limit: int) -> None:
+    path: list[Import] = []
+    on_path = {start}
+
+    def walk(node: str) -> None:
+        for imp in edges.get(node, []):
+            if len(found) >= limit:
+                return
+            if imp.imported == start:
+                found.append([*path, imp])
+            elif imp.imported > start and imp.imported not in on_path:
+                path.append(imp)
+                on_path.add(imp.imported)
+                walk(imp.imported)
+                on_path.discard(imp.imported)
+                path.pop()
+
+    walk(start)
 
 
 def layer_of(name: str) -> int | None:
@@ -254,8 +258,8 @@ def test_a_circle_is_found_and_named(package):
 
 def test_a_wrong_way_import_is_named(package):
     problems = wrong_way(graph(package))
-    assert "proctree imports worker (fworker/proctree.py:3): layer 'parts' may not import the higher " \
-           "layer 'worker'" in problems
+    assert ("proctree imports worker (fworker/proctree.py:3): layer 'parts' may not import the higher "
+            "layer 'worker'") in problems
     assert ("devmanager.app imports queue (fworker/devmanager/app.py:4): the development Manager layer "
             "may import only itself and __init__") in problems
     assert len(problems) == 2  # the root importing the API, the Manager importing the root: allowed

@@ -1,6 +1,8 @@
 """The owner-mark sweep before each task (fworker.leftovers)."""
 import fworker  # noqa: F401  (monkey-patches first)
 
+# isort: split
+
 import logging
 import os
 import signal
@@ -65,8 +67,8 @@ def test_a_process_without_the_mark_is_left_alone(tmp_path, monkeypatch):
 def test_a_leftover_that_ignores_sigterm_gets_sigkill_after_the_grace_period(tmp_path, caplog):
     owner = leftovers.owner_mark(str(tmp_path / "queue.sqlite"))
     stubborn = subprocess.Popen(
-        [sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
-                               "print('ready', flush=True); time.sleep(120)"],
+        [sys.executable, "-c", ("import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+                                "print('ready', flush=True); time.sleep(120)")],
         env=dict(os.environ, **{leftovers.OWNER_VAR: owner}), stdout=subprocess.PIPE, text=True)
     try:
         assert stubborn.stdout.readline().strip() == "ready"  # SIGTERM is ignored from now on

@@ -29,7 +29,6 @@ from fworker.errors import ConfigError, UnknownCommand
 from tests.support.jobs import echo, one_task_job
 from tests.support.waiting import wait_until
 
-
 EXAMPLE = pathlib.Path(__file__).resolve().parent.parent / "examples" / "fworker-hello-plugin"
 HELLO_ENTRY_POINT = "fworker-hello-plugin 0.1.0 (entry point hello = fworker_hello:Hello)"
 

@@ -4,6 +4,7 @@ standing in for the HTTP edge (which is not part of this module)."""
 import json
 import logging
 import os
+import pathlib
 import stat
 import subprocess
 import time
@@ -136,7 +137,7 @@ def test_an_ffmpeg_that_hangs_is_stopped_after_the_timeout(tmp_path, images):
     made = preview.make_preview(images["tiff"], hangs, timeout=0.5)
     assert not made and made.reason == "FFmpeg took more than 0.5 s to convert it; stopped it"
     pid = int(marker.read_text())
-    assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+    assert not os.path.exists(f"/proc/{pid}") or pathlib.Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
 
 
 def test_the_hub_runs_while_ffmpeg_converts(tmp_path, images):
@@ -294,7 +295,7 @@ def test_stop_ends_a_conversion_under_way_and_later_offers_are_ignored(uploaders
     pid = int(wait_until(lambda: marker.read_text().strip()))
     uploader.stop()
     assert uploader._greenlet.dead
-    assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+    assert not os.path.exists(f"/proc/{pid}") or pathlib.Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
     uploader.offer(images["png"])  # never raises, never sends
     assert uploader.waiting is None and manager.calls == []
 

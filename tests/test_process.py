@@ -1,6 +1,8 @@
 """fworker.process: real child processes, their output, exit codes and abort of the tree."""
 import fworker  # noqa: F401  (monkey-patches first)
 
+# isort: split
+
 import os
 import signal
 import sys
@@ -17,7 +19,6 @@ from fworker.lines import LineSplitter
 from fworker.process import ChildProcess, describe_exit
 from fworker.proctree import enable_subreaper
 from tests.support.waiting import wait_until
-
 
 PY = sys.executable
 
@@ -341,7 +342,7 @@ def test_a_child_printing_faster_than_its_output_is_handled_is_not_held_back(tmp
     proc = ChildProcess([sys.executable, "-c", code], on_lines=slow_handler, spool_dir=str(tmp_path))
     proc.linger = 0.1  # the pipe closed long before the spool is handled: that is no leftover
     assert proc.run() == 0
-    assert lines == ["%05d " % i + "x" * 94 for i in range(50_000)]
+    assert lines == [f"{i:05d} " + "x" * 94 for i in range(50_000)]
     # 5 MB printed; the pipe holds 1 MiB: most of it was still to be handled.
     assert handled_when_child_ended and handled_when_child_ended[0] < 20_000
     # The next chunks were read long before the end was seen: they carry that time.
@@ -361,12 +362,12 @@ def test_an_abort_still_logs_what_was_spooled_up_to_a_limit(tmp_path, monkeypatc
     code = "import os\nfor i in range(50000): os.write(1, b'%05d ' % i + b'x' * 94 + b'\\n')\n"
     proc = ChildProcess([sys.executable, "-c", code], on_lines=slow_handler, spool_dir=str(tmp_path))
     runner = gevent.spawn(proc.run)
-    wait_until(lambda: proc._eof.is_set(), 30, "the child's output closed")
+    wait_until(proc._eof.is_set, 30, "the child's output closed")
     before = len(lines)
     runner.kill()
     assert len(lines) >= before + 1500  # ~200 kB more: 2,000 lines of 100 bytes
     assert "bytes of output read but not handled before the abort, dropped" in lines[-1]
-    expected = ["%05d " % i + "x" * 94 for i in range(len(lines) - 1)]
+    expected = [f"{i:05d} " + "x" * 94 for i in range(len(lines) - 1)]
     assert lines[:-2] == expected[:-1]
     assert expected[-1].startswith(lines[-2])  # the limit may cut the last line short
 

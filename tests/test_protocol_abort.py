@@ -6,7 +6,7 @@ import time
 import psutil
 import pytest
 
-from tests.support.client import WorkerClient, count, requests_after, verdicts
+from tests.support.client import WorkerClient, count, verdicts
 from tests.support.faults import FaultProxy
 from tests.support.jobs import CHATTY, TREE, exec_cmd, submit
 from tests.support.waiting import wait_until
@@ -72,7 +72,7 @@ def test_cancelled_job_stops_the_tree_returns_the_task_and_logs_why(manager, wor
 
 
 def test_reassigned_task_is_stopped_and_given_back(manager, worker_process, tmp_path):
-    w, job_id, task_id, procs = start_tree_task(manager, worker_process, tmp_path)
+    w, _job_id, task_id, procs = start_tree_task(manager, worker_process, tmp_path)
     other = WorkerClient(manager, nickname="other").join()
     since = time.monotonic()
     manager.reassign_task(task_id, other.id)
@@ -91,7 +91,7 @@ def test_reassigned_task_is_stopped_and_given_back(manager, worker_process, tmp_
 
 @pytest.mark.parametrize("how, status", [("forget", 404), ("reassign", 409)])
 def test_refused_update_of_the_running_task_stops_it(manager, worker_process, how, status):
-    job_id, task_id = submit(manager, exec_cmd(CHATTY))
+    _job_id, task_id = submit(manager, exec_cmd(CHATTY))
     # may-i-run is far away: this time only the refused updates can stop the task.
     w = worker_process(manager.url, {"may_i_run_interval": "60", "abort_grace_period": str(GRACE)})
     wait_until(lambda: "line 3" in manager.task_log(task_id), timeout=30)

@@ -1,6 +1,7 @@
 """Single and test mode, the registration secret, pre-task checks and
 produced-output reports.  The real worker process against the development
 Manager."""
+import itertools
 import signal
 
 import pytest
@@ -124,5 +125,5 @@ def test_output_produced_is_throttled_and_keeps_the_newest(manager, worker_proce
     assert 2 <= len(calls) < len(dests)
     assert all(0 < len(paths) <= 10 and set(paths) <= set(dests) for paths in calls)
     rows = manager.store.outputs()
-    gaps = [iso_seconds(b["received"]) - iso_seconds(a["received"]) for a, b in zip(rows, rows[1:])]
+    gaps = [iso_seconds(b["received"]) - iso_seconds(a["received"]) for a, b in itertools.pairwise(rows)]
     assert min(gaps) >= interval * 0.8, gaps

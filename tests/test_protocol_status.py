@@ -58,7 +58,8 @@ def test_immediate_sleep_returns_the_task_then_wake_fetches_again(manager, worke
 
 def test_lazy_sleep_lets_the_task_finish_first(manager, worker_process, tmp_path):
     stop = tmp_path / "stop"
-    script = CHATTY.replace("for i in range(100000):", f"for i in range(100000):\n    if __import__('os').path.exists({str(stop)!r}): break")
+    script = CHATTY.replace("for i in range(100000):",
+                            f"for i in range(100000):\n    if __import__('os').path.exists({str(stop)!r}): break")
     _, task_id = submit(manager, exec_cmd(script))
     w = worker_process(manager.url)
     wid = worker_id(manager)

@@ -1,6 +1,7 @@
 """The protocol pieces on their own, in this process with fake Managers:
 the may-i-run poller, the output throttle, the state machine and its
 acknowledgements, status requests, the registration token, idle pacing."""
+import itertools
 import logging
 import time
 
@@ -89,12 +90,13 @@ def test_output_throttle_limits_calls_keeps_newest_and_never_blocks():
         throttle.add([path])
         slowest_add = max(slowest_add, time.monotonic() - started)
         gevent.sleep(0.005)
-    wait_until(lambda: upstream.calls and upstream.calls[-1][1][-1] == paths[-1], timeout=5, what="the newest path sent")
+    wait_until(lambda: upstream.calls and upstream.calls[-1][1][-1] == paths[-1], timeout=5,
+               what="the newest path sent")
     # Timing is the behaviour: add() only notes the paths, a greenlet sends (a send takes 0.2 s).
     assert slowest_add < upstream.delay / 2, "add() only notes the paths; a greenlet sends"
     times = [t for t, _ in upstream.calls]
     assert 2 <= len(times) < len(paths) / 3
-    assert all(b - a >= 0.1 * 0.95 for a, b in zip(times, times[1:]))  # 5%: timer resolution
+    assert all(b - a >= 0.1 * 0.95 for a, b in itertools.pairwise(times))  # 5%: timer resolution
     assert all(0 < len(sent) <= OutputThrottle.KEEP for _, sent in upstream.calls)
     sent = [p for _, batch in upstream.calls for p in batch]
     assert sent == sorted(sent), "newest last, never an older path after a newer one"

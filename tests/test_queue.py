@@ -49,7 +49,8 @@ def test_log_text_is_stored_as_it_is_beside_the_json(tmp_path):
 def test_a_queue_from_before_the_log_column_is_read_in_order(tmp_path):
     path = tmp_path / "q.sqlite"
     old = sqlite3.connect(path)
-    old.execute("CREATE TABLE task_updates (id INTEGER PRIMARY KEY, task_id VARCHAR(32), payload TEXT, queued_at FLOAT)")
+    old.execute("CREATE TABLE task_updates "
+                "(id INTEGER PRIMARY KEY, task_id VARCHAR(32), payload TEXT, queued_at FLOAT)")
     old.execute("INSERT INTO task_updates (task_id, payload, queued_at) VALUES (?, ?, 1.0)",
                 (T1, json.dumps({"log": "old line", "activity": "old"})))
     old.commit()

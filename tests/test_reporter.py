@@ -33,8 +33,8 @@ def test_lines_carry_the_time_they_came_not_the_time_they_are_logged(tmp_path):
     reporter.log_lines(["one", "two"], AT)
     reporter.log_lines(["three"], AT + 1)
     reporter.flush_log()
-    assert logs(queue) == ["2026-01-02T03:04:05.250000Z: one\n2026-01-02T03:04:05.250000Z: two\n"
-                           "2026-01-02T03:04:06.250000Z: three"]
+    assert logs(queue) == [("2026-01-02T03:04:05.250000Z: one\n2026-01-02T03:04:05.250000Z: two\n"
+                            "2026-01-02T03:04:06.250000Z: three")]
 
 
 def test_every_line_its_own_update_keeps_the_time_too(tmp_path):
@@ -83,8 +83,8 @@ class StrictReporter:
 
 
 def test_the_protocol_declares_one_batch_method_for_log_lines():
-    assert DECLARED == {"log_lines", "activity", "command_progress", "output_produced", "timing",
-                        "steps_completed"}
+    assert {"log_lines", "activity", "command_progress", "output_produced", "timing",
+                        "steps_completed"} == DECLARED
 
 
 def test_the_task_reporter_has_every_declared_method_with_its_signature(tmp_path):
@@ -132,8 +132,9 @@ def test_a_batch_passing_the_cap_keeps_the_lines_before_it_and_counts_the_rest(t
     reporter.log_lines(["later"], AT)
     reporter.stop()
     lines = [line.split(": ", 1)[1] for text in logs(queue) for line in text.split("\n")]
-    assert lines == ["1234", "abc", "worker: task_log_max_bytes: the task log passed 10 bytes; "
-                     "the rest of it is dropped", "worker: 4 log line(s) dropped (task_log_max_bytes)"]
+    assert lines == ["1234", "abc",
+                     "worker: task_log_max_bytes: the task log passed 10 bytes; the rest of it is dropped",
+                     "worker: 4 log line(s) dropped (task_log_max_bytes)"]
 
 
 # --- steps (Flamenco 3): a task-wide cumulative count, never above the total ---------

@@ -71,8 +71,8 @@ def test_fill_reads_what_the_pipe_holds_without_waiting_and_sees_the_end():
     # A child's stdout, as in the worker.  Not os.pipe() closed here: once the hub
     # exists, gevent (>= 25.8.1, monkey-patched os.close) defers closing a pipe to
     # the loop's next turn, and a test that never yields would never see the end.
-    child = subprocess.Popen([sys.executable, "-c", "import os, sys; os.write(1, b'a' * 1000); "
-                              "sys.stdin.read(); os.write(1, b'b' * 1000)"],
+    child = subprocess.Popen([sys.executable, "-c", ("import os, sys; os.write(1, b'a' * 1000); "
+                               "sys.stdin.read(); os.write(1, b'b' * 1000)")],
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     fd = child.stdout.fileno()
     os.set_blocking(fd, False)

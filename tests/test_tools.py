@@ -2,6 +2,7 @@
 programs in tmp_path that answer, hang or fail; the task types announced with them."""
 import logging
 import os
+import pathlib
 import stat
 import subprocess
 import sys
@@ -69,7 +70,7 @@ def test_an_empty_setting_means_the_plain_name_on_path(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("setup, problem", [
     (lambda d: str(d / "absent"), "no such file"),
-    (lambda d: str(d), "not a file"),
+    (str, "not a file"),
     (lambda d: (d / "plain").write_text("#!/bin/sh\n") and str(d / "plain"), "not executable"),
     (lambda d: "no-such-program-anywhere", "no such executable on PATH"),
 ])
@@ -108,7 +109,7 @@ def test_a_tool_that_hangs_is_stopped_after_the_timeout_with_its_children(tmp_pa
     assert found.problem == f"`{path} --version` did not answer within 0.5 s; stopped it"
     pid = int(marker.read_text())
     # Stopped (SIGTERM/SIGKILL) and reaped by gevent: the pid is gone or a zombie.
-    state = open(f"/proc/{pid}/stat").read().split()[2] if os.path.exists(f"/proc/{pid}") else "gone"
+    state = pathlib.Path(f"/proc/{pid}/stat").read_text().split()[2] if os.path.exists(f"/proc/{pid}") else "gone"
     assert state in ("gone", "Z")
 
 
@@ -289,4 +290,4 @@ def test_the_banner_shows_the_tools_and_what_is_left_out(tmp_path):
     text = logsetup.banner(s.replace(task_types=" ".join(found.announced)), "1.0", None, "q.db", found.rows())
     assert "  task types:    blender-render\n" in text
     assert f"  blender:       {blender} (Blender 4.2.0, from blender_exe)\n" in text
-    assert f"  not announced: video-encoding: it needs FFmpeg, which is not usable: ffmpeg_exe" in text
+    assert "  not announced: video-encoding: it needs FFmpeg, which is not usable: ffmpeg_exe" in text

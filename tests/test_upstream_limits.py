@@ -3,6 +3,8 @@ headers and body, and a largest answer it reads.  Against real slow and oversize
 answers on 127.0.0.1 (tests/support/slowmanager.py)."""
 import fworker  # noqa: F401  (monkey-patches first)
 
+# isort: split
+
 import json
 import signal
 import time
@@ -39,9 +41,9 @@ def test_a_trickling_answer_ends_at_the_deadline_not_at_a_read_timeout(slow):
     server = slow(interval=0.1)
     upstream = Upstream(server.url, timeout=1.0)
     started = time.monotonic()
-    with gevent.Timeout(60, AssertionError("the request was not bounded by its deadline")):
-        with pytest.raises(RetryLater, match=r"POST task: no complete answer from the Manager within 1 s"):
-            upstream.fetch_task()
+    with (gevent.Timeout(60, AssertionError("the request was not bounded by its deadline")),
+          pytest.raises(RetryLater, match=r"POST task: no complete answer from the Manager within 1 s")):
+        upstream.fetch_task()
     # Timing is the behaviour here: a 1 s deadline.  The margin is wide (a loaded
     # machine); without the deadline this would be "never".
     assert time.monotonic() - started < 15

@@ -39,7 +39,7 @@ def test_full_task_completes_and_reports_everything(manager, worker_process):
     # Credentials were written back, privately, and the secret never logged.
     creds = w.credentials_file.read_text()
     assert stat.S_IMODE(os.stat(w.credentials_file).st_mode) == 0o600
-    secret = [line.split("=", 1)[1].strip() for line in creds.splitlines() if line.startswith("worker_secret")][0]
+    secret = next(line.split("=", 1)[1].strip() for line in creds.splitlines() if line.startswith("worker_secret"))
     assert len(secret) == 64
     w.send(signal.SIGTERM)
     assert w.wait() == 0

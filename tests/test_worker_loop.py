@@ -7,7 +7,7 @@ import pytest
 from fworker.runner import Outcome
 from fworker.states import State
 from tests.support.client import count, worker_id
-from tests.support.jobs import echo, one_task_job, sleep, submit
+from tests.support.jobs import echo, sleep, submit
 from tests.support.waiting import wait_until
 from tests.support.workers import build_worker
 

@@ -8,6 +8,7 @@ from gevent import monkey
 
 monkey.patch_all()
 
+# After the patch, as in the worker; configobj and requests only for their footprint.
 import sys  # noqa: E402
 
 import configobj  # noqa: E402,F401

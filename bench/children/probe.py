@@ -29,7 +29,7 @@ def main(port: int, workers: int, timeout: float, out: str) -> None:
     while len(first) < workers and time.monotonic() - start < timeout:
         try:
             conn, _ = server.accept()
-        except socket.timeout:
+        except TimeoutError:
             continue
         accepted = time.monotonic()
         connections += 1

@@ -32,7 +32,7 @@ from fworker.errors import CommandFailed, DuplicateCommand, InvalidSettings, Unk
 # registry is keyed by (dialect, name): "echo" of v2 and "echo" of v3 are two classes.
 DIALECTS = ("v2", "v3")
 
-_REGISTRY: dict[tuple[str, str], type["Command"]] = {}
+_REGISTRY: dict[tuple[str, str], type[Command]] = {}
 
 # Settings come from the Manager and may be megabytes: a message quotes a cut repr.
 _REPR = reprlib.Repr()
@@ -42,7 +42,7 @@ _REPR.maxstring = _REPR.maxother = 200
 def _shown(value: typing.Any) -> str:
     return _REPR.repr(value)
 
-_ORIGINS: dict[tuple[str, str], "Origin"] = {}
+_ORIGINS: dict[tuple[str, str], Origin] = {}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,7 +67,7 @@ class Origin:
         return f"registered by {self.module}"
 
 
-def register(cls: type["Command"], *, origin: Origin | None = None) -> type["Command"]:
+def register(cls: type[Command], *, origin: Origin | None = None) -> type[Command]:
     """Class decorator: make ``cls`` available under ``cls.name`` in each of
     ``cls.dialects``.
 
@@ -97,7 +97,7 @@ def register(cls: type["Command"], *, origin: Origin | None = None) -> type["Com
     return cls
 
 
-def _dialects_of(cls: type["Command"]) -> tuple[str, ...]:
+def _dialects_of(cls: type[Command]) -> tuple[str, ...]:
     dialects = cls.dialects
     if isinstance(dialects, str) or not isinstance(dialects, tuple) or not dialects:
         raise TypeError(f"{cls.__qualname__}.dialects must be a non-empty tuple of "
@@ -109,14 +109,14 @@ def _dialects_of(cls: type["Command"]) -> tuple[str, ...]:
     return dialects
 
 
-def lookup(name: str, dialect: str = "v2") -> type["Command"]:
+def lookup(name: str, dialect: str = "v2") -> type[Command]:
     try:
         return _REGISTRY[(dialect, name)]
     except (KeyError, TypeError):  # TypeError: an unhashable name from a Manager's JSON
         raise UnknownCommand(f"unknown command {_shown(name)}" + ("" if dialect == "v2" else f" ({dialect})")) from None
 
 
-def registered(dialect: str | None = None) -> dict[typing.Any, type["Command"]]:
+def registered(dialect: str | None = None) -> dict[typing.Any, type[Command]]:
     """With a ``dialect``: its commands by name.  Without: every command, keyed
     by ``(dialect, name)``."""
     if dialect is None:
@@ -333,7 +333,8 @@ class Command:
             raise self._invalid(key, "is required")
         return self.optional_number(settings, key, None, minimum=minimum)  # type: ignore[return-value]
 
-    def optional_number(self, settings: dict, key: str, default: float | None, *, minimum: float | None = None) -> float | None:
+    def optional_number(self, settings: dict, key: str, default: float | None, *,
+                        minimum: float | None = None) -> float | None:
         value = settings.get(key, default)
         if value is None:
             return default

@@ -255,7 +255,8 @@ class CopyFile(FileCommand):
     path_keys = ("src", "dest")
 
     def validate(self, settings: dict) -> dict:
-        checked = {"src": self.require_path(settings, "src"), "dest": self.require_path(settings, "dest", file_name=True)}
+        checked = {"src": self.require_path(settings, "src"),
+                   "dest": self.require_path(settings, "dest", file_name=True)}
         self.refuse_same(checked, "src", "dest")
         return checked
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import shlex
 import time
+import typing
 
 from fworker.commands.base import Command, register
 
@@ -11,10 +12,10 @@ from fworker.commands.base import Command, register
 class Echo(Command):
     name = "echo"
 
-    def validate(self, settings: dict) -> dict:
+    def validate(self, settings: dict[str, typing.Any]) -> dict[str, typing.Any]:
         return {"message": self.require_str(settings, "message", allow_empty=True)}
 
-    def execute(self, settings: dict) -> None:
+    def execute(self, settings: dict[str, typing.Any]) -> None:
         self.ctx.log(settings["message"])
 
 
@@ -24,11 +25,11 @@ class LogALot(Command):
 
     name = "log_a_lot"
 
-    def validate(self, settings: dict) -> dict:
+    def validate(self, settings: dict[str, typing.Any]) -> dict[str, typing.Any]:
         lines = self.optional_number(settings, "lines", 20000, minimum=0)
-        return {"lines": int(lines)}
+        return {"lines": int(typing.cast(float, lines))}  # never None: it has a default
 
-    def execute(self, settings: dict) -> None:
+    def execute(self, settings: dict[str, typing.Any]) -> None:
         lines = settings["lines"]
         self.ctx.activity(f"logging {lines} lines")
         filler = "This is a long log line produced to exercise log shipping. " * 2
@@ -45,10 +46,10 @@ class LogALot(Command):
 class Sleep(Command):
     name = "sleep"
 
-    def validate(self, settings: dict) -> dict:
+    def validate(self, settings: dict[str, typing.Any]) -> dict[str, typing.Any]:
         return {"time_in_seconds": self.require_number(settings, "time_in_seconds", minimum=0)}
 
-    def execute(self, settings: dict) -> None:
+    def execute(self, settings: dict[str, typing.Any]) -> None:
         seconds = settings["time_in_seconds"]
         self.ctx.log(f"sleeping {seconds} seconds")
         # gevent timers may fire a hair early; the command promises the full time.
@@ -64,10 +65,10 @@ class Exec(Command):
 
     name = "exec"
 
-    def validate(self, settings: dict) -> dict:
+    def validate(self, settings: dict[str, typing.Any]) -> dict[str, typing.Any]:
         return {"args": self.require_cmdline(settings, "cmd")}
 
-    def execute(self, settings: dict) -> None:
+    def execute(self, settings: dict[str, typing.Any]) -> None:
         args = settings["args"]
         self.ctx.activity(f"running {shlex.join(args)}")
         self.ctx.run_process(args)

@@ -8,6 +8,8 @@
 """
 import fworker  # noqa: F401  (gevent's monkey patching must come before anything else)
 
+# isort: split
+
 import argparse
 import json
 import logging

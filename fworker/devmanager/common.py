@@ -30,5 +30,5 @@ def utc_timestamp() -> str:
     """Wall-clock time for display and records, ISO 8601 in UTC.
 
     Never used to measure durations: those use the monotonic clock."""
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     return now.isoformat(timespec="milliseconds").replace("+00:00", "Z")

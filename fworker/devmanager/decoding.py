@@ -63,7 +63,7 @@ def parse_object(raw: bytes) -> dict:
     return value
 
 
-def decode(raw: bytes, spec: dict[str, Checker], required: typing.Iterable[str] = ()) -> dict:
+def decode(raw: bytes, spec: typing.Mapping[str, Checker], required: typing.Iterable[str] = ()) -> dict:
     """Parse raw as a JSON object and check the fields named in spec.
 
     Returns only the fields of spec that are present; other keys are ignored,
@@ -72,7 +72,7 @@ def decode(raw: bytes, spec: dict[str, Checker], required: typing.Iterable[str] 
     return check_fields(parse_object(raw), spec, required)
 
 
-def check_fields(doc: dict, spec: dict[str, Checker], required: typing.Iterable[str] = (),
+def check_fields(doc: dict, spec: typing.Mapping[str, Checker], required: typing.Iterable[str] = (),
                  prefix: str = "") -> dict:
     """Check the fields of an already parsed object against spec."""
     for name in required:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import fworker  # noqa: F401  (monkey-patches before the rest)
 
+# isort: split
+
 import argparse
 import collections
 import pathlib
@@ -61,7 +63,10 @@ def figures(results: list[relharness.RunResult], args: argparse.Namespace) -> st
     faults: collections.Counter[str] = collections.Counter()
     for result in results:
         faults.update(result.faults)
-    total = lambda attr: sum(getattr(r.delivery, attr) for r in results)  # noqa: E731
+
+    def total(attr: str) -> int:
+        return sum(getattr(r.delivery, attr) for r in results)
+
     rows = [
         ("runs", f"{len(results)} ({args.runs} seeded, seeds {args.first_seed}..{args.first_seed + args.runs - 1}"
                  + (f", and one with a single {args.long_outage:g} s outage)" if args.long_outage > 0 else ")")),

@@ -3,6 +3,8 @@ Manager's answers.  A clear error; the worker stays up, or exits with a clear me
 when it cannot work at all; nothing queued is lost."""
 import fworker  # noqa: F401  (monkey-patches first)
 
+# isort: split
+
 import signal
 import sqlite3
 
@@ -15,7 +17,6 @@ from tests.support.faults import FaultProxy
 from tests.support.jobs import echo, exec_cmd, job, one_task_job, sleep, task
 from tests.support.waiting import wait_until
 from tests.support.workers import WorkerProcess
-
 
 TASK_ID = "0123456789abcdef01234567"
 GOOD = {"_id": TASK_ID, "job": "1" * 24, "manager": "2" * 24, "project": "", "user": "", "name": "t",

@@ -4,6 +4,8 @@ The disk fills up for real: a small tmpfs (mounted by the ``tiny_fs`` fixture) a
 filler file taking its last byte.  SQLite then fails with "database or disk is full"."""
 import fworker  # noqa: F401  (monkey-patches first)
 
+# isort: split
+
 import logging
 import signal
 import sqlite3

@@ -2,6 +2,8 @@
 it must: a lost update, a reordering, a duplicate without a lost response."""
 import fworker  # noqa: F401  (monkey-patches first)
 
+# isort: split
+
 
 import gevent
 import pytest

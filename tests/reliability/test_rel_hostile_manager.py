@@ -6,6 +6,8 @@ any answer reset it: a 401 on /task with a 204 on sign-on looped with no wait at
 every try.  Real worker processes, the development Manager behind the fault proxy."""
 import fworker  # noqa: F401  (monkey-patches first)
 
+# isort: split
+
 import time
 
 import pytest

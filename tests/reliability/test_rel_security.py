@@ -2,6 +2,8 @@
 no shell, file commands' path safety, and a development Manager on loopback only."""
 import fworker  # noqa: F401  (monkey-patches first)
 
+# isort: split
+
 import base64
 import logging
 import os
@@ -21,7 +23,6 @@ from fworker import config
 from fworker.errors import ConfigError, InvalidSettings, RetryLater
 from fworker.upstream import Upstream
 from tests.support.waiting import wait_until
-
 
 PY = sys.executable
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -190,7 +191,7 @@ def test_turning_verification_off_works_and_is_said_loudly(tls_server, caplog):
 
 
 def test_a_missing_ca_bundle_is_a_configuration_error(tmp_path):
-    with pytest.raises(ConfigError, match="tls_ca_bundle = .*no such file"):
+    with pytest.raises(ConfigError, match=r"tls_ca_bundle = .*no such file"):
         Upstream("https://manager:8080/", tls_ca_bundle=str(tmp_path / "missing.pem"))
 
 

@@ -1,6 +1,8 @@
 """Watchdogs: task_timeout, command_output_timeout, task_log_max_bytes.  Each fails
 the task with an activity naming the limit, and nothing of the task keeps running."""
-import fworker  # noqa: F401  (monkey-patches first)
+import fworker
+
+# isort: split
 
 import time
 
@@ -16,7 +18,6 @@ from fworker.runner import Outcome, TaskRunner
 from fworker.task import parse_task
 from tests.support.jobs import PY, exec_cmd, job, task
 from tests.support.waiting import wait_until
-
 
 TASK_ID = "0123456789abcdef01234567"
 
@@ -88,7 +89,7 @@ def test_command_output_timeout_is_about_silence_not_total_time(tmp_path):
 def test_child_process_output_timeout_raises_after_stopping_the_tree():
     lines = []
     child = ChildProcess([PY, "-c", HANG], on_lines=lines.extend, output_timeout=0.3, grace=1.0)
-    with pytest.raises(OutputTimeout, match="printed nothing for 0.3 s"):
+    with pytest.raises(OutputTimeout, match=r"printed nothing for 0\.3 s"):
         child.run()
     assert lines == ["loaded"]
     assert not child.descendants()

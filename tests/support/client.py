@@ -10,7 +10,6 @@ import requests
 
 from tests.support.waiting import wait_until
 
-
 UA = "Flamenco-Worker/9.9-test"
 
 

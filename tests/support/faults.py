@@ -44,8 +44,8 @@ log = logging.getLogger(__name__)
 
 KINDS = ("refuse", "reset", "html500", "garbage", "empty", "wrongshape", "slow", "drop")
 _NOT_FORWARDED = {
-    "html500": (500, "text/html", b"<html><head><title>500 Internal Server Error</title></head>"
-                                  b"<body><h1>Internal Server Error</h1><hr>nginx</body></html>\n"),
+    "html500": (500, "text/html", (b"<html><head><title>500 Internal Server Error</title></head>"
+                                   b"<body><h1>Internal Server Error</h1><hr>nginx</body></html>\n")),
     "garbage": (200, "application/json", b"\x00\xff{not json at all\x9c\n"),
     "empty": (200, "application/json", b""),
     "wrongshape": (200, "application/json", b'["not", "the", "expected", "shape"]\n'),
@@ -133,7 +133,7 @@ class FaultProxy:
 
     # Taking it off the network and back.
 
-    def up(self) -> "FaultProxy":
+    def up(self) -> FaultProxy:
         if self.server is None:
             self.server = pywsgi.WSGIServer((self.host, self.port), self._app, handler_class=_Handler,
                                             spawn=gevent.pool.Pool(), log=None, error_log=None)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import shlex
 import sys
 
-
 PY = sys.executable
 
 # Prints numbered lines ("count 0", "count 1", ...) every 10 ms until it has printed

@@ -10,8 +10,10 @@ sys.path[0] = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__
 
 import fworker  # noqa: E402,F401  (monkey-patches before the rest)
 
-from fworker import queue  # noqa: E402
-from tests.support.journal import JournaledQueue  # noqa: E402
+# isort: split
+
+from fworker import queue  # noqa: E402  (after sys.path is set)
+from tests.support.journal import JournaledQueue  # noqa: E402  (after sys.path is set)
 
 if __name__ == "__main__":
     # Before fworker.worker is imported, so that it picks up the journaled queue.

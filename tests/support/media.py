@@ -13,7 +13,6 @@ import subprocess
 
 import pytest
 
-
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 

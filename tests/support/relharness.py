@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import fworker  # noqa: F401  (monkey-patches first)
 
+# isort: split
+
 import collections
 import dataclasses
 import os
@@ -31,7 +33,6 @@ from tests.support.journal import journal, queued
 from tests.support.waiting import wait_until
 from tests.support.workers import FAST, WorkerProcess
 
-
 HERE = os.path.dirname(os.path.abspath(__file__))
 JOURNALED = os.path.join(HERE, "journaled_worker.py")
 PY = sys.executable
@@ -50,9 +51,9 @@ KILLS = ("kill", "kill-in-outage", "kill-after-outage")
 class JournaledWorker(WorkerProcess):
     """WorkerProcess running journaled_worker.py instead of ``python -m fworker``."""
 
-    def start(self) -> "JournaledWorker":
+    def start(self) -> JournaledWorker:
         env = dict(os.environ, HOME=str(self.home), PYTHONUNBUFFERED="1")
-        self._stderr = open(self.stderr_path, "wb")
+        self._stderr = open(self.stderr_path, "wb")  # noqa: SIM115  (kept open by the object; its close() closes it)
         self.proc = subprocess.Popen([PY, JOURNALED, "-c", str(self.config), "-v", *self.args],
                                      cwd=self.workdir, env=env, stdin=subprocess.DEVNULL,
                                      stdout=self._stderr, stderr=subprocess.STDOUT)
@@ -87,7 +88,7 @@ class RunResult:
 def schedule(seed: int, faults: int = 10, max_outage: float = 1.5, kills: int = 1) -> list[Step]:
     rng = random.Random(seed)
     steps, after = [], 0
-    kinds, weights = zip(*WEIGHTS.items())
+    kinds, weights = zip(*WEIGHTS.items(), strict=True)
     while len(steps) < faults:
         after += rng.randint(2, 12)
         kind = rng.choices(kinds, weights)[0]

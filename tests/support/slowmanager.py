@@ -29,7 +29,7 @@ class SlowManager:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_port}/"
 
-    def start(self) -> "SlowManager":
+    def start(self) -> SlowManager:
         self.server.start()
         return self
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import inspect
 import time
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 import gevent
-
 
 T = TypeVar("T")
 

@@ -11,7 +11,6 @@ import sys
 from fworker import config, wiring
 from tests.support.waiting import wait_until
 
-
 FAST = {
     "fetch_task_interval": "0.1",
     "backoff_initial": "0.05",
@@ -32,7 +31,8 @@ def build_worker(root, manager_url: str, **settings):
     in-process, so that a change of how Workers are built is made here once."""
     overrides = {"manager_url": manager_url, "task_update_queue_db": str(root / "queue.sqlite"),
                  "nickname": "in-process", **FAST, **settings}
-    return wiring.build_worker(config.load(files=[], overrides=overrides), credentials_path=str(root / "credentials.cfg"))
+    return wiring.build_worker(config.load(files=[], overrides=overrides),
+                               credentials_path=str(root / "credentials.cfg"))
 
 
 def free_port() -> int:
@@ -64,9 +64,9 @@ class WorkerProcess:
     def credentials_file(self):
         return self.home / ".flamenco-worker.cfg"
 
-    def start(self) -> "WorkerProcess":
+    def start(self) -> WorkerProcess:
         env = dict(os.environ, HOME=str(self.home), PYTHONUNBUFFERED="1")
-        self._stderr = open(self.stderr_path, "wb")
+        self._stderr = open(self.stderr_path, "wb")  # noqa: SIM115  (kept open by the object; its close() closes it)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "fworker", "-c", str(self.config), "-v", *self.args],
             cwd=self.workdir, env=env, stdin=subprocess.DEVNULL, stdout=self._stderr, stderr=subprocess.STDOUT)

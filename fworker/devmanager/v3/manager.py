@@ -2,7 +2,6 @@
 and the demo; the same shape as the 2.x DevManager (start/stop, a Python API to
 drive and inspect it, the state in one SQLite file)."""
 import logging
-import typing
 
 import gevent
 
