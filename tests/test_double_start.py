@@ -1,0 +1,145 @@
+"""Two processes of one worker (issue 15, case 2): the second is refused, the
+first's render goes on, a SIGKILLed worker leaves no stale lock, and waiting
+for the queue to drain never spins."""
+import os
+import shlex
+import signal
+import sqlite3
+import sys
+
+import gevent
+import psutil
+
+from fworker import config
+from fworker.errors import AlreadyRunning
+from fworker.flusher import Flusher
+from fworker.queue import UpdateQueue
+from fworker.upstream import Backoff, Upstream
+from fworker.worker import Worker
+from waiting import wait_until
+
+TASK_ID = "5a0f0000000000000000000a"
+UNREACHABLE = "http://127.0.0.1:9/"  # the discard port: nothing listens, connecting fails at once
+
+
+def held_task(folder):
+    """A job whose one exec command writes its PID, then runs until ``release`` exists."""
+    code = (
+        "import os, pathlib, time\n"
+        f"folder = pathlib.Path({str(folder)!r})\n"
+        "(folder / 'pid').write_text(str(os.getpid()))\n"
+        "deadline = time.monotonic() + 120\n"
+        "while not (folder / 'release').exists() and time.monotonic() < deadline:\n"
+        "    time.sleep(0.02)\n"
+        "print('released')\n"
+    )
+    cmd = {"name": "exec", "settings": {"cmd": shlex.join([sys.executable, "-c", code])}}
+    return {"name": "held", "job_type": "debug", "priority": 50,
+            "tasks": [{"name": "t0", "task_type": "debug", "commands": [cmd]}]}
+
+
+def start_holding(manager, worker_process, tmp_path):
+    """A worker running the held task, and the PID of that task's child."""
+    signals = tmp_path / "signals"
+    signals.mkdir()
+    task_id = manager.submit_job(held_task(signals))["task_ids"][0]
+    root = tmp_path / "w"
+    first = worker_process(manager.url, root=root)
+    wait_until(lambda: (signals / "pid").exists() and (signals / "pid").read_text(), 30, what="the task's child")
+    return first, root, task_id, signals, int((signals / "pid").read_text())
+
+
+def test_a_second_process_is_refused_and_the_first_task_is_unharmed(manager, worker_process, tmp_path):
+    first, root, task_id, signals, child = start_holding(manager, worker_process, tmp_path)
+    lock_file = f"{first.queue_db}.lock"
+
+    second = worker_process(manager.url, root=root)  # the same configuration, HOME and queue
+    assert second.wait(timeout=30) == AlreadyRunning.exit_code == 6
+    assert f"process {first.proc.pid} holds the lock file {lock_file}" in second.output, second.output
+
+    assert psutil.pid_exists(child) and psutil.Process(child).status() != psutil.STATUS_ZOMBIE
+    assert manager.task(task_id)["status"] == "active"
+    assert len(manager.workers()) == 1, "the second process never registered nor signed on as a worker"
+    (signals / "release").touch()
+    manager.wait_for(lambda: manager.task(task_id)["status"] == "completed", timeout=30)
+    assert "left running by an earlier task" not in first.output + second.output
+    first.send(signal.SIGTERM)
+    assert first.wait() == 0
+
+
+def test_the_lock_goes_with_a_sigkilled_worker(manager, worker_process, tmp_path):
+    first, root, task_id, signals, _child = start_holding(manager, worker_process, tmp_path)
+    first.send(signal.SIGKILL)
+    first.wait()
+    (signals / "release").touch()  # the task runs again, handed back to the same worker id
+
+    again = worker_process(manager.url, root=root)
+    manager.wait_for(lambda: manager.task(task_id)["status"] == "completed", timeout=30)
+    assert again.proc.poll() is None and "holds the lock file" not in again.output
+    again.send(signal.SIGTERM)
+    assert again.wait() == 0
+
+
+def test_two_queues_on_one_file_in_one_process_are_refused_until_the_first_closes(tmp_path):
+    path = str(tmp_path / "q.sqlite")
+    first = UpdateQueue(path)
+    try:
+        UpdateQueue(path)
+    except AlreadyRunning as ex:
+        assert ex.lock_path == path + ".lock" and ex.holder_pid == os.getpid()
+    else:
+        raise AssertionError("a second queue on the same file was opened")
+    first.close()
+    UpdateQueue(path).close()
+
+
+def test_a_count_of_rows_deleted_elsewhere_is_corrected_when_the_flusher_finds_none(tmp_path):
+    path = str(tmp_path / "q.sqlite")
+    queue = UpdateQueue(path)
+    queue.push_many([(TASK_ID, {"log": f"line {i}"}) for i in range(3)])
+    # What another process on the same file did before the lock existed: sent them and deleted them.
+    with sqlite3.connect(path) as other:
+        other.execute("DELETE FROM task_updates")
+    flusher = Flusher(queue, Upstream(UNREACHABLE, timeout=1), backoff=Backoff(1, 1), on_task_lost=print)
+    assert not flusher.run_once()
+    assert len(queue) == 0, "the worker would wait forever for updates that are gone"
+    queue.close()
+
+
+def counting_len(monkeypatch, limit=10_000):
+    """Count how often the queue's length is asked for, and stop a loop that
+    asks without end (the old wait never yielded, so it would hang the test)."""
+    real = UpdateQueue.__len__
+    calls = []
+
+    def counted(queue):
+        calls.append(1)
+        if len(calls) > limit:
+            raise AssertionError(f"len(queue) asked {len(calls)} times: a busy loop")
+        return real(queue)
+
+    monkeypatch.setattr(UpdateQueue, "__len__", counted)
+    return calls
+
+
+def test_wait_for_flush_waits_instead_of_spinning(tmp_path, monkeypatch):
+    settings = config.load(files=[], overrides={
+        "manager_url": UNREACHABLE, "task_update_queue_db": str(tmp_path / "q.sqlite"),
+        "backoff_initial": 30, "backoff_max": 30})
+    worker = Worker(settings, credentials_path=None)
+    flusher = gevent.spawn(worker.flusher.run)
+    try:
+        wait_until(worker.flusher.idle.is_set, 10, what="the flusher to find the queue empty")
+        calls = counting_len(monkeypatch)
+        # Queued while the flusher is idle: its event is still set when the
+        # wait starts, and it can only clear it if the wait lets it run.
+        worker.queue.push(TASK_ID, {"log": "one line"})
+        timeout = 0.5
+        assert not worker.wait_for_flush(timeout), "nothing can be delivered to an unreachable Manager"
+        # Each turn of the wait sleeps (up to a tenth of a second) or waits on
+        # the flusher; a few more for the turns cut short by the deadline.
+        assert len(calls) <= timeout / 0.1 + 5, len(calls)
+        assert worker.flusher.retries >= 1, "the flusher ran during the wait"
+    finally:
+        flusher.kill()
+        worker.queue.close()
