@@ -76,9 +76,7 @@ def for_instance(path: str, instance: str) -> str:
     if instance == DEFAULT_INSTANCE or not path:
         return path
     folder, name = os.path.split(path)
-    stem, ext = os.path.splitext(name)
-    if not stem:  # a dot file such as ".flamenco-worker" has no extension
-        stem, ext = ext, ""
+    stem, ext = os.path.splitext(name)  # ".flamenco-worker.cfg": (".flamenco-worker", ".cfg")
     return os.path.join(folder, f"{stem}@{check_instance(instance)}{ext}")
 
 

@@ -143,3 +143,21 @@ def test_wait_for_flush_waits_instead_of_spinning(tmp_path, monkeypatch):
     finally:
         flusher.kill()
         worker.queue.close()
+
+
+def test_an_embedded_worker_holds_the_lock_until_it_has_shut_down(manager, tmp_path):
+    import fworker
+
+    settings = fworker.load_settings(manager_url=manager.url, task_update_queue_db=str(tmp_path / "q.sqlite"),
+                                     fetch_task_interval=0.1, task_types="debug")
+    handle = fworker.start_worker(settings)
+    try:
+        fworker.start_worker(settings)
+    except AlreadyRunning as ex:
+        assert ex.holder_pid == os.getpid()
+    else:
+        raise AssertionError("a second worker on the same queue was started")
+    finally:
+        assert handle.stop(timeout=30)
+    again = fworker.start_worker(settings)
+    assert again.stop(timeout=30) and again.wait(0) == 0
