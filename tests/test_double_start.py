@@ -2,53 +2,48 @@
 first's render goes on, a SIGKILLed worker leaves no stale lock, and waiting
 for the queue to drain never spins."""
 import os
-import shlex
 import signal
 import sqlite3
-import sys
 
 import gevent
 import psutil
+import pytest
 
-from fworker import config
+import fworker
 from fworker.errors import AlreadyRunning
 from fworker.flusher import Flusher
 from fworker.queue import UpdateQueue
 from fworker.upstream import Backoff, Upstream
-from fworker.worker import Worker
-from waiting import wait_until
+from tests.support.jobs import exec_cmd, submit
+from tests.support.waiting import wait_until
+from tests.support.workers import build_worker
 
 TASK_ID = "5a0f0000000000000000000a"
 UNREACHABLE = "http://127.0.0.1:9/"  # the discard port: nothing listens, connecting fails at once
 
 
-def held_task(folder):
-    """A job whose one exec command writes its PID, then runs until ``release`` exists."""
-    code = (
-        "import os, pathlib, time\n"
-        f"folder = pathlib.Path({str(folder)!r})\n"
+# Writes its PID, then runs until the file ``release`` appears in the folder given.
+HELD = ("import os, pathlib, sys, time\n"
+        "folder = pathlib.Path(sys.argv[1])\n"
         "(folder / 'pid').write_text(str(os.getpid()))\n"
         "deadline = time.monotonic() + 120\n"
         "while not (folder / 'release').exists() and time.monotonic() < deadline:\n"
         "    time.sleep(0.02)\n"
-        "print('released')\n"
-    )
-    cmd = {"name": "exec", "settings": {"cmd": shlex.join([sys.executable, "-c", code])}}
-    return {"name": "held", "job_type": "debug", "priority": 50,
-            "tasks": [{"name": "t0", "task_type": "debug", "commands": [cmd]}]}
+        "print('released')\n")
 
 
 def start_holding(manager, worker_process, tmp_path):
     """A worker running the held task, and the PID of that task's child."""
     signals = tmp_path / "signals"
     signals.mkdir()
-    task_id = manager.submit_job(held_task(signals))["task_ids"][0]
+    _job_id, task_id = submit(manager, exec_cmd(HELD, str(signals)))
     root = tmp_path / "w"
     first = worker_process(manager.url, root=root)
     wait_until(lambda: (signals / "pid").exists() and (signals / "pid").read_text(), 30, what="the task's child")
     return first, root, task_id, signals, int((signals / "pid").read_text())
 
 
+@pytest.mark.slow
 def test_a_second_process_is_refused_and_the_first_task_is_unharmed(manager, worker_process, tmp_path):
     first, root, task_id, signals, child = start_holding(manager, worker_process, tmp_path)
     lock_file = f"{first.queue_db}.lock"
@@ -61,12 +56,13 @@ def test_a_second_process_is_refused_and_the_first_task_is_unharmed(manager, wor
     assert manager.task(task_id)["status"] == "active"
     assert len(manager.workers()) == 1, "the second process never registered nor signed on as a worker"
     (signals / "release").touch()
-    manager.wait_for(lambda: manager.task(task_id)["status"] == "completed", timeout=30)
+    wait_until(lambda: manager.task(task_id)["status"] == "completed", 30, what="the task completed")
     assert "left running by an earlier task" not in first.output + second.output
     first.send(signal.SIGTERM)
     assert first.wait() == 0
 
 
+@pytest.mark.slow
 def test_the_lock_goes_with_a_sigkilled_worker(manager, worker_process, tmp_path):
     first, root, task_id, signals, _child = start_holding(manager, worker_process, tmp_path)
     first.send(signal.SIGKILL)
@@ -74,7 +70,7 @@ def test_the_lock_goes_with_a_sigkilled_worker(manager, worker_process, tmp_path
     (signals / "release").touch()  # the task runs again, handed back to the same worker id
 
     again = worker_process(manager.url, root=root)
-    manager.wait_for(lambda: manager.task(task_id)["status"] == "completed", timeout=30)
+    wait_until(lambda: manager.task(task_id)["status"] == "completed", 30, what="the task completed")
     assert again.proc.poll() is None and "holds the lock file" not in again.output
     again.send(signal.SIGTERM)
     assert again.wait() == 0
@@ -123,10 +119,7 @@ def counting_len(monkeypatch, limit=10_000):
 
 
 def test_wait_for_flush_waits_instead_of_spinning(tmp_path, monkeypatch):
-    settings = config.load(files=[], overrides={
-        "manager_url": UNREACHABLE, "task_update_queue_db": str(tmp_path / "q.sqlite"),
-        "backoff_initial": 30, "backoff_max": 30})
-    worker = Worker(settings, credentials_path=None)
+    worker = build_worker(tmp_path, UNREACHABLE, backoff_initial=30, backoff_max=30)
     flusher = gevent.spawn(worker.flusher.run)
     try:
         wait_until(worker.flusher.idle.is_set, 10, what="the flusher to find the queue empty")
@@ -146,8 +139,6 @@ def test_wait_for_flush_waits_instead_of_spinning(tmp_path, monkeypatch):
 
 
 def test_an_embedded_worker_holds_the_lock_until_it_has_shut_down(manager, tmp_path):
-    import fworker
-
     settings = fworker.load_settings(manager_url=manager.url, task_update_queue_db=str(tmp_path / "q.sqlite"),
                                      fetch_task_interval=0.1, task_types="debug")
     handle = fworker.start_worker(settings)
