@@ -23,6 +23,7 @@ EXIT_CODES = """\
   3  the Manager refused registration (bad worker_registration_secret)
   4  two commands claim the same name
   5  --single: the task did not complete (failed, or given back)
+  6  another process of this worker runs (it holds the lock file beside the update queue)
   130 a second SIGINT/SIGTERM: exited at once, the queue kept on disk
 """
 

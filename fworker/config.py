@@ -19,6 +19,7 @@ import typing
 
 import configobj
 
+from fworker import statefiles
 from fworker.errors import ConfigError
 from fworker.settingvalues import Setting, convert, format_value
 
@@ -198,11 +199,13 @@ class Settings:
 
 
 def default_files() -> list[str]:
+    # The 2.x credentials file has always doubled as the user's configuration file.
     return [os.path.abspath("flamenco-worker.cfg"), credentials_path()]
 
 
 def credentials_path() -> str:
-    return os.path.join(os.path.expanduser("~"), ".flamenco-worker.cfg")
+    """Where the default instance keeps its Manager 2.x credentials (fworker.statefiles)."""
+    return statefiles.credentials_path()
 
 
 def load(extra_file: str | None = None, *, overrides: dict[str, typing.Any] | None = None,

@@ -59,3 +59,18 @@ class DuplicateCommand(Fatal):
     """Two command classes claim the same name."""
 
     exit_code = 4
+
+
+class AlreadyRunning(Fatal):
+    """Another process holds this worker's state lock: the same worker (or one
+    configured onto the same update queue) runs already."""
+
+    exit_code = 6
+
+    def __init__(self, lock_path: str, holder_pid: int | None):
+        self.lock_path = lock_path
+        self.holder_pid = holder_pid
+        holder = f"process {holder_pid}" if holder_pid is not None else "another process (PID unknown)"
+        super().__init__(
+            f"another worker is running with this worker's state: {holder} holds the lock file {lock_path}. "
+            "Stop that one first, or give this one a task_update_queue_db of its own")

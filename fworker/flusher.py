@@ -9,8 +9,10 @@ not one per update.
 from __future__ import annotations
 
 import logging
+import time
 import typing
 
+import gevent
 import gevent.event
 
 from fworker.errors import RetryLater
@@ -27,6 +29,8 @@ HEAD_BYTES = 2 * MAX_COALESCED_LOG
 # A 400 may come from a proxy mangling one request; after this many the
 # update is set aside in the rejected table instead of blocking the queue.
 MAX_BAD_REQUEST_TRIES = 3
+# How long wait_drained sleeps when nothing would wake it (see there).
+DRAIN_POLL = 0.1
 
 
 class Batch(typing.NamedTuple):
@@ -150,6 +154,25 @@ class Flusher:
         self.idle.clear()
         for batch in coalesce(items):
             self._send(batch, items)
+        return True
+
+    def wait_drained(self, timeout: float) -> bool:
+        """Wait until the queue is empty or ``timeout`` passes; True if empty.
+
+        Every turn blocks: an Event that is set returns from wait() without
+        yielding, so waiting on ``idle`` while it is set would spin and starve
+        the very greenlet that could drain the queue (and the signal handlers).
+        ``idle`` is still set after a push until this greenlet has run, and
+        stays set if it has stopped: then a short sleep lets it run."""
+        deadline = time.monotonic() + timeout
+        while len(self.queue):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            if self.idle.is_set():
+                gevent.sleep(min(left, DRAIN_POLL))
+            else:
+                self.idle.wait(min(left, DRAIN_POLL))
         return True
 
     def stop(self) -> None:

@@ -17,15 +17,16 @@ import os
 
 import psutil
 
-from fworker import proctree
+from fworker import proctree, statefiles
 from fworker.proctree import OWNER_VAR
 
 log = logging.getLogger(__name__)
 
 
 def owner_mark(queue_path: str) -> str:
-    """The owner mark of a worker: its queue file, which no two workers share."""
-    return os.path.abspath(queue_path)
+    """The owner mark of a worker (named in fworker.statefiles): its queue
+    file, which no two running workers share (the queue's lock sees to that)."""
+    return statefiles.owner_mark(queue_path)
 
 
 # Owners whose leftovers this process has looked for on the whole machine.

@@ -21,6 +21,7 @@ import sys
 import typing
 import urllib.parse
 
+from fworker import statefiles
 from fworker.config import Settings
 from fworker.errors import ConfigError
 
@@ -38,7 +39,7 @@ _file_handler: logging.FileHandler | None = None
 def configure(settings: Settings, verbose: bool, debug: bool) -> None:
     """Replace the root logger's handlers with one for stderr or log_file."""
     global _file_handler  # noqa: PLW0603  (the one process-wide log file handler)
-    path = settings.log_file
+    path = statefiles.log_file(settings.log_file)
     file_handler = _file_handler_for(settings, path) if path else None
     handler = file_handler or logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
@@ -233,10 +234,12 @@ def banner(settings: Settings, version: str, worker_id: str | None, queue_path: 
         ("task types", " ".join(settings.task_types)),
         *tools,
         ("update queue", queue_path),
-        ("log file", settings.log_file or "stderr"),
+        ("lock file", statefiles.lock_path(queue_path)),
+        ("log file", statefiles.log_file(settings.log_file) or "stderr"),
     ]
-    if settings.task_log_folder:
-        rows.append(("task logs", f"{settings.task_log_folder} (newest {settings.task_log_keep} kept)"))
+    task_logs = statefiles.task_log_folder(settings.task_log_folder)
+    if task_logs:
+        rows.append(("task logs", f"{task_logs} (newest {settings.task_log_keep} kept)"))
     port = settings.metrics_port
     rows.append(("metrics", f"http://{settings.metrics_host}:{port}/metrics" if port else "off"))
     width = max(len(name) for name, _ in rows)

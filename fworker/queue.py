@@ -24,6 +24,10 @@ the flusher sends them from there; ``write_pending()`` (the flusher calls it)
 moves them to disk once writing works again.  ``len()`` counts them: the
 worker takes no task while any update is unsent.  A push never raises: a
 render never fails because its log cannot be stored.
+
+One process at a time: the queue is opened under its lock
+(``fworker.statelock``) and keeps it until ``close()``; a second process, or a
+second queue object on the same file, gets ``AlreadyRunning``.
 """
 from __future__ import annotations
 
@@ -41,9 +45,11 @@ import gevent.event
 import sqlalchemy.exc
 import sqlalchemy.pool
 
+from fworker import statefiles
 from fworker.errors import Fatal, RetryLater
 from fworker.overflow import MEMORY_LIMIT, Overflow
 from fworker.rows import decode_payload, encode_row, row_size
+from fworker.statelock import StateLock
 
 log = logging.getLogger(__name__)
 
@@ -72,11 +78,14 @@ class QueuedUpdate:
 class UpdateQueue:
     def __init__(self, path: str, *, memory_limit: int | None = None):
         self.path = os.path.abspath(path)
+        # Before the file is touched: one process per queue (AlreadyRunning otherwise).
+        self.lock = StateLock(statefiles.lock_path(self.path)).acquire()
         try:
             self._open()
             self._depth = self._conn.execute("SELECT count(*) FROM task_updates").fetchone()[0]
             os.chmod(self.path, 0o600)
         except WRITE_ERRORS as ex:
+            self.lock.release()
             raise Fatal(f"cannot open the update queue {self.path}: {ex}") from None
         self.memory = Overflow(self.path, MEMORY_LIMIT if memory_limit is None else memory_limit)
         self.write_error: str | None = None  # why the last write failed; None once writes work
@@ -198,13 +207,15 @@ class UpdateQueue:
         with ``max_bytes``, no more than the first that reach that much JSON (a
         backlog of big log updates would otherwise all be loaded at once)."""
         items: list[QueuedUpdate] = []
-        size = 0
+        size = read = 0
+        wanted = limit + len(self._undeleted)
         try:
-            cursor = self._conn.execute(_HEAD, (limit + len(self._undeleted),))
+            cursor = self._conn.execute(_HEAD, (wanted,))
             try:
                 # Rows are read one by one, and no gevent switch happens before
                 # the cursor is closed: no read snapshot is held across one.
                 for row_id, task_id, payload, text in cursor:
+                    read += 1
                     if row_id in self._undeleted:
                         continue
                     items.append(QueuedUpdate(row_id, task_id, decode_payload(payload, text)))
@@ -215,8 +226,20 @@ class UpdateQueue:
                 cursor.close()
         except WRITE_ERRORS as ex:
             raise RetryLater(f"cannot read the update queue {self.path}: {ex}") from ex
+        if read < wanted:
+            self._recount(read)
         items += [QueuedUpdate(*entry) for entry in self.memory.head(limit - len(items))]
         return items
+
+    def _recount(self, on_disk: int) -> None:
+        """Every row on disk was just read: the count must agree.  It cannot
+        differ while the lock keeps other processes away; if it does anyway,
+        the file says what is there, and a count waiting for rows that are
+        gone would keep the worker from ever taking a task again."""
+        if on_disk != self._depth:
+            log.warning("the update queue %s holds %d update(s), not the %d counted; another program "
+                        "changed it; going by the file", self.path, on_disk, self._depth)
+            self._depth = on_disk
 
     def delete(self, ids: list[int]) -> None:
         """Forget delivered updates.  If the disk refuses even that, they are
@@ -263,8 +286,11 @@ class UpdateQueue:
         if not self.write_pending() and len(self.memory):
             log.error("%d update(s) could not be written to %s and are lost: %s",
                       len(self.memory), self.path, self.write_error)
-        self._db.close()  # disposing of dataset's engine closes the connection too
-        self._conn.close()
+        try:
+            self._db.close()  # disposing of dataset's engine closes the connection too
+            self._conn.close()
+        finally:
+            self.lock.release()  # last: nothing of this queue is touched any more
 
 
 def _deletes(ids: list[int]) -> typing.Iterator[tuple[str, tuple[int, ...]]]:

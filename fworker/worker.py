@@ -365,10 +365,7 @@ class Worker:
 
     def wait_for_flush(self, timeout: float) -> bool:
         """Wait until the queue is empty or ``timeout`` passes; True if empty."""
-        with gevent.Timeout(timeout, False):
-            while len(self.queue):
-                self.flusher.idle.wait(0.1)
-        return not len(self.queue)
+        return self.flusher.wait_drained(timeout)
 
     # Helpers.
 

@@ -24,7 +24,8 @@ PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "fworker"
 LAYERS: list[tuple[str, list[str]]] = [
     ("foundations", ["errors", "version"]),
     ("parts", ["states", "events", "lines", "rows", "overflow", "spool", "proctree", "task",
-               "settingvalues", "config", "pretask", "logsetup", "discovery", "cmdline", "hubmonitor"]),
+               "settingvalues", "config", "pretask", "logsetup", "discovery", "cmdline", "hubmonitor",
+               "statefiles", "statelock"]),
     ("mechanisms", ["process", "leftovers", "queue", "upstream", "metrics", "tools", "preview"]),
     ("commands", ["commands", "commands.*", "plugins"]),
     ("services", ["registration", "flusher", "statuschange", "taskwatch", "reporter", "errorstate"]),

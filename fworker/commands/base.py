@@ -24,7 +24,7 @@ import typing
 
 import gevent
 
-from fworker import cmdline, config, tools
+from fworker import cmdline, config, statefiles, tools
 from fworker.errors import CommandFailed, DuplicateCommand, InvalidSettings, UnknownCommand
 
 # The Manager generations a command can serve: "v2" (Flamenco 2.x) and "v3"
@@ -272,8 +272,7 @@ class CommandContext:
             "logger": self.logger,
             "output_timeout": self.settings.command_output_timeout if output_timeout is None else output_timeout,
             "owner": leftovers.owner_mark(queue_path) if queue_path else None,
-            # Beside the queue: the worker's own disk, not a tmpfs /tmp that costs RAM.
-            "spool_dir": os.path.dirname(os.path.abspath(queue_path)) if queue_path else None,
+            "spool_dir": statefiles.spool_dir(queue_path) if queue_path else None,
         }
 
 
