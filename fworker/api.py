@@ -146,4 +146,4 @@ class WorkerHandle:
     @property
     def worker_id(self) -> str:
         """The id the Manager gave this worker; empty until registered."""
-        return self._worker.registrar.worker_id
+        return self._worker.upstream.worker_id

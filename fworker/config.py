@@ -26,6 +26,7 @@ from fworker.settingvalues import Setting, convert, format_value
 SECTION = "flamenco-worker"
 # read.NAME / write.NAME = path: checked before each task (fworker.pretask).
 PRE_TASK_SECTION = "pre_task_check"
+MANAGER_PROTOCOLS = ("auto", "v2", "v3")
 DEFAULT_TASK_TYPES = "sleep blender-render file-management exr-merge video-encoding debug"
 
 
@@ -37,6 +38,11 @@ def _s(name: str, type_: str, default: typing.Any, help_: str, unit: str = "", s
 SETTINGS: tuple[Setting, ...] = (
     _s("manager_url", "url", "", "URL of the Flamenco Manager, e.g. http://manager:8080/. "
        "Empty: find the Manager on the local network with UPnP/SSDP."),
+    _s("manager_protocol", "str", "auto", "Which Manager generation to speak: auto (ask the Manager: "
+       "one answering GET /api/v3/version is Flamenco 3), v2 (Flamenco Manager 2.x) or v3 (Flamenco 3)."),
+    _s("restart_exit_code", "int", 0, "Flamenco 3: when the Manager asks this worker to restart, sign off "
+       "and exit with this code, for a service manager to start it again. 0: not configured (the "
+       "Manager is told this worker cannot restart).", "", minimum=0, maximum=255),
     _s("discovery_timeout", "float", 5.0, "With no manager_url: how long to wait for a Manager to answer "
        "the UPnP/SSDP search.", "seconds", minimum=0.1),
     _s("task_types", "list", DEFAULT_TASK_TYPES, "Task types this worker runs, separated by spaces. "
@@ -132,6 +138,8 @@ class Settings:
     intervals) never changes a value someone else holds."""
 
     manager_url: str
+    manager_protocol: str
+    restart_exit_code: int
     discovery_timeout: float
     task_types: tuple[str, ...]
     blender_exe: str
@@ -292,6 +300,9 @@ def _check_together(settings: Settings) -> None:
             f"backoff_initial ({settings.backoff_initial:g}, from {sources['backoff_initial']})")
     if not settings.task_types:
         raise ConfigError(f"task_types (from {sources['task_types']}) is empty: the worker would never get a task")
+    if settings.manager_protocol not in MANAGER_PROTOCOLS:
+        raise ConfigError(f"manager_protocol (from {sources['manager_protocol']}) is {settings.manager_protocol!r}; "
+                          f"use one of {', '.join(MANAGER_PROTOCOLS)}")
 
 
 def sample_config() -> str:

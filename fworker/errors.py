@@ -12,7 +12,23 @@ class FworkerError(Exception):
 
 
 class RetryLater(FworkerError):
-    """A transient failure: try again after a backoff."""
+    """A transient failure: try again after a backoff.  ``retry_after``: the
+    seconds the Manager asked for (503 with Retry-After), None if it did not."""
+
+    def __init__(self, message: str = "", retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+# A Retry-After is honoured up to this long: the Manager takes a worker silent
+# for a minute as gone, so no wait may come near that.
+RETRY_AFTER_MAX = 30.0
+
+
+def retry_after(ex: BaseException) -> float:
+    """The wait the Manager asked for with ``ex`` (capped), else 0."""
+    seconds = getattr(ex, "retry_after", None)
+    return min(float(seconds), RETRY_AFTER_MAX) if seconds else 0.0
 
 
 class TaskFailed(FworkerError):

@@ -15,7 +15,7 @@ import typing
 import gevent
 import gevent.event
 
-from fworker.errors import RetryLater
+from fworker.errors import RetryLater, retry_after
 from fworker.queue import QueuedUpdate, UpdateQueue
 from fworker.upstream import Backoff, Upstream
 
@@ -134,7 +134,7 @@ class Flusher:
                 progressed = self.run_once()
             except RetryLater as ex:
                 self.retries += 1
-                delay = self.backoff.next_delay()
+                delay = max(self.backoff.next_delay(), retry_after(ex))
                 log.warning("cannot send task updates (%d queued), retrying in %.1fs: %s", len(self.queue), delay, ex)
                 self.stopping.wait(delay)
                 continue
@@ -187,6 +187,14 @@ class Flusher:
             self.backoff.reset()
             if self.on_delivered is not None:
                 self.on_delivered(batch)
+        elif answer.status == 404 and self.upstream.drops_task_on_404:
+            # Flamenco 3: the task (its job) is gone; each of its queued updates would
+            # get the same 404, and retrying any of them would block the queue forever.
+            self.queue.delete(batch.ids)
+            dropped = self.queue.delete_task(batch.task_id)
+            log.warning("the Manager no longer knows task %s (404 %s); dropped %d queued update(s) of it",
+                        batch.task_id, answer.text.strip()[:200], len(batch.ids) + dropped)
+            self.on_task_lost(batch.task_id, answer.text.strip())
         elif answer.status in (404, 409):
             log.warning("Manager will never accept updates of task %s (%d %s); dropping %d update(s)",
                         batch.task_id, answer.status, answer.text.strip(), len(batch.ids))

@@ -66,6 +66,9 @@ class Stats:
         self.last_manager_contact: float | None = None
         self.hub_blocked_max_seconds: float = 0.0  # set by fworker.hubmonitor
         self.started_at: float = time.time()
+        # The Manager's generation ("v2" or "v3") and version, once known.
+        self.manager_protocol: str = ""
+        self.manager_version: str = ""
 
     def delivered(self, task_id: str, payload: dict[str, typing.Any], count: int, *,
                   queue_depth: int, retries: int) -> None:
@@ -95,6 +98,9 @@ class StatsCollector(Collector):
     def collect(self) -> typing.Iterator[typing.Any]:
         snap = self.stats.snapshot()
         yield InfoMetricFamily("fworker_build", "Version of this worker.", value={"version": __version__})
+        yield InfoMetricFamily("fworker_manager", "The Manager's protocol (v2, v3) and version.",
+                               value={"protocol": snap.get("manager_protocol", ""),
+                                      "version": snap.get("manager_version", "")})
         yield _state_set(snap["state"])
         for name, help_text in COUNTERS:
             yield CounterMetricFamily(f"fworker_{name}", help_text, value=snap[name])

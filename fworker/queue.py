@@ -62,9 +62,12 @@ WRITE_ERRORS = (sqlite3.DatabaseError, sqlalchemy.exc.SQLAlchemyError, OSError)
 # Ids per DELETE statement: below SQLite's old limit of 999 bound parameters.
 _DELETE_CHUNK = 500
 
-_INSERT = ("INSERT INTO task_updates (task_id, payload, log, queued_at) "
-           "VALUES (:task_id, :payload, :log, :queued_at)")
-_HEAD = "SELECT id, task_id, payload, log FROM task_updates ORDER BY id LIMIT ?"
+_INSERT = ("INSERT INTO task_updates (task_id, payload, log, queued_at, dialect) "
+           "VALUES (:task_id, :payload, :log, :queued_at, :dialect)")
+# Rows of the Manager generation spoken now; rows from before the column are 2.x's.
+_OURS = "coalesce(dialect, 'v2') = ?"
+_HEAD = f"SELECT id, task_id, payload, log FROM task_updates WHERE {_OURS} ORDER BY id LIMIT ?"
+_COUNT = f"SELECT count(*) FROM task_updates WHERE {_OURS}"
 _REJECT = "INSERT INTO rejected_updates (task_id, payload, answer, rejected_at) VALUES (?, ?, ?, ?)"
 
 
@@ -76,13 +79,16 @@ class QueuedUpdate:
 
 
 class UpdateQueue:
-    def __init__(self, path: str, *, memory_limit: int | None = None):
+    def __init__(self, path: str, *, memory_limit: int | None = None, dialect: str = "v2"):
         self.path = os.path.abspath(path)
         # Before the file is touched: one process per queue (AlreadyRunning otherwise).
         self.lock = StateLock(statefiles.lock_path(self.path)).acquire()
+        # The Manager generation whose updates this queue sends (fworker.edge):
+        # rows of the other one stay, never sent to the wrong Manager.
+        self.dialect = dialect
         try:
             self._open()
-            self._depth = self._conn.execute("SELECT count(*) FROM task_updates").fetchone()[0]
+            self._depth = self._conn.execute(_COUNT, (dialect,)).fetchone()[0]
             os.chmod(self.path, 0o600)
         except WRITE_ERRORS as ex:
             self.lock.release()
@@ -116,6 +122,8 @@ class UpdateQueue:
         # Queues written before the log had a column of their own have it in the payload.
         self._updates.create_column("log", self._db.types.text)
         self._updates.create_column("queued_at", self._db.types.float)
+        # Which Manager generation an update is for ("v2", "v3"); NULL in older files: 2.x.
+        self._updates.create_column("dialect", self._db.types.string(8))
         self._rejected = self._db.create_table("rejected_updates", primary_id="id", primary_type=self._db.types.integer)
         self._rejected.create_column("task_id", self._db.types.string(32))
         self._rejected.create_column("payload", self._db.types.text)
@@ -152,7 +160,7 @@ class UpdateQueue:
         self.push_many([(task_id, payload)])
 
     def push_many(self, items: typing.Iterable[tuple[str, dict]]) -> None:
-        rows = [encode_row(task_id, payload) for task_id, payload in items]
+        rows = [dict(encode_row(task_id, payload), dialect=self.dialect) for task_id, payload in items]
         if not rows:
             return
         if len(self.memory):
@@ -169,7 +177,7 @@ class UpdateQueue:
             return False
         if not len(self.memory):
             return True
-        rows = self.memory.rows()
+        rows = [dict(row, dialect=self.dialect) for row in self.memory.rows()]
         if not self._write(rows):
             return False
         self.memory.clear()
@@ -210,7 +218,7 @@ class UpdateQueue:
         size = read = 0
         wanted = limit + len(self._undeleted)
         try:
-            cursor = self._conn.execute(_HEAD, (wanted,))
+            cursor = self._conn.execute(_HEAD, (self.dialect, wanted))
             try:
                 # Rows are read one by one, and no gevent switch happens before
                 # the cursor is closed: no read snapshot is held across one.
@@ -240,6 +248,33 @@ class UpdateQueue:
             log.warning("the update queue %s holds %d update(s), not the %d counted; another program "
                         "changed it; going by the file", self.path, on_disk, self._depth)
             self._depth = on_disk
+
+    def set_dialect(self, dialect: str) -> int:
+        """Send only updates for ``dialect`` from now on; the number of queued
+        updates for the other generation (they stay; the warning says so)."""
+        self.dialect = dialect
+        total = self._conn.execute("SELECT count(*) FROM task_updates").fetchone()[0]
+        self._depth = self._conn.execute(_COUNT, (dialect,)).fetchone()[0]
+        others = total - self._depth
+        if others:
+            log.warning("%s holds %d update(s) for another Manager generation than this one (%s); they stay "
+                        "there and are sent only when the worker speaks to such a Manager again",
+                        self.path, others, dialect)
+        return others
+
+    def delete_task(self, task_id: str) -> int:
+        """Forget every queued update of ``task_id`` (a Manager that no longer
+        knows the task would refuse each of them); how many there were."""
+        dropped = [entry_id for entry_id, entry_task, _ in self.memory.head(len(self.memory)) if entry_task == task_id]
+        self.memory.remove(dropped)
+        try:
+            with self._transaction() as conn:
+                deleted = conn.execute(f"DELETE FROM task_updates WHERE task_id = ? AND {_OURS}",
+                                       (task_id, self.dialect)).rowcount
+        except WRITE_ERRORS as ex:
+            raise RetryLater(f"cannot drop the updates of task {task_id} from {self.path}: {ex}") from ex
+        self._depth = max(0, self._depth - deleted)
+        return deleted + len(dropped)
 
     def delete(self, ids: list[int]) -> None:
         """Forget delivered updates.  If the disk refuses even that, they are

@@ -54,13 +54,20 @@ class Abort(gevent.GreenletExit):
 class TaskRunner:
     def __init__(self, task: Task, queue: UpdateQueue, settings: config.Settings,
                  on_output: typing.Callable[[list[str]], None] | None = None,
-                 events: EventBus | None = None, local_log: LocalLog | None = None):
+                 events: EventBus | None = None, local_log: LocalLog | None = None,
+                 dialect: str = "v2", announced: list[str] | None = None):
         self.task = task
+        # Commands are looked up in the catalogue of the Manager's generation.
+        self.dialect = dialect
+        # v3: the task types this worker announced; a task of another type fails
+        # (a Flamenco 3 Manager cannot be handed a task back).  None: not checked.
+        self.announced = announced
         self.settings = settings
         self.events = events or EventBus()
         self.logger = logging.getLogger("fworker.task").getChild(task.short_id)
         self.reporter = TaskReporter(task.id, queue, settings, command_count=len(task.commands),
-                                     task_logger=self.logger, on_output=on_output, local_log=local_log)
+                                     task_logger=self.logger, on_output=on_output, local_log=local_log,
+                                     steps_total=task.steps_total)
         self.current_command: str | None = None
 
     def run(self) -> Outcome:
@@ -93,6 +100,8 @@ class TaskRunner:
             prepared = self._prepare()
             for index, (cmd, settings) in enumerate(prepared):
                 self._run_command(index, cmd, settings)
+                if self.dialect != "v2" and not self.task.commands[index].total_step_count:
+                    self.reporter.steps_completed(1)  # a command without steps of its own is one step
         finally:
             if timer is not None:
                 timer.close()
@@ -109,9 +118,12 @@ class TaskRunner:
     def _prepare(self) -> list[tuple[commands.Command, dict]]:
         """Look up and validate every command before running any, so a typo in
         the last command does not waste a render in the first."""
+        if self.announced is not None and self.task.task_type not in self.announced:
+            raise TaskFailed(f"task type {self.task.task_type!r} is not one this worker announced "
+                             f"({' '.join(self.announced)})")
         prepared = []
         for index, spec in enumerate(self.task.commands):
-            cls = commands.lookup(spec.name)
+            cls = commands.lookup(spec.name, self.dialect)
             cmd = cls(commands.CommandContext(self.reporter, self.logger, self.settings))
             try:
                 prepared.append((cmd, cmd.validate(spec.settings)))

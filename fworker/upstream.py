@@ -90,7 +90,7 @@ class Upstream:
         timer = gevent.Timeout(seconds)
         try:
             with timer:
-                status, content_type, content, encoding = self._exchange(
+                status, content_type, content, encoding, wait = self._exchange(
                     method, url, path, json=json, headers=headers, timeout=seconds,
                     auth=(self.worker_id, self._secret) if auth and self.worker_id else None)
         except gevent.Timeout as ex:
@@ -102,7 +102,7 @@ class Upstream:
             raise RetryLater(f"{method} {path}: Manager not reachable: {_short(ex)}") from None
         text = _decoded(content, encoding)
         if status >= 500:
-            raise RetryLater(f"{method} {path}: Manager answered {status} {_snippet(text)}")
+            raise RetryLater(f"{method} {path}: Manager answered {status} {_snippet(text)}", retry_after=wait)
         body: typing.Any = None
         if content_type.startswith("application/json") and content:
             try:
@@ -112,7 +112,8 @@ class Upstream:
                                  f"{_snippet(text)}") from None
         return Answer(status, body, text)
 
-    def _exchange(self, method: str, url: str, path: str, **kwargs: typing.Any) -> tuple[int, str, bytes, str]:
+    def _exchange(self, method: str, url: str, path: str,
+                  **kwargs: typing.Any) -> tuple[int, str, bytes, str, float | None]:
         """Send, then read the answer in chunks, refusing one that is too large.
         The connection goes back to the pool only once its answer was read
         completely: on a deadline, a kill or a refusal it is closed instead."""
@@ -130,7 +131,8 @@ class Upstream:
                     raise RetryLater(f"{method} {path}: the Manager's answer ({resp.status_code}) is longer than "
                                      f"the {_mib(MAX_ANSWER_BYTES)} this worker reads; not read further")
                 chunks.append(chunk)
-            return resp.status_code, resp.headers.get("Content-Type", ""), b"".join(chunks), resp.encoding or ""
+            return (resp.status_code, resp.headers.get("Content-Type", ""), b"".join(chunks), resp.encoding or "",
+                    _retry_after(resp.headers.get("Retry-After", "")))
         finally:
             resp.close()
 
@@ -264,6 +266,12 @@ def _decoded(content: bytes, encoding: str) -> str:
 
 def _mib(size: int) -> str:
     return f"{size / (1024 * 1024):g} MiB"
+
+
+def _retry_after(value: str) -> float | None:
+    """A Retry-After in seconds (the Flamenco 3 Manager's form); None otherwise."""
+    value = value.strip()
+    return float(value) if value.isdigit() else None
 
 
 def _short(ex: Exception) -> str:

@@ -19,18 +19,19 @@ import gevent
 import gevent.event
 
 from fworker import config, logsetup, metrics
-from fworker.errors import RetryLater
+from fworker.errors import RetryLater, retry_after
 from fworker.errorstate import PreTaskGate
 from fworker.events import EventBus
 from fworker.flusher import Flusher
 from fworker.hubmonitor import HubMonitor
 from fworker.proctree import enable_subreaper, exit_at_once
 from fworker.queue import UpdateQueue
-from fworker.registration import Registrar
+from fworker.edge import detect
+from fworker.edge.base import V3, Edge
 from fworker.runner import Abort, Outcome, TaskRunner
 from fworker.states import State
 from fworker.statuschange import StatusChanges
-from fworker.task import BadTask, Task, parse_task
+from fworker.task import BadTask, Task
 from fworker.taskwatch import MayIRunPoller, OutputThrottle
 from fworker.upstream import Backoff, Killable, Upstream
 
@@ -40,6 +41,8 @@ log = logging.getLogger(__name__)
 # and takes its tasks back: an idle worker asks at least this often, whatever
 # fetch_task_interval says, leaving room for a slow answer or two.
 IDLE_MAX = 20.0
+# A Flamenco 3 Manager expects may-i-run about every 10 s (the Go worker's rate).
+MAY_I_RUN_MAX = 10.0
 
 _OUTCOME_COUNTERS = {Outcome.COMPLETED: "tasks_completed", Outcome.FAILED: "tasks_failed",
                      Outcome.RETURNED: "tasks_returned"}
@@ -61,21 +64,25 @@ class Worker:
         self.test_mode = test_mode
         self.upstream = Upstream(settings.manager_url, timeout=settings.http_timeout,
                                  tls_verify=settings.tls_verify, tls_ca_bundle=settings.tls_ca_bundle)
-        self.registrar = Registrar(self.upstream, settings, credentials_path)
+        self.credentials_path = credentials_path
+        # The Manager's generation is known once start() asked it (manager_protocol
+        # = auto); until then the 2.x edge, which sends nothing by itself.
+        forced = settings.manager_protocol if settings.manager_protocol != "auto" else "v2"
+        self.edge: Edge = detect.make_edge(forced, self.upstream, settings, credentials_path)
         self.queue = UpdateQueue(settings.task_update_queue_db)
         self.backoff = Backoff(settings.backoff_initial, settings.backoff_max)
         self.events = EventBus()
         self.stats = metrics.Stats()
-        self.flusher = Flusher(self.queue, self.upstream,
+        self.flusher = Flusher(self.queue, self.edge,
                                backoff=Backoff(settings.backoff_initial, settings.backoff_max),
                                on_task_lost=self._on_task_lost, on_delivered=self._delivered,
                                on_unauthorized=self._updates_unauthorized)
-        self.status = StatusChanges(self.upstream, on_change=self._state_changed,
+        self.status = StatusChanges(self.edge, on_change=self._state_changed,
                                     on_shutdown=lambda reason: self.request_shutdown(reason, give_back=True))
         self.machine = self.status.machine
         self.task_logs = logsetup.TaskLogFiles(settings.task_log_folder, settings.task_log_keep)
         self.metrics_server: metrics.MetricsServer | None = None
-        self.output = OutputThrottle(self.upstream, settings.output_produced_interval)
+        self.output = OutputThrottle(self.edge, settings.output_produced_interval)
         self.wakeup = gevent.event.Event()
         self._reauth = False  # the Manager refused our updates with 401: sign on again
         self.shutdown_reason: str | None = None
@@ -118,7 +125,10 @@ class Worker:
         name = signal.Signals(signum).name
         if self.signals_received > 1:  # the operator will not wait for the clean sequence
             exit_at_once(f"second {name}: exiting at once; queued updates stay in {self.queue.path}")
-        self.request_shutdown(f"received {name}")
+        # 2.x: the running task is reported failed; Flamenco 3 counts a failure against
+        # this worker (soft-fail, blocklisting), so it is stopped silently and the
+        # sign-off hands it back.
+        self.request_shutdown(f"received {name}", give_back=not self.edge.shutdown_fails_task)
 
     # The loop.
 
@@ -132,7 +142,21 @@ class Worker:
             self.shutdown()
         if self.single and self.last_outcome is not Outcome.COMPLETED:
             return 5
-        return 0
+        return self.edge.exit_code  # a Flamenco 3 Manager's restart request: restart_exit_code
+
+    @property
+    def registrar(self) -> typing.Any:
+        """The 2.x edge's registration (its task types and worker id)."""
+        return self.edge.registrar  # type: ignore[attr-defined]
+
+    def _use_edge(self, edge: Edge) -> None:
+        """Speak ``edge``'s dialect from now on: every part that talks to the
+        Manager, and the queue, which sends only rows of that dialect."""
+        self.edge = edge
+        self.flusher.upstream = self.status.upstream = self.output.upstream = edge
+        self.queue.set_dialect(edge.dialect)
+        self.stats.manager_protocol = edge.dialect
+        self.stats.manager_version = edge.manager_version
 
     def start(self) -> None:
         self.hub_monitor = HubMonitor(self.stats).start()
@@ -143,9 +167,20 @@ class Worker:
             log.warning("fetch_task_interval = %g s would let the Manager time this worker out; "
                         "an idle worker asks every %g s instead", self.settings.fetch_task_interval, IDLE_MAX)
         self.metrics_server = metrics.from_settings(self.settings, self.stats)
+        chosen: list[tuple[str, str]] = []
+        if not self._retrying("asking the Manager's version",
+                              lambda: chosen.append(detect.choose(self.upstream, self.settings))):
+            return
+        dialect, version = chosen[-1]
+        if dialect != self.edge.dialect or version:
+            self._use_edge(detect.make_edge(dialect, self.upstream, self.settings, self.credentials_path, version))
+        else:
+            self._use_edge(self.edge)
+        log.info("Manager %s: protocol %s%s", self.settings.manager_url, dialect, f", version {version}" if version else "")
         self._spawn_linked(self.flusher.run, "queue flusher")
-        if self._retrying("sign-on", lambda: self.registrar.establish(self.reregister)):
-            self.machine.change(self._working_state(), "started")
+        requested: list[str | None] = []
+        if self._retrying("sign-on", lambda: requested.append(self.edge.establish(self.reregister))):
+            self._enter_requested(requested[-1], "started")
 
     def run_once(self) -> None:
         """One step: a fetch (and the task it brings), or one poll or wait."""
@@ -175,12 +210,22 @@ class Worker:
         else:
             self._fetch()
 
+    def _enter_requested(self, requested: str | None, reason: str) -> None:
+        """After a sign-on: the state the Manager asked for (v3), acknowledged
+        even if the worker is in it already; else the working state."""
+        if requested is None:
+            self.machine.change(self._working_state(), reason)
+        elif requested == "awake" and self.test_mode:
+            self.machine.change(State.TESTING, reason)
+        else:
+            self.status.apply(requested, f"Manager ({reason})")
+
     def _fetch(self) -> None:
         # The backoff only starts over once the Manager answered as the
         # protocol says (a valid task, 204, a well-formed 423): any other
         # answer, however quick, must not make the worker ask at full speed.
         try:
-            answer = self._ask(self.upstream.fetch_task)
+            answer = self._ask(self.edge.fetch_task)
         except RetryLater as ex:
             return self._back_off(ex)
         self.machine.catch_up()
@@ -200,6 +245,12 @@ class Worker:
             # that takes the sign-on and refuses the task is asked less and less.
             self._back_off(RetryLater("the Manager refused this worker's credentials (401)"))
             return self._sign_on_again()
+        if answer.status == 409 and self.edge.dialect == V3:
+            # The Manager does not think this worker is awake (it timed us out,
+            # or missed the acknowledgement): say so again, then ask again.
+            log.warning("the Manager says this worker is not awake (409); acknowledging %s again", self.machine.state)
+            self.machine.change(self.machine.state, "Manager answered 409", asked=True)
+            return self._back_off(RetryLater("409: the Manager did not think this worker was awake"))
         self._back_off(RetryLater(f"asking for a task: Manager answered {answer.status} {answer.text.strip()[:200]!r}"))
 
     def _poll_status_change(self) -> None:
@@ -224,7 +275,7 @@ class Worker:
 
     def _accept(self, body: typing.Any) -> None:
         try:
-            task = parse_task(body)
+            task = self.edge.parse_task(body)
         except BadTask as ex:
             log.error("the Manager sent a malformed task: %s", ex)
             if ex.task_id is not None:
@@ -240,13 +291,17 @@ class Worker:
         log.info("task %s (%s, %s): %d command(s)", task.id, task.name, task.task_type, len(task.commands))
         local_log = self.task_logs.open(task.id)
         self.runner = TaskRunner(task, self.queue, self.settings, on_output=self.output.add,
-                                 events=self.events, local_log=local_log)
+                                 events=self.events, local_log=local_log, dialect=self.edge.dialect,
+                                 announced=self.edge.task_types() if self.edge.dialect == V3 else None)
         self.stats.task_id, self.stats.task_progress = task.id, 0
         self.events.emit("task_started", task_id=task.id, name=task.name)
         self._aborting = False
         greenlet = self.runner_greenlet = gevent.spawn(self.runner.run)
         greenlet.link(lambda _: self.wakeup.set())
-        poller = MayIRunPoller(self.upstream, task.id, self.settings.may_i_run_interval, self._stop_task,
+        interval = self.settings.may_i_run_interval
+        if self.edge.dialect == V3:
+            interval = min(interval, MAY_I_RUN_MAX)
+        poller = MayIRunPoller(self.edge, task.id, interval, self._stop_task,
                                on_request=self.status.note_lazy).start()
         try:
             outcome = self._supervise(greenlet)
@@ -255,7 +310,7 @@ class Worker:
             local_log.close()
             self.runner = self.runner_greenlet = None
             self.stats.task_id = None
-        if outcome is Outcome.RETURNED:
+        if outcome is Outcome.RETURNED and self.edge.can_give_back:
             self._give_back(task)
         self.last_outcome = outcome
         counter = _OUTCOME_COUNTERS[outcome]
@@ -304,7 +359,7 @@ class Worker:
         """Send the task's remaining log, then return it."""
         self.wait_for_flush(self.settings.shutdown_flush_timeout)
         try:
-            answer = self.upstream.return_task(task.id)
+            answer = self.edge.return_task(task.id)
         except RetryLater as ex:
             log.warning("could not return task %s (the Manager re-queues it on sign-off or timeout): %s", task.id, ex)
             return
@@ -354,7 +409,7 @@ class Worker:
                         len(self.queue), self.queue.path)
         if self.upstream.worker_id:
             try:
-                log.info("signed off (%d)", self.upstream.sign_off().status)
+                log.info("signed off (%d)", self.edge.sign_off().status)
             except RetryLater as ex:
                 log.warning("could not sign off: %s", ex)
         self.queue.close()
@@ -384,8 +439,10 @@ class Worker:
         self.wakeup.set()
 
     def _sign_on_again(self) -> None:
-        log.warning("the Manager does not recognise this worker's credentials (401); signing on again")
-        self._retrying("sign-on", self.registrar.sign_on)
+        log.warning("the Manager does not recognise this worker's credentials; signing on again")
+        requested: list[str | None] = []
+        if self._retrying("sign-on", lambda: requested.append(self.edge.sign_on())) and requested[-1] is not None:
+            self._enter_requested(requested[-1], "signed on again")
 
     def _retrying(self, what: str, fn: typing.Callable[[], None]) -> bool:
         """Call ``fn`` until it works (True) or a shutdown is requested (False).
@@ -402,7 +459,7 @@ class Worker:
     def _back_off(self, ex: Exception, what: str = "asking for a task") -> None:
         if self.shutdown_reason is not None:
             return  # the loop ends: no wait, and no retry to announce
-        delay = self.backoff.next_delay()
+        delay = max(self.backoff.next_delay(), retry_after(ex))
         log.warning("%s failed, retrying in %.1fs: %s", what, delay, ex)
         self._wait(delay)
 

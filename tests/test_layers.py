@@ -29,6 +29,8 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("mechanisms", ["process", "leftovers", "queue", "upstream", "metrics", "tools", "preview"]),
     ("commands", ["commands", "commands.*", "plugins"]),
     ("services", ["registration", "flusher", "statuschange", "taskwatch", "reporter", "errorstate"]),
+    # What differs between Manager generations, behind one seam (fworker/edge/base.py).
+    ("edge", ["edge", "edge.*"]),
     ("task running", ["runner"]),
     ("worker", ["worker"]),
     ("wiring", ["wiring"]),
