@@ -14,7 +14,7 @@ from fworker.commands import base
 from fworker.errors import ConfigError
 from tests.support.media import tool
 
-REGISTRY = base.registered()
+REGISTRY = base.registered("v2")
 
 
 def settings(**changes):
