@@ -109,7 +109,8 @@ def test_sigterm_does_not_wait_for_a_trickling_manager(slow, worker_process, cre
     read got its byte in time.  Now the request in flight is dropped at once, and the
     sign-off at the end has a deadline of its own."""
     server = slow(interval=0.1)
-    settings = {"http_timeout": "600"}  # the per-request deadline, too: only SIGTERM can end this
+    settings = {"http_timeout": "600",  # the per-request deadline, too: only SIGTERM can end this
+                "manager_protocol": "v2"}  # 2.x's requests from the first (auto asks /api/v3/version first)
     if credentials:
         settings.update(worker_id="a" * 24, worker_secret="s" * 64)
     worker = worker_process(server.url, settings)
