@@ -22,7 +22,7 @@ def capabilities(settings: config.Settings, *, test_mode: bool = False) -> tools
     report = plugins.load()
     wanted = TEST_TASK_TYPES if test_mode else report.usable_task_types(settings.task_types)
     declared = [(decl.task_type, decl.command) for decl in report.declarations]
-    found = tools.capabilities(settings, wanted, base.registered("v2"), declared)
+    found = tools.capabilities(settings, wanted, base.registered(), declared)
     if wanted and not found.announced:
         raise ConfigError("none of the task types can be served: "
                           + "; ".join(f"{t}: {why}" for t, why in found.dropped.items()))

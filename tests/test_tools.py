@@ -14,7 +14,7 @@ from fworker.commands import base
 from fworker.errors import ConfigError
 from tests.support.media import tool
 
-REGISTRY = base.registered("v2")
+REGISTRY = base.registered()
 
 
 def settings(**changes):
