@@ -15,9 +15,10 @@ import typing
 import gevent
 import gevent.event
 
+from fworker.edge.base import Edge
 from fworker.errors import RetryLater, retry_after
 from fworker.queue import QueuedUpdate, UpdateQueue
-from fworker.upstream import Backoff, Upstream
+from fworker.upstream import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +111,7 @@ def _merged_metrics(old: dict, new: dict) -> dict:
 
 
 class Flusher:
-    def __init__(self, queue: UpdateQueue, upstream: Upstream, *, backoff: Backoff,
+    def __init__(self, queue: UpdateQueue, upstream: Edge, *, backoff: Backoff,
                  on_task_lost: typing.Callable[[str, str], None],
                  on_unauthorized: typing.Callable[[], None] | None = None,
                  on_delivered: typing.Callable[[Batch], None] | None = None,

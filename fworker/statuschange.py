@@ -12,9 +12,10 @@ from __future__ import annotations
 import logging
 import typing
 
+from fworker.edge.base import Edge
 from fworker.errors import RetryLater
 from fworker.states import State, StateMachine, from_request
-from fworker.upstream import Answer, Upstream
+from fworker.upstream import Answer
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,7 @@ class StatusChanges:
     back instead of failing it.
     """
 
-    def __init__(self, upstream: Upstream, *, on_shutdown: typing.Callable[[str], None],
+    def __init__(self, upstream: Edge, *, on_shutdown: typing.Callable[[str], None],
                  on_change: typing.Callable[[State, State], None] | None = None):
         self.upstream = upstream
         self.on_shutdown = on_shutdown

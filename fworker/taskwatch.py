@@ -8,8 +8,8 @@ import typing
 
 import gevent
 
+from fworker.edge.base import Edge
 from fworker.errors import RetryLater
-from fworker.upstream import Upstream
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +23,7 @@ class MayIRunPoller:
     the greenlet, so that a bug in here is logged and the poller restarted
     instead of the abort channel going quiet."""
 
-    def __init__(self, upstream: Upstream, task_id: str, interval: float,
+    def __init__(self, upstream: Edge, task_id: str, interval: float,
                  stop: typing.Callable[[str, str | None], None],
                  on_request: typing.Callable[[str], None] | None = None):
         self.upstream = upstream
@@ -86,7 +86,7 @@ class OutputThrottle:
 
     KEEP = 10  # the Manager shows only the latest few
 
-    def __init__(self, upstream: Upstream, interval: float):
+    def __init__(self, upstream: Edge, interval: float):
         self.upstream = upstream
         self.interval = interval
         self._paths: list[str] = []

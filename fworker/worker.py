@@ -19,6 +19,8 @@ import gevent
 import gevent.event
 
 from fworker import config, logsetup, metrics
+from fworker.edge import detect
+from fworker.edge.base import V3, Edge
 from fworker.errors import RetryLater, retry_after
 from fworker.errorstate import PreTaskGate
 from fworker.events import EventBus
@@ -26,8 +28,6 @@ from fworker.flusher import Flusher
 from fworker.hubmonitor import HubMonitor
 from fworker.proctree import enable_subreaper, exit_at_once
 from fworker.queue import UpdateQueue
-from fworker.edge import detect
-from fworker.edge.base import V3, Edge
 from fworker.runner import Abort, Outcome, TaskRunner
 from fworker.states import State
 from fworker.statuschange import StatusChanges
@@ -176,7 +176,8 @@ class Worker:
             self._use_edge(detect.make_edge(dialect, self.upstream, self.settings, self.credentials_path, version))
         else:
             self._use_edge(self.edge)
-        log.info("Manager %s: protocol %s%s", self.settings.manager_url, dialect, f", version {version}" if version else "")
+        log.info("Manager %s: protocol %s%s", self.settings.manager_url, dialect,
+                 f", version {version}" if version else "")
         self._spawn_linked(self.flusher.run, "queue flusher")
         requested: list[str | None] = []
         if self._retrying("sign-on", lambda: requested.append(self.edge.establish(self.reregister))):

@@ -73,6 +73,7 @@ def test_a_restarted_worker_signs_on_with_its_stored_credentials(manager, make_w
     first.shutdown()
     root = first.settings.task_update_queue_db.rsplit("/", 1)[0]
     import pathlib
+
     from tests.support.workers import build_worker as build
     again = build(pathlib.Path(root), manager.url, nickname="in-process")
     again.start()

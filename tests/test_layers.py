@@ -26,7 +26,9 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("parts", ["states", "events", "lines", "rows", "overflow", "spool", "proctree", "task",
                "settingvalues", "config", "pretask", "logsetup", "discovery", "cmdline", "hubmonitor",
                "statefiles", "statelock"]),
-    ("mechanisms", ["process", "leftovers", "queue", "upstream", "metrics", "tools", "preview"]),
+    ("mechanisms", ["process", "leftovers", "queue", "upstream", "metrics", "tools", "preview",
+                    # The seam's declaration: what the services call, whichever generation answers.
+                    "edge.base"]),
     ("commands", ["commands", "commands.*", "plugins"]),
     ("services", ["registration", "flusher", "statuschange", "taskwatch", "reporter", "errorstate"]),
     # What differs between Manager generations, behind one seam (fworker/edge/base.py).

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shlex
 import time
+import typing
 
 from fworker.commands.base import Command, register
 
@@ -14,10 +15,10 @@ class Echo3(Command):
     name = "echo"
     dialects = ("v3",)
 
-    def validate(self, settings: dict) -> dict:
+    def validate(self, settings: dict[str, typing.Any]) -> dict[str, typing.Any]:
         return {"message": self.require_str(settings, "message", allow_empty=True)}
 
-    def execute(self, settings: dict) -> None:
+    def execute(self, settings: dict[str, typing.Any]) -> None:
         self.ctx.log(settings["message"])
 
 
@@ -26,10 +27,10 @@ class Sleep3(Command):
     name = "sleep"
     dialects = ("v3",)
 
-    def validate(self, settings: dict) -> dict:
+    def validate(self, settings: dict[str, typing.Any]) -> dict[str, typing.Any]:
         return {"duration_in_seconds": self.require_number(settings, "duration_in_seconds", minimum=0)}
 
-    def execute(self, settings: dict) -> None:
+    def execute(self, settings: dict[str, typing.Any]) -> None:
         seconds = settings["duration_in_seconds"]
         self.ctx.log(f"sleeping {seconds} seconds")
         # Abortable: killing the task's greenlet interrupts the wait.
@@ -46,14 +47,14 @@ class Exec3(Command):
     name = "exec"
     dialects = ("v3",)
 
-    def validate(self, settings: dict) -> dict:
+    def validate(self, settings: dict[str, typing.Any]) -> dict[str, typing.Any]:
         exe = self.require_str(settings, "exe", allow_empty=False)
         args = settings.get("args", [])
         if not isinstance(args, list) or not all(isinstance(arg, str) for arg in args):
             raise self._invalid("args", "must be a list of strings")
         return {"args": [exe, *args]}
 
-    def execute(self, settings: dict) -> None:
+    def execute(self, settings: dict[str, typing.Any]) -> None:
         args = settings["args"]
         self.ctx.activity(f"running {shlex.join(args)}")
         self.ctx.run_process(args)

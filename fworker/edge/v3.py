@@ -117,7 +117,8 @@ class V3Edge:
         self.worker_id, self._secret = worker_id, secret
         if self.path is not None:
             config.save_credentials(worker_id, secret, self.path)
-            log.info("registered at the Flamenco 3 Manager as worker %s; credentials stored in %s", worker_id, self.path)
+            log.info("registered at the Flamenco 3 Manager as worker %s; credentials stored in %s",
+                     worker_id, self.path)
         else:
             log.info("registered at the Flamenco 3 Manager as worker %s (credentials not stored)", worker_id)
 
