@@ -371,7 +371,7 @@ def readme_layers() -> list[tuple[str, set[str]]]:
 def test_the_readme_layout_follows_the_declared_layers():
     # Shown as a folder: the commands package; described beside the table: the development
     # Manager; not worth a word: __main__.
-    shown = {"commands": "commands/", "commands.*": None, "edge": "edge/", "edge.*": None,
+    shown = {"commands": "commands/", "commands.*": None, "edge": "edge/", "edge.*": None, "edge.base": "edge/base",
              "devmanager": None, "devmanager.*": None, "__main__": None}
     expected = [(name, {shown.get(member, member) for member in members} - {None})
                 for name, members in declared_layers()]
