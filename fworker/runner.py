@@ -19,7 +19,7 @@ import typing
 
 import gevent
 
-from fworker import config, leftovers
+from fworker import config, containment, leftovers
 from fworker.commands import base as commands
 from fworker.errors import TaskFailed
 from fworker.events import EventBus
@@ -90,9 +90,11 @@ class TaskRunner:
             timer.start()
         try:
             self._stop_leftovers()
-            prepared = self._prepare()
-            for index, (cmd, settings) in enumerate(prepared):
-                self._run_command(index, cmd, settings)
+            # Everything the task starts is stopped when it ends, however it ends.
+            with containment.TaskScope(self.task.short_id, grace=self.settings.abort_grace_period,
+                                       logger=self.logger):
+                for index, (cmd, settings) in enumerate(self._prepare()):
+                    self._run_command(index, cmd, settings)
         finally:
             if timer is not None:
                 timer.close()
