@@ -21,6 +21,7 @@ child's cgroup.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import uuid
@@ -60,13 +61,21 @@ def _parent_directory() -> str | None:
     return directory
 
 
-def _make_cgroup(label: str) -> cgroups.Cgroup | None:
+def _prefix(owner: str | None) -> str:
+    """The start of the names of an owner's task cgroups: the owner mark (a path) hashed,
+    so that a worker finds those an earlier process of its own left, and no other's."""
+    tag = hashlib.sha256(owner.encode("utf-8", "surrogatepass")).hexdigest()[:12] if owner else "anon"
+    return f"fworker-{tag}-"
+
+
+def _make_cgroup(label: str, owner: str | None) -> cgroups.Cgroup | None:
     global _unavailable
     directory = _parent_directory()
     if directory is None:
         return None
     try:
-        group = cgroups.Cgroup.make(directory, f"fworker-{os.getpid()}-{label}-{uuid.uuid4().hex[:8]}")
+        name = f"{_prefix(owner)}{os.getpid()}-{label}-{uuid.uuid4().hex[:8]}"
+        group = cgroups.Cgroup.make(directory, name)
     except OSError as exc:
         _unavailable = f"cannot make a cgroup in {directory}: {exc.strerror}"
         log.info("tasks run without a cgroup: %s", _unavailable)
@@ -75,6 +84,22 @@ def _make_cgroup(label: str) -> cgroups.Cgroup | None:
         _unavailable = ""
         log.info("each task runs in a cgroup of its own under %s", directory)
     return group
+
+
+def stale_cgroups(owner: str) -> list[cgroups.Cgroup]:
+    """The task cgroups of ``owner`` made by another process (an earlier worker process
+    of the same owner, killed before it could remove them), empty or not."""
+    directory = _parent_directory()
+    if directory is None:
+        return []
+    prefix, mine = _prefix(owner), f"{_prefix(owner)}{os.getpid()}-"
+    try:
+        names = os.listdir(directory)
+    except OSError as exc:
+        log.warning("cannot list %s: %s", directory, exc.strerror)
+        return []
+    return [cgroups.Cgroup(os.path.join(directory, name)) for name in sorted(names)
+            if name.startswith(prefix) and not name.startswith(mine)]
 
 
 def current() -> "TaskScope | None":
@@ -88,11 +113,13 @@ def direct_children() -> list[psutil.Process]:
 
 
 class TaskScope:
-    """The processes of one task.  ``use_cgroup=False`` only walks the tree."""
+    """The processes of one task.  ``owner``: the worker's owner mark (its cgroups'
+    names carry it, for ``stale_cgroups``).  ``use_cgroup=False`` only walks the tree."""
 
-    def __init__(self, label: str, *, grace: float = 2.0, use_cgroup: bool = True,
-                 logger: logging.Logger = log):
+    def __init__(self, label: str, *, owner: str | None = None, grace: float = 2.0,
+                 use_cgroup: bool = True, logger: logging.Logger = log):
         self.label = label
+        self.owner = owner
         self.grace = grace
         self._log = logger
         self._before: set[psutil.Process] = set()
@@ -112,7 +139,7 @@ class TaskScope:
         # pid and create_time: a process that ends and whose pid is reused is new.
         self._before = set(direct_children())
         if self._use_cgroup:
-            self.cgroup = _make_cgroup(self.label)
+            self.cgroup = _make_cgroup(self.label, self.owner)
         _current = self
         return self
 

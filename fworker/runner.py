@@ -91,8 +91,9 @@ class TaskRunner:
         try:
             self._stop_leftovers()
             # Everything the task starts is stopped when it ends, however it ends.
-            with containment.TaskScope(self.task.short_id, grace=self.settings.abort_grace_period,
-                                       logger=self.logger):
+            queue_db = self.settings.task_update_queue_db
+            with containment.TaskScope(self.task.short_id, grace=self.settings.abort_grace_period, logger=self.logger,
+                                       owner=leftovers.owner_mark(queue_db) if queue_db else None):
                 for index, (cmd, settings) in enumerate(self._prepare()):
                     self._run_command(index, cmd, settings)
         finally:

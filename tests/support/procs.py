@@ -34,7 +34,8 @@ def escapees(marker: str, role: str = "escapee") -> list[psutil.Process]:
     found = []
     for proc in marked(marker):
         try:
-            if proc.cmdline()[-1:] == [f"{marker}-{role}"]:
+            # The Python itself, not setsid or env on their way to exec it.
+            if proc.cmdline()[:1] == [PY] and proc.cmdline()[-1:] == [f"{marker}-{role}"]:
                 found.append(proc)
         except psutil.Error:
             continue
