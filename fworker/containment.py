@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 # Why cgroups cannot be used here, once known (None: not probed yet, "": usable).
 _unavailable: str | None = None
 _current: "TaskScope | None" = None
+# Children of this process that are not a task's (a program embedding the worker).
+_excluded: set[psutil.Process] = set()
 
 
 def mechanism() -> str:
@@ -102,6 +104,13 @@ def stale_cgroups(owner: str) -> list[cgroups.Cgroup]:
             if name.startswith(prefix) and not name.startswith(mine)]
 
 
+def exclude(pid: int) -> None:
+    """Child process ``pid`` of this process is not a task's, even if it starts while a
+    task runs (for a program that embeds the worker and starts processes of its own)."""
+    _excluded.intersection_update(proc for proc in _excluded if proctree.alive(proc))
+    _excluded.update(proctree.processes([pid]))
+
+
 def current() -> "TaskScope | None":
     """The scope of the task running now, if any."""
     return _current
@@ -165,7 +174,7 @@ class TaskScope:
         return [proc for pid, proc in found.items() if pid != me and proctree.alive(proc)]
 
     def _adopted(self) -> list[psutil.Process]:
-        roots = [proc for proc in direct_children() if proc not in self._before]
+        roots = [proc for proc in direct_children() if proc not in self._before and proc not in _excluded]
         return proctree.subtrees(roots)
 
     def stop(self, grace: float) -> proctree.Left:

@@ -4,6 +4,11 @@ Render tools start helpers that may leave the process group (setsid) or outlive 
 parent, so ``abort()`` stops (``fworker.proctree.stop``) the group *and* every descendant
 that ``fworker.proctree.Descendants`` finds; while the child runs, a scan every
 ``track_interval`` remembers descendants that could later become impossible to find.
+Inside a task (``fworker.containment``) the child starts in a cgroup of its own where the
+system allows one: then every process it ever forks is found, scan or not.  Once the
+tree has been stopped, its output is read for ``DRAIN`` seconds more at most: a process
+that escaped every search and holds the pipe open does not keep the command running
+(the task's end stops it).
 
 A worker killed with SIGKILL runs none of that: see ``fworker.leftovers``.
 

@@ -7,6 +7,9 @@ worker (``enable_subreaper()``) that carry the child's token in their environmen
 scan found, known by pid *and* create_time so that a reused pid is not.  Only those
 earlier scans find a descendant that left the session, dropped the token and lost its
 parent: re-parented to init (no subreaper) or to the worker, nothing else leads to it.
+Two things do not depend on catching it in a scan: the child's cgroup (``cgroup``, where
+``fworker.containment`` could make one), and, for the task as a whole, that every new
+child of the worker during a task is the task's (``fworker.containment.TaskScope``).
 
 A scan walks down the worker's own tree through ``/proc/<pid>/task/<tid>/children``
 (Linux), so it costs in proportion to that tree.  Mapping every process's parent, as

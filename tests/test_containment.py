@@ -82,10 +82,14 @@ def test_abort_stops_reading_output_that_an_unfound_process_holds_open(marker, u
 
 
 @pytest.mark.parametrize("use_cgroup", MODES)
-def test_what_was_running_before_the_task_is_not_the_tasks(marker, use_cgroup):
+def test_what_was_running_before_the_task_or_is_excluded_is_not_the_tasks(marker, use_cgroup):
     bystander = subprocess.Popen(["sh", "-c", f"exec {sleeper(marker + '-bystander')}"])
+    late = None
     try:
         with scope(use_cgroup) as task:
+            # Started while the task runs, declared by its program as its own.
+            late = subprocess.Popen(["sh", "-c", f"exec {sleeper(marker + '-late')}"])
+            containment.exclude(late.pid)
             child = ChildProcess(["sh", "-c", f"{sleeper(marker + '-helper')} >/dev/null 2>&1 &"],
                                  on_lines=lambda lines: None)
             assert child.run() == 0
@@ -94,9 +98,12 @@ def test_what_was_running_before_the_task_is_not_the_tasks(marker, use_cgroup):
             assert all(proc.pid != bystander.pid for proc in task.members())
         wait_until(lambda: not proctree.alive(helper), DEADLINE, what="the helper stopped at the task's end")
         assert bystander.poll() is None, "a child of this process from before the task was left alone"
+        assert late.poll() is None, "an excluded child was left alone"
     finally:
-        bystander.kill()
-        bystander.wait()
+        for proc in (bystander, late):
+            if proc is not None:
+                proc.kill()
+                proc.wait()
 
 
 @pytest.mark.skipif(not CGROUP, reason=containment.mechanism())
