@@ -8,7 +8,9 @@ its environment, inherited by everything it starts, so ``stop_leftovers()`` can
 find what survived (grandchildren do not get the parent-death signal) when the
 worker starts its next task (``TaskRunner``), in the worker's own thread: on the
 whole machine the first time, then among the worker's descendants only, and stops
-it like any tree (``proctree.stop``).
+it like any tree (``proctree.stop``).  Where tasks run in cgroups
+(``fworker.containment``), what an earlier worker process left in its task cgroups is
+stopped too, with or without the mark, and the cgroups are removed.
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ import os
 
 import psutil
 
-from fworker import proctree, statefiles
+from fworker import containment, proctree, statefiles
 from fworker.proctree import OWNER_VAR
 
 log = logging.getLogger(__name__)
@@ -59,10 +61,26 @@ def stop_leftovers(owner: str, grace: float = 2.0) -> list[str]:
     its own tasks leave behind is re-parented to it, not to init."""
     everywhere = owner not in _swept or not proctree.subreaper_enabled()
     survivors = _stop(find(owner, everywhere=everywhere), grace)
+    survivors += _stop_cgroups(owner, grace)
     if not survivors:
         _swept.add(owner)  # else look everywhere again next time
     return [f"leftover process {proc.pid} ({_name(proc)}) of an earlier task survives SIGKILL"
             for proc in survivors]
+
+
+def _stop_cgroups(owner: str, grace: float) -> list[psutil.Process]:
+    """What is left in the task cgroups of an earlier process of this worker: those
+    that dropped the owner mark too (``env -i``).  The cgroups are removed."""
+    survivors = []
+    for group in containment.stale_cgroups(owner):
+        found = proctree.cgroup_members(group)
+        if found:
+            log.warning("stopping pids %s, left running in %s by an earlier worker process",
+                        proctree.pids(found), group.path)
+            survivors += proctree.stop(lambda group=group: proctree.cgroup_members(group), grace, first=found,
+                                       kill_all=group.kill, logger=log, name="leftovers").procs
+        group.remove()
+    return survivors
 
 
 def _stop(found: list[psutil.Process], grace: float) -> list[psutil.Process]:

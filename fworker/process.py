@@ -4,6 +4,11 @@ Render tools start helpers that may leave the process group (setsid) or outlive 
 parent, so ``abort()`` stops (``fworker.proctree.stop``) the group *and* every descendant
 that ``fworker.proctree.Descendants`` finds; while the child runs, a scan every
 ``track_interval`` remembers descendants that could later become impossible to find.
+Inside a task (``fworker.containment``) the child starts in a cgroup of its own where the
+system allows one: then every process it ever forks is found, scan or not.  Once the
+tree has been stopped, its output is read for ``DRAIN`` seconds more at most: a process
+that escaped every search and holds the pipe open does not keep the command running
+(the task's end stops it).
 
 A worker killed with SIGKILL runs none of that: see ``fworker.leftovers``.
 
@@ -24,11 +29,10 @@ from collections.abc import Callable
 import gevent
 import gevent.event
 import gevent.lock
-import gevent.socket
 import gevent.subprocess
 import psutil
 
-from fworker import proctree
+from fworker import cgroups, containment, proctree
 from fworker.lines import BatchSplitter, LineSplitter
 from fworker.proctree import OWNER_VAR, PRCTL, TOKEN_VAR, Descendants, DieWithParent
 from fworker.spool import Spool, grow_pipe
@@ -49,6 +53,9 @@ _FLOOD_FILL_EVERY = 0.005
 _ON_ABORT = 4 * 1024 * 1024  # at most this much spooled output is still handled on abort
 _CYCLE = 1e-6  # a timer that is due at once: one turn of the event loop
 _GATHER = 0.002  # seconds to let trickling output gather before reading it
+# Once the tree has been stopped, what is still in the pipe is read for at most this
+# long: a process that holds the pipe open then could not be stopped, or was never found.
+DRAIN = 0.5
 
 
 def describe_exit(returncode: int) -> str:
@@ -148,6 +155,8 @@ class ChildProcess:
         self._aborted = False
         self._eof = gevent.event.Event()
         self._stopping_leftovers = False
+        self._stopped = gevent.event.Event()  # the tree has been stopped: drain, then stop reading
+        self._stopped_at = 0.0
         self._spool: Spool | None = None
 
     def start(self) -> None:
@@ -158,10 +167,13 @@ class ChildProcess:
             env[TOKEN_VAR] = self._token
             if self._owner:
                 env[OWNER_VAR] = self._owner
+            scope = containment.current()
+            self._tree.cgroup = scope.child_cgroup() if scope is not None else None
+            procs_file = self._tree.cgroup.procs_file if self._tree.cgroup is not None else None
             starting = gevent.spawn(
                 gevent.subprocess.Popen, self.args, cwd=self._cwd, env=env, bufsize=0,
                 start_new_session=True, stdin=gevent.subprocess.DEVNULL,
-                preexec_fn=DieWithParent() if PRCTL is not None else None,
+                preexec_fn=DieWithParent(procs_file) if PRCTL is not None else None,
                 stdout=gevent.subprocess.PIPE, stderr=gevent.subprocess.STDOUT)
             try:
                 starting.join()
@@ -177,7 +189,21 @@ class ChildProcess:
         self._popen, self.pid = popen, popen.pid
         grow_pipe(popen.stdout.fileno())
         self._tree.started(self.pid)
+        self._check_cgroup()
         self._log.debug("started %s: %s", self._name(), shlex.join(self.args))
+
+    def _check_cgroup(self) -> None:
+        """The child joins its cgroup before exec; if it could not, move it now (what
+        it forked meanwhile is left to the scan and the task's adopted orphans)."""
+        group = self._tree.cgroup
+        if group is None or self._tree.leader is None or group.contains(self._tree.leader.pid):
+            return
+        try:
+            cgroups.move(self._tree.leader.pid, group.procs_file)
+            self._log.warning("%s did not join %s before exec; moved it after", self._name(), group.path)
+        except OSError as exc:
+            if proctree.alive(self._tree.leader):
+                self._log.warning("%s runs outside its cgroup %s: %s", self._name(), group.path, exc)
 
     def run(self) -> int:
         """Run to the end; the return code, negative when killed by that signal."""
@@ -211,6 +237,8 @@ class ChildProcess:
         with self._abort_lock:
             if not self._aborted and self._popen is not None:
                 self._stop_tree()
+                self._stopped_at = time.monotonic()
+                self._stopped.set()
             self._aborted = True
 
     @property
@@ -233,7 +261,7 @@ class ChildProcess:
         pace = _Pace()
         eof, read = False, 0
         try:
-            while True:
+            while eof or not self._drained():  # after EOF, what is spooled is all handled
                 # Empty the pipe before handling each chunk: handling costs far more
                 # than reading, and a child must not wait on it (see fworker.spool).
                 if not eof and not spool.full():
@@ -254,6 +282,10 @@ class ChildProcess:
                     break
                 else:
                     self._wait_for_output(fd)
+            if not eof:
+                self._log.warning("%s: its tree was stopped, but its output is still held open "
+                                  "%.1fs later; no longer reading it", self._name(), DRAIN)
+                _handle_some(spool, splitter)
         except gevent.GreenletExit:
             _handle_some(spool, splitter)  # aborted: the last words may say why
             raise
@@ -280,12 +312,20 @@ class ChildProcess:
                 return True
         return False
 
+    def _drained(self) -> bool:
+        """The tree was stopped ``DRAIN`` seconds ago: a process that still holds the
+        pipe open must not keep the command running."""
+        return self._stopped.is_set() and time.monotonic() >= self._stopped_at + DRAIN
+
     def _wait_for_output(self, fileno: int) -> None:
-        if self.output_timeout <= 0:
-            gevent.socket.wait_read(fileno)
+        """Wait until output can be read, the tree is stopped, or (once it is) the drain
+        ends; OutputTimeout after ``output_timeout`` seconds of silence."""
+        if self._stopped.is_set():
+            _readable(fileno, max(0.0, self._stopped_at + DRAIN - time.monotonic()), None)
             return
-        silence = OutputTimeout(f"{os.path.basename(self.args[0])} printed nothing for {self.output_timeout:g} s")
-        gevent.socket.wait_read(fileno, timeout=self.output_timeout, timeout_exc=silence)
+        timeout = self.output_timeout if self.output_timeout > 0 else None
+        if not _readable(fileno, timeout, self._stopped) and not self._stopped.is_set():
+            raise OutputTimeout(f"{os.path.basename(self.args[0])} printed nothing for {self.output_timeout:g} s")
 
     def _track(self) -> None:
         # Remember descendants while they are findable: a grandchild whose parent dies
@@ -327,7 +367,23 @@ class ChildProcess:
             return
         self._log.info("stopping %s: SIGTERM to group %d and pids %s, SIGKILL after %.1fs",
                        self._name(), self.pid, proctree.pids(procs), self._grace)
+        group = self._tree.cgroup
         left = proctree.stop(self.descendants, self._grace, first=procs, group=self._group,
+                             kill_all=group.kill if group is not None else None,
                              logger=self._log, name=self._name())
         if left:
             self._log.warning("%s: %s survived SIGKILL", self._name(), left)
+
+
+def _readable(fileno: int, timeout: float | None, stopped: gevent.event.Event | None) -> bool:
+    """Wait until ``fileno`` can be read (True), ``timeout`` passes or ``stopped`` is
+    set (False)."""
+    readable = gevent.event.Event()
+    watcher = gevent.get_hub().loop.io(fileno, 1)  # 1: readable
+    watcher.start(readable.set)
+    try:
+        gevent.wait([readable] if stopped is None else [readable, stopped], timeout=timeout, count=1)
+    finally:
+        watcher.stop()
+        watcher.close()
+    return readable.is_set()

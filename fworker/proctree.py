@@ -7,6 +7,9 @@ worker (``enable_subreaper()``) that carry the child's token in their environmen
 scan found, known by pid *and* create_time so that a reused pid is not.  Only those
 earlier scans find a descendant that left the session, dropped the token and lost its
 parent: re-parented to init (no subreaper) or to the worker, nothing else leads to it.
+Two things do not depend on catching it in a scan: the child's cgroup (``cgroup``, where
+``fworker.containment`` could make one), and, for the task as a whole, that every new
+child of the worker during a task is the task's (``fworker.containment.TaskScope``).
 
 A scan walks down the worker's own tree through ``/proc/<pid>/task/<tid>/children``
 (Linux), so it costs in proportion to that tree.  Mapping every process's parent, as
@@ -36,6 +39,8 @@ from collections.abc import Callable
 
 import gevent
 import psutil
+
+from fworker import cgroups
 
 log = logging.getLogger(__name__)
 
@@ -76,13 +81,18 @@ def enable_subreaper() -> bool:
 
 
 class DieWithParent:
-    """``preexec_fn``: in the child, between fork and exec, ask for SIGKILL when the
-    worker dies.  If the worker died before that, there is no one to wait for: exit."""
+    """``preexec_fn``: in the child, between fork and exec, join the cgroup of
+    ``cgroup_procs`` (its ``cgroup.procs`` file, if any: before the child can fork)
+    and ask for SIGKILL when the worker dies.  If the worker died before that, there
+    is no one to wait for: exit."""
 
-    def __init__(self) -> None:
+    def __init__(self, cgroup_procs: str | None = None) -> None:
         self.parent = os.getpid()
+        self.cgroup_procs = cgroup_procs
 
     def __call__(self) -> None:
+        if self.cgroup_procs is not None:
+            cgroups.join_in_child(self.cgroup_procs)
         zero = ctypes.c_ulong(0)
         PRCTL(_PR_SET_PDEATHSIG, ctypes.c_ulong(signal.SIGKILL), zero, zero, zero)
         if os.getppid() != self.parent:
@@ -98,6 +108,25 @@ def subreaper_enabled() -> bool:
     if PRCTL(_PR_GET_CHILD_SUBREAPER, ctypes.byref(flag), zero, zero, zero) != 0:
         return False
     return flag.value != 0
+
+
+def children_pids(pid: int) -> list[int]:
+    """The children of ``pid`` at this moment (adopted orphans included)."""
+    return _children_reader()(pid)
+
+
+def subtrees(roots: list[psutil.Process]) -> list[psutil.Process]:
+    """``roots`` and every live descendant of theirs, each once."""
+    children_of = _children_reader()
+    return _subtrees(roots, lambda proc: processes(children_of(proc.pid), proc), lambda proc: proc.pid)
+
+
+def cgroup_members(group: cgroups.Cgroup) -> list[psutil.Process]:
+    """The processes in ``group`` (and below), each pinned by its create_time while
+    the cgroup still lists it: a pid listed, then ended and reused outside, is not."""
+    procs = processes(group.pids())
+    still = set(group.pids())
+    return [proc for proc in procs if proc.pid in still]
 
 
 def descendant_pids(pid: int) -> list[int]:
@@ -182,6 +211,8 @@ class Descendants:
         self._token = token
         self.leader: psutil.Process | None = None  # pins the child's pid by create_time
         self._seen: dict[int, psutil.Process] = {}
+        # The child's own cgroup, if it has one: every process it forks, found or not.
+        self.cgroup: cgroups.Cgroup | None = None
 
     def started(self, pid: int) -> None:
         """The child exists: from now on its pid and session lead to its tree."""
@@ -193,6 +224,9 @@ class Descendants:
     def scan(self) -> list[psutil.Process]:
         """The child and all its descendants currently alive (zombies are gone)."""
         found = {proc.pid: proc for proc in self._walk()}
+        if self.cgroup is not None:
+            for proc in cgroup_members(self.cgroup):
+                found.setdefault(proc.pid, proc)
         for pid, proc in self._seen.items():
             found.setdefault(pid, proc)  # e.g. re-parented to init: no subreaper
         me = os.getpid()
@@ -202,9 +236,8 @@ class Descendants:
     def _walk(self) -> list[psutil.Process]:
         """The subtrees of the worker's children that are ours: the child, and orphans
         of its tree re-parented to the worker."""
-        children_of = _children_reader()
-        roots = [proc for proc in processes(children_of(os.getpid()), None) if self._is_ours(proc)]
-        return _subtrees(roots, lambda proc: processes(children_of(proc.pid), proc), lambda proc: proc.pid)
+        roots = [proc for proc in processes(children_pids(os.getpid()), None) if self._is_ours(proc)]
+        return subtrees(roots)
 
     def _is_ours(self, proc: psutil.Process) -> bool:
         if proc == self.leader or proc == self._seen.get(proc.pid):  # pid + create_time
@@ -267,12 +300,14 @@ def _no_group(procs: list[psutil.Process]) -> int | None:
 def stop(members: Callable[[], list[psutil.Process]], grace: float, *,
          first: list[psutil.Process] | None = None,
          group: Callable[[list[psutil.Process]], int | None] = _no_group,
+         kill_all: Callable[[], None] | None = None,
          logger: logging.Logger = log, name: str = "processes") -> Left:
     """Stop a tree of processes: SIGTERM, up to ``grace`` seconds, then SIGKILL every
     round (a dying parent may still have forked) for up to ``KILL_TIMEOUT``; returns
     what survived.  ``members()`` looks at the tree afresh (``first`` is its first
     look, if the caller has it); ``group(procs)`` is a process group that is certainly
-    still the tree's, signalled as a whole, or None.  Interrupted (killed, a timeout),
+    still the tree's, signalled as a whole, or None; ``kill_all()``, if given, sends
+    SIGKILL to the whole tree at once (a cgroup's), in every SIGKILL round.  Interrupted (killed, a timeout),
     it sends SIGKILL to everything before it lets the exception through: nothing may
     outlive the caller's interest in it.  Waits cooperatively (gevent)."""
     procs = members() if first is None else first
@@ -281,8 +316,10 @@ def stop(members: Callable[[], list[psutil.Process]], grace: float, *,
         left = _wait_gone(members, group, grace, logger)
         if left:
             logger.warning("%s: %s still alive %.1fs after SIGTERM, sending SIGKILL", name, left, grace)
-            left = _wait_gone(members, group, KILL_TIMEOUT, logger, kill=True)
+            left = _wait_gone(members, group, KILL_TIMEOUT, logger, kill=True, kill_all=kill_all)
     except BaseException:
+        if kill_all is not None:
+            kill_all()
         procs = members()
         signal_all(procs, signal.SIGKILL, group(procs), logger)
         raise
@@ -291,12 +328,15 @@ def stop(members: Callable[[], list[psutil.Process]], grace: float, *,
 
 def _wait_gone(members: Callable[[], list[psutil.Process]],
                group: Callable[[list[psutil.Process]], int | None], timeout: float,
-               logger: logging.Logger, kill: bool = False) -> Left:
+               logger: logging.Logger, kill: bool = False,
+               kill_all: Callable[[], None] | None = None) -> Left:
     """Poll until the tree is gone or ``timeout`` passes (SIGKILL each round if
-    ``kill``); what is left."""
+    ``kill``, with ``kill_all`` too); what is left."""
     deadline = time.monotonic() + timeout
     delay = 0.01
     while True:
+        if kill and kill_all is not None:
+            kill_all()
         procs = members()
         pgid = group(procs)
         group_alive = signal_all(procs, signal.SIGKILL if kill else 0, pgid, logger)

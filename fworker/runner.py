@@ -19,7 +19,7 @@ import typing
 
 import gevent
 
-from fworker import config, leftovers
+from fworker import config, containment, leftovers
 from fworker.commands import base as commands
 from fworker.errors import TaskFailed
 from fworker.events import EventBus
@@ -97,11 +97,14 @@ class TaskRunner:
             timer.start()
         try:
             self._stop_leftovers()
-            prepared = self._prepare()
-            for index, (cmd, settings) in enumerate(prepared):
-                self._run_command(index, cmd, settings)
-                if self.dialect != "v2" and not self.task.commands[index].total_step_count:
-                    self.reporter.steps_completed(1)  # a command without steps of its own is one step
+            # Everything the task starts is stopped when it ends, however it ends.
+            queue_db = self.settings.task_update_queue_db
+            with containment.TaskScope(self.task.short_id, grace=self.settings.abort_grace_period, logger=self.logger,
+                                       owner=leftovers.owner_mark(queue_db) if queue_db else None):
+                for index, (cmd, settings) in enumerate(self._prepare()):
+                    self._run_command(index, cmd, settings)
+                    if self.dialect != "v2" and not self.task.commands[index].total_step_count:
+                        self.reporter.steps_completed(1)  # a command without steps of its own is one step
         finally:
             if timer is not None:
                 timer.close()

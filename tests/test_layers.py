@@ -23,10 +23,10 @@ PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "fworker"
 # never of a higher one.  Names are relative to the package; ``__init__`` is the root.
 LAYERS: list[tuple[str, list[str]]] = [
     ("foundations", ["errors", "version"]),
-    ("parts", ["states", "events", "lines", "rows", "overflow", "spool", "proctree", "task",
+    ("parts", ["states", "events", "lines", "rows", "overflow", "spool", "cgroups", "proctree", "task",
                "settingvalues", "config", "pretask", "logsetup", "discovery", "cmdline", "hubmonitor",
                "statefiles", "statelock"]),
-    ("mechanisms", ["process", "leftovers", "queue", "upstream", "metrics", "tools", "preview",
+    ("mechanisms", ["containment", "process", "leftovers", "queue", "upstream", "metrics", "tools", "preview",
                     # The seam's declaration: what the services call, whichever generation answers.
                     "edge.base"]),
     ("commands", ["commands", "commands.*", "plugins"]),
