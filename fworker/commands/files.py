@@ -109,15 +109,16 @@ def _highest_counter(folder: str, pattern: re.Pattern[str]) -> int:
     return max(numbers, default=0)
 
 
-def _out_of_way_name(path: str) -> str:
-    """``<path>-<mtime>``, or ``<path>-<mtime>~N`` when that is taken."""
+def _out_of_way_name(path: str, separator: str = "~", width: int = 0) -> str:
+    """``<path>-<mtime>``, or ``<path>-<mtime>~N`` when that is taken (Flamenco
+    3 writes ``-NNN``: ``separator`` "-", ``width`` 3)."""
     mtime = os.lstat(path).st_mtime  # lstat: a dangling symlink must move too
     stamped = f"{path}-{time.strftime(MTIME_FORMAT, time.localtime(mtime))}"
     if not os.path.lexists(stamped):
         return stamped
     folder, name = os.path.split(stamped)
-    highest = _highest_counter(folder, re.compile(re.escape(name) + r"~(\d+)"))
-    return f"{stamped}~{highest + 1}"
+    highest = _highest_counter(folder, re.compile(re.escape(name + separator) + r"(\d+)"))
+    return f"{stamped}{separator}{highest + 1:0{width}d}"
 
 
 def _copy_replacing(src: str, dest: str) -> OSError | None:
@@ -174,6 +175,8 @@ class FileCommand(Command):
     re-check, and OS errors turned into a failure naming the command."""
 
     path_keys: typing.ClassVar[tuple[str, ...]] = ()
+    # How move_aside numbers a name already taken: separator and digits.
+    aside_counter: typing.ClassVar[tuple[str, int]] = ("~", 0)
 
     def require_path(self, settings: dict, key: str, *, file_name: bool = False) -> str:
         path = self.require_str(settings, key)
@@ -203,7 +206,7 @@ class FileCommand(Command):
 
     def move_aside(self, path: str) -> str:
         """Rename the existing ``path`` to its mtime-stamped name and return that."""
-        new_path = self.ctx.blocking(_out_of_way_name, path)
+        new_path = self.ctx.blocking(_out_of_way_name, path, *self.aside_counter)
         self.ctx.log(f"Moving {path!r} out of the way: renaming it to {new_path!r}")
         self.ctx.blocking(_rename, path, new_path)
         return new_path
