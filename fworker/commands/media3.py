@@ -114,9 +114,10 @@ class BlenderRender3(ToolCommand3):
     needs = ("blender",)
 
     def validate(self, settings: dict) -> dict:
-        if "blendfile" not in settings:
-            raise self._invalid("blendfile", 'is required (an empty string "" leaves the blend file out)')
-        blendfile = self.optional_str(settings, "blendfile", "")
+        blendfile = settings.get("blendfile")
+        if not isinstance(blendfile, str):
+            raise self._invalid("blendfile", 'is required, a string (an empty one, "", leaves the blend file '
+                                             f'out), not {cmdline.shown(repr(blendfile))}')
         return {"exe": self.program(settings), "exeArgs": self.exe_args(settings),
                 "argsBefore": self.string_list(settings, "argsBefore"), "blendfile": blendfile,
                 "args": self.string_list(settings, "args")}
