@@ -20,7 +20,7 @@ import shutil
 from fworker import cmdline, config
 from fworker.commands import ffmpeg
 from fworker.commands.base import Command, register
-from fworker.commands.blender import BlenderRun, wait_for_file
+from fworker.commands.blender import BlenderRun, make_folder_for, wait_for_file
 from fworker.commands.blender_output import count_frames
 from fworker.errors import CommandFailed
 
@@ -138,7 +138,7 @@ class BlenderRender3(ToolCommand3):
 
 
 @register
-class FramesToVideo(ToolCommand3, ffmpeg.FFmpegCommand):
+class FramesToVideo(ToolCommand3):
     name = "frames-to-video"
     needs = ("ffmpeg",)
 
@@ -165,7 +165,7 @@ class FramesToVideo(ToolCommand3, ffmpeg.FFmpegCommand):
                 raise CommandFailed(f"command {self.name!r}: no files match inputGlob {pattern!r}")
             index = ffmpeg.write_concat_index(self.ctx, os.path.dirname(files[0]), files, 1.0 / settings["fps"])
             source = ["-f", "concat", "-safe", "0", "-i", index]
-        self.make_output_folder(output)
+        make_folder_for(self.ctx, os.path.abspath(output))
         args = [*settings["argsBefore"], *source, *settings["args"], "-r", rate, output]
         what = f"{len(files)} images" if files else pattern
         try:
