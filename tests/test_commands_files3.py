@@ -1,5 +1,6 @@
 """Flamenco 3's file commands (move-directory, copy-file, make-directory) on real
-files, and the copy that stops with its task (issue 15 case 3)."""
+files, and the copy that stops with its task (issue 15 case 3), which 2.x's copy_file
+shares."""
 import os
 import time
 
@@ -161,8 +162,13 @@ def test_copy_file_missing_or_folder_source(run3, tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["folder"]  # no parent folder made for nothing
 
 
+# The copy commands of both dialects: (name, dialect).
+COPIES = [("copy-file", "v3"), ("copy_file", "v2")]
+
+
+@pytest.mark.parametrize("name, dialect", COPIES)
 @pytest.mark.parametrize("kind", ["FIFO", "device"])
-def test_copy_file_refuses_fifos_and_devices_without_blocking(run3, tmp_path, kind):
+def test_copy_file_refuses_fifos_and_devices_without_blocking(run_command, tmp_path, kind, name, dialect):
     if kind == "FIFO":
         src = str(tmp_path / "fifo")
         os.mkfifo(src)  # no writer: opening it to read would block
@@ -170,9 +176,9 @@ def test_copy_file_refuses_fifos_and_devices_without_blocking(run3, tmp_path, ki
         src = "/dev/urandom"  # endless: a copy would fill the disk
     with gevent.Timeout(30):  # a blocked open or an endless copy fails here
         with pytest.raises(CommandFailed) as err:
-            run3("copy-file", {"src": src, "dest": str(tmp_path / "out" / "copy")})
+            run_command(name, {"src": src, "dest": str(tmp_path / "out" / "copy")}, FAST, dialect=dialect)
     assert f"is a {kind}" in str(err.value) and "only regular files" in str(err.value)
-    assert not (tmp_path / "out").exists()
+    assert not (tmp_path / "out").exists() or os.listdir(tmp_path / "out") == []
 
 
 @pytest.mark.parametrize("kind", ["FIFO", "device"])
@@ -246,13 +252,15 @@ class SlowShare:
             self.in_flight -= 1
 
 
-def test_stopping_the_task_stops_the_copy_and_removes_the_partial_file(run3, recorder, tmp_path, monkeypatch):
+@pytest.mark.parametrize("name, dialect", COPIES)
+def test_stopping_the_task_stops_the_copy_and_removes_the_partial_file(
+        run_command, recorder, tmp_path, monkeypatch, name, dialect):
     monkeypatch.setattr(filecopy, "CHUNK", 64 * 1024)
     share = SlowShare(filecopy._write_all)
     monkeypatch.setattr(filecopy, "_write_all", share)
     src, dest = tmp_path / "big.bin", tmp_path / "out" / "big.bin"
     src.write_bytes(os.urandom(256 * 64 * 1024))  # 256 chunks: ~5 s at 20 ms each
-    runner = gevent.spawn(run3, "copy-file", {"src": str(src), "dest": str(dest)})
+    runner = gevent.spawn(run_command, name, {"src": str(src), "dest": str(dest)}, FAST, dialect=dialect)
     wait_until(lambda: share.writes >= 3, 30, "the copy to be under way")
     runner.kill(block=True, timeout=30)
     stopped = time.monotonic()
@@ -260,7 +268,7 @@ def test_stopping_the_task_stops_the_copy_and_removes_the_partial_file(run3, rec
     assert share.in_flight == 0 and share.last_end <= stopped  # nothing writes after the task ended
     assert share.writes < 256
     assert not dest.exists() and os.listdir(tmp_path / "out") == []
-    assert not any(line.startswith("copy-file: copied") for line in recorder.log)
+    assert not any("copied" in line for line in recorder.log) and recorder.of("output") == []
 
 
 def test_a_failing_copy_leaves_no_partial_file(tmp_path, monkeypatch):

@@ -87,9 +87,22 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
-def _copy_in_thread(src: str, dest: str, state: Copying) -> bool:
-    """The whole copy, in a pool thread.  True when it ran to the end; False
-    when it stopped on the flag (the partial ``dest`` removed)."""
+def _copy_in_thread(src: str, dest: str, state: Copying, then: typing.Callable[[], typing.Any] | None) -> typing.Any:
+    """The whole copy, in a pool thread, then ``then()`` unless stopped (its
+    result returned; when it fails, ``dest`` is removed)."""
+    if not _copy_chunks(src, dest, state) or then is None:
+        return None
+    try:
+        return then()
+    except BaseException:
+        if os.path.lexists(dest):
+            os.unlink(dest)
+        raise
+
+
+def _copy_chunks(src: str, dest: str, state: Copying) -> bool:
+    """True when the copy ran to the end; False when it stopped on the flag
+    (the partial ``dest`` removed)."""
     src_fd, state.size = _open_source(src)
     try:
         dest_fd = os.open(dest, _CREATE_FLAGS, 0o666)
@@ -112,20 +125,23 @@ def _copy_in_thread(src: str, dest: str, state: Copying) -> bool:
 
 
 def copy_content(src: str, dest: str, *, on_progress: typing.Callable[[Copying], None] | None = None,
-                 interval: float = 1.0, stop_wait: float = STOP_WAIT) -> None:
+                 interval: float = 1.0, stop_wait: float = STOP_WAIT,
+                 then: typing.Callable[[], typing.Any] | None = None) -> typing.Any:
     """Copy the regular file ``src`` to the new file ``dest`` (its folder must
     exist), from the calling greenlet; ``on_progress(state)`` every ``interval``
-    seconds meanwhile.  Raises ``OSError`` (``NotARegularFile``,
-    ``FileExistsError``...) with no partial ``dest`` left behind.  Stopping the
-    calling greenlet stops the copy (see the module's docstring)."""
+    seconds meanwhile; ``then()``, in the copying thread once the copy is
+    complete (renaming it into place, say), and its result returned.  Raises
+    ``OSError`` (``NotARegularFile``, ``FileExistsError``...) with no partial
+    ``dest`` left behind.  Stopping the calling greenlet stops the copy (see
+    the module's docstring)."""
     state = Copying()
-    result = gevent.get_hub().threadpool.spawn(_copy_in_thread, src, dest, state)
+    result = gevent.get_hub().threadpool.spawn(_copy_in_thread, src, dest, state, then)
     try:
         while not result.ready():
             result.wait(interval)
             if not result.ready() and on_progress is not None:
                 on_progress(state)
-        result.get()
+        return result.get()
     except BaseException:
         if not result.ready():
             state.stop = True
