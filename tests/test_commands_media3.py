@@ -10,7 +10,7 @@ import pytest
 from fworker import cmdline, config
 from fworker.commands import base, ffmpeg, media3
 from fworker.errors import CommandFailed, InvalidSettings
-from tests.support.media import ffprobe, make_frames, tool
+from tests.support.media import ffprobe, make_frames
 
 FAST = config.defaults().replace(activity_interval=0.0, blender_filepath_wait=0.2)
 
@@ -222,7 +222,15 @@ def test_frames_requested(args, frames):
     assert media3.frames_requested(args) == frames
 
 
-def test_tool_names_resolve_to_the_workers_tools():
-    assert media3.resolve_program("/opt/blender-4.2/blender", FAST) == "/opt/blender-4.2/blender"
-    assert os.path.basename(media3.resolve_program("blender", FAST)) == "blender"
-    assert tool("blender")  # plain names run what this worker finds
+def test_tool_names_resolve_to_the_workers_tools(run3, recorder, tmp_path):
+    # blender_exe names the Blender this worker uses: a plain "blender" in a task means it.
+    program = echo_args_program(tmp_path)
+    settings = FAST.replace(blender_exe=program)
+    blend = tmp_path / "x.blend"
+    blend.write_bytes(b"BLENDER")
+    run3("blender-render", {"exe": "blender", "blendfile": str(blend)}, settings)
+    assert [line for line in recorder.log if line.startswith("ARG ")] == [f"ARG {blend}"]
+    recorder.events.clear()
+    run3("frames-to-video", {**VIDEO, "exe": "ffmpeg", "outputFile": str(tmp_path / "v.mp4")},
+         FAST.replace(ffmpeg_exe=program))
+    assert f"ARG {tmp_path / 'v.mp4'}" in recorder.log

@@ -15,23 +15,13 @@ from __future__ import annotations
 import glob
 import math
 import os
-import shutil
 
-from fworker import cmdline, config
+from fworker import cmdline
 from fworker.commands import ffmpeg
 from fworker.commands.base import Command, register
 from fworker.commands.blender import BlenderRun, make_folder_for, wait_for_file
 from fworker.commands.blender_output import count_frames
 from fworker.errors import CommandFailed
-
-
-def resolve_program(exe: str, settings: config.Settings) -> str:
-    """The program to run for a command's ``exe``.  A tool's plain name
-    (``blender``, ``ffmpeg``) means the tool this worker uses, as a Flamenco 3
-    worker ships or finds its own; anything else is used as given.
-    TODO(tools): once fworker.tools lands, the configured tool
-    (``tools.resolve_exe``); until then the plain name, found on PATH."""
-    return exe
 
 
 def _arg_text(value: object) -> str | None:
@@ -55,17 +45,13 @@ class ToolCommand3(Command):
     dialects = ("v3",)
 
     def program(self, settings: dict) -> str:
+        """``exe``: the plain name of the tool the command ``needs`` (``blender``,
+        ``ffmpeg``) means the one this worker uses, as a Flamenco 3 worker ships
+        or finds its own (``fworker.tools``); anything else runs as given."""
         exe = self.require_str(settings, "exe", allow_empty=False)
         if "\0" in exe:
             raise self._invalid("exe", f"contains a NUL character: {cmdline.shown(exe)}")
-        program = resolve_program(exe, self.ctx.settings)
-        has_folder = os.sep in program or (os.altsep is not None and os.altsep in program)
-        found = (program if os.path.isfile(program) and os.access(program, os.X_OK) else None) \
-            if has_folder else shutil.which(program)
-        if found is None:
-            raise self._invalid("exe", f"names a program that does not exist or is not executable: "
-                                       f"{cmdline.shown(program)}")
-        return program
+        return self.require_program("exe", exe)
 
     def exe_args(self, settings: dict) -> list[str]:
         """``exeArgs``: one string, split as a shell would split it (absent: none)."""
