@@ -64,7 +64,8 @@ class CopyFile3(FileCommand3):
     path_keys = ("src", "dest")
 
     def validate(self, settings: dict) -> dict:
-        checked = {"src": self.require_path(settings, "src"), "dest": self.require_path(settings, "dest", file_name=True)}
+        checked = {"src": self.require_path(settings, "src"),
+                   "dest": self.require_path(settings, "dest", file_name=True)}
         for key in ("src", "dest"):
             if not os.path.isabs(checked[key]):
                 raise self._invalid(key, f"must be an absolute path, not {checked[key]!r}")
