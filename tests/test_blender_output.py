@@ -317,7 +317,7 @@ def test_throttle_with_real_gevent_timers():
                          ids=["3.4", "5.x"])
 def test_one_step_per_time_line(lines):
     output = bo.BlenderOutput()
-    stepped = [line for line, update in zip(lines, feed_all(output, lines)) if update.step]
+    stepped = [line for line, update in zip(lines, feed_all(output, lines), strict=True) if update.step]
     assert len(stepped) == 2 and output.steps == 2
     assert all("Time: 00:" in line and "(Saving:" in line for line in stepped)
 

@@ -174,9 +174,9 @@ def test_copy_file_refuses_fifos_and_devices_without_blocking(run_command, tmp_p
         os.mkfifo(src)  # no writer: opening it to read would block
     else:
         src = "/dev/urandom"  # endless: a copy would fill the disk
-    with gevent.Timeout(30):  # a blocked open or an endless copy fails here
-        with pytest.raises(CommandFailed) as err:
-            run_command(name, {"src": src, "dest": str(tmp_path / "out" / "copy")}, FAST, dialect=dialect)
+    # The timeout: a blocked open or an endless copy fails here.
+    with gevent.Timeout(30), pytest.raises(CommandFailed) as err:
+        run_command(name, {"src": src, "dest": str(tmp_path / "out" / "copy")}, FAST, dialect=dialect)
     assert f"is a {kind}" in str(err.value) and "only regular files" in str(err.value)
     assert not (tmp_path / "out").exists() or os.listdir(tmp_path / "out") == []
 
@@ -187,9 +187,8 @@ def test_copy_content_checks_the_opened_file_itself(tmp_path, kind):
     src = str(tmp_path / "fifo") if kind == "FIFO" else "/dev/zero"
     if kind == "FIFO":
         os.mkfifo(src)
-    with gevent.Timeout(30):
-        with pytest.raises(filecopy.NotARegularFile, match=f"is a {kind}"):
-            filecopy.copy_content(src, str(tmp_path / "copy"))
+    with gevent.Timeout(30), pytest.raises(filecopy.NotARegularFile, match=f"is a {kind}"):
+        filecopy.copy_content(src, str(tmp_path / "copy"))
     assert not (tmp_path / "copy").exists()
 
 

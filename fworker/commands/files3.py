@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import typing
 
 from fworker.commands import filecopy
 from fworker.commands.base import register
@@ -42,12 +43,12 @@ class MoveDirectory(FileCommand3):
     name = "move-directory"
     path_keys = ("src", "dest")
 
-    def validate(self, settings: dict) -> dict:
+    def validate(self, settings: dict[str, typing.Any]) -> dict[str, typing.Any]:
         checked = {"src": self.require_path(settings, "src"), "dest": self.require_path(settings, "dest")}
         self.refuse_same(checked, "src", "dest")
         return checked
 
-    def run(self, settings: dict) -> None:
+    def run(self, settings: dict[str, typing.Any]) -> None:
         src, dest = _strip_trailing_seps(settings["src"]), _strip_trailing_seps(settings["dest"])
         if not self.exists(src):
             raise CommandFailed(f"{self.name}: src {src!r} does not exist, nothing moved")
@@ -63,7 +64,7 @@ class CopyFile3(FileCommand3):
     name = "copy-file"
     path_keys = ("src", "dest")
 
-    def validate(self, settings: dict) -> dict:
+    def validate(self, settings: dict[str, typing.Any]) -> dict[str, typing.Any]:
         checked = {"src": self.require_path(settings, "src"),
                    "dest": self.require_path(settings, "dest", file_name=True)}
         for key in ("src", "dest"):
@@ -72,7 +73,7 @@ class CopyFile3(FileCommand3):
         self.refuse_same(checked, "src", "dest")
         return checked
 
-    def run(self, settings: dict) -> None:
+    def run(self, settings: dict[str, typing.Any]) -> None:
         src, dest = settings["src"], settings["dest"]
         try:
             mode = self.ctx.blocking(os.stat, src).st_mode
@@ -105,13 +106,13 @@ class CopyFile3(FileCommand3):
 class MakeDirectory(FileCommand3):
     name = "make-directory"
 
-    def validate(self, settings: dict) -> dict:
+    def validate(self, settings: dict[str, typing.Any]) -> dict[str, typing.Any]:
         path = self.require_str(settings, "path", allow_empty=False)
         if "\0" in path:
             raise self._invalid("path", f"contains a NUL character: {path!r}")
         return {"path": path}
 
-    def run(self, settings: dict) -> None:
+    def run(self, settings: dict[str, typing.Any]) -> None:
         # Creating folders destroys nothing: no path safety check (an existing
         # folder, even the home folder, is simply there already).
         path = settings["path"]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import glob
 import math
 import os
+import typing
 
 from fworker import cmdline
 from fworker.commands import ffmpeg
@@ -44,7 +45,7 @@ class ToolCommand3(Command):
 
     dialects = ("v3",)
 
-    def program(self, settings: dict) -> str:
+    def program(self, settings: dict[str, typing.Any]) -> str:
         """``exe``: the plain name of the tool the command ``needs`` (``blender``,
         ``ffmpeg``) means the one this worker uses, as a Flamenco 3 worker ships
         or finds its own (``fworker.tools``); anything else runs as given."""
@@ -53,11 +54,11 @@ class ToolCommand3(Command):
             raise self._invalid("exe", f"contains a NUL character: {cmdline.shown(exe)}")
         return self.require_program("exe", exe)
 
-    def exe_args(self, settings: dict) -> list[str]:
+    def exe_args(self, settings: dict[str, typing.Any]) -> list[str]:
         """``exeArgs``: one string, split as a shell would split it (absent: none)."""
         return self.split_setting("exeArgs", self.optional_str(settings, "exeArgs", "") or "")
 
-    def string_list(self, settings: dict, key: str) -> list[str]:
+    def string_list(self, settings: dict[str, typing.Any], key: str) -> list[str]:
         """``argsBefore``/``args``: a list of strings (numbers written as text); absent: none."""
         value = settings.get(key, [])
         if not isinstance(value, list):
@@ -99,7 +100,7 @@ class BlenderRender3(ToolCommand3):
     name = "blender-render"
     needs = ("blender",)
 
-    def validate(self, settings: dict) -> dict:
+    def validate(self, settings: dict[str, typing.Any]) -> dict[str, typing.Any]:
         blendfile = settings.get("blendfile")
         if not isinstance(blendfile, str):
             raise self._invalid("blendfile", 'is required, a string (an empty one, "", leaves the blend file '
@@ -108,7 +109,7 @@ class BlenderRender3(ToolCommand3):
                 "argsBefore": self.string_list(settings, "argsBefore"), "blendfile": blendfile,
                 "args": self.string_list(settings, "args")}
 
-    def execute(self, settings: dict) -> None:
+    def execute(self, settings: dict[str, typing.Any]) -> None:
         blendfile = settings["blendfile"]
         if blendfile:
             wait_for_file(self, "blendfile", blendfile)
@@ -128,7 +129,7 @@ class FramesToVideo(ToolCommand3):
     name = "frames-to-video"
     needs = ("ffmpeg",)
 
-    def validate(self, settings: dict) -> dict:
+    def validate(self, settings: dict[str, typing.Any]) -> dict[str, typing.Any]:
         fps = self.require_number(settings, "fps")
         if not math.isfinite(fps) or fps <= 0:
             raise self._invalid("fps", f"must be a frame rate above 0, not {fps!r}")
@@ -138,7 +139,7 @@ class FramesToVideo(ToolCommand3):
                 "argsBefore": self.string_list(settings, "argsBefore"),
                 "args": self.string_list(settings, "args")}
 
-    def execute(self, settings: dict) -> None:
+    def execute(self, settings: dict[str, typing.Any]) -> None:
         rate, pattern, output = ffmpeg.rate_text(settings["fps"]), settings["inputGlob"], settings["outputFile"]
         # Python's glob is not FFmpeg's (no braces): the count only drives the
         # progress, and FFmpeg says itself when nothing matches.
