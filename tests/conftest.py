@@ -29,12 +29,12 @@ def recorder():
 
 @pytest.fixture
 def run_command(recorder):
-    """run_command(name, settings) validates and executes one registered
-    command against a RecordingReporter and returns the reporter."""
+    """run_command(name, settings, settings_obj=None, dialect="v2") validates and executes
+    one registered command against a RecordingReporter and returns the reporter."""
     import fworker.commands  # noqa: F401  (registers every built-in command)
 
-    def run(name, settings, settings_obj=None):
-        cmd = base.lookup(name)(base.CommandContext(recorder, logging.getLogger("test." + name), settings_obj))
+    def run(name, settings, settings_obj=None, dialect="v2"):
+        cmd = base.lookup(name, dialect)(base.CommandContext(recorder, logging.getLogger("test." + name), settings_obj))
         cmd.execute(cmd.validate(settings))
         return recorder
 

@@ -110,7 +110,11 @@ def test_saved_lines(line, path):
     ("00:00.100  blend            | ERROR Cannot read file \"/x.blend\": No such file or directory", bo.ERROR),
     ("Append frame 2", bo.APPEND),  # 3.4 movie output, captured
     ("fworker: produced '/out/merged 0001.exr'", bo.PRODUCED),
-    (" Time: 00:00.19 (Saving: 00:00.13)", bo.OTHER),
+    (" Time: 00:00.19 (Saving: 00:00.13)", bo.FRAME_TIME),  # 3.4, captured: a leading space
+    ("00:00.419  render           | Time: 00:01.06 (Saving: 00:00.02)", bo.FRAME_TIME),  # 5.x
+    ('skipping existing frame "/tmp/c3/out/f_0001.png"', bo.SKIPPED),  # 3.4, captured
+    ('00:00.419  render           | Skipping existing frame "/out/f_0001.png"', bo.SKIPPED),  # 5.x
+    ("Info: No frames rendered, skipped to not overwrite", bo.OTHER),  # 3.4, captured
     ("Blender quit", bo.OTHER),
     ("Build without OpenImageDenoiser", bo.OTHER),  # the stderr twin of the Error: line
     ("Info: Saved \"tiny scene.blend\"", bo.OTHER),  # not a render's Saved: '...'
@@ -304,3 +308,32 @@ def test_throttle_with_real_gevent_timers():
     # The timer greenlet sends "b" once the interval is over, with no new submit.
     wait_until(lambda: len(sent) == 2, 5, "the held-back activity")
     assert sent == ["a", "b"]
+
+
+# --- steps (Flamenco 3 counts a frame rendered or skipped) --------------------------------
+
+
+@pytest.mark.parametrize("lines", [BLENDER_34_TWO_FRAMES, BLENDER_5_ONE_FRAME + BLENDER_5_ONE_FRAME[2:6]],
+                         ids=["3.4", "5.x"])
+def test_one_step_per_time_line(lines):
+    output = bo.BlenderOutput()
+    stepped = [line for line, update in zip(lines, feed_all(output, lines), strict=True) if update.step]
+    assert len(stepped) == 2 and output.steps == 2
+    assert all("Time: 00:" in line and "(Saving:" in line for line in stepped)
+
+
+def test_stats_lines_are_no_steps():
+    # Every stats line has "| Time:" in it; only the frame's closing line is a step.
+    output = bo.BlenderOutput()
+    assert not any(u.step for u in feed_all(output, [line for line in BLENDER_34_TWO_FRAMES if "Fra:" in line]))
+    assert output.steps == 0
+
+
+def test_skipped_frames_are_steps_and_frames_done():
+    output = bo.BlenderOutput(frames_total=3)
+    updates = feed_all(output, ["Read blend: /x.blend", 'skipping existing frame "/out/f_0001.png"',
+                                '00:00.1  render  | Skipping existing frame "/out/f_0002.png"'])
+    assert [u.step for u in updates] == [False, True, True]
+    assert output.steps == 2 and output.frames_done == 2
+    assert updates[-1].percent == 66
+    assert updates[1].activity == 'Blender: skipping existing frame "/out/f_0001.png" (1/3)'

@@ -15,7 +15,7 @@ import gevent
 import pytest
 from gevent import monkey
 
-from fworker.commands import base
+from fworker.commands import base, filecopy
 from fworker.errors import CommandFailed, InvalidSettings
 
 FIXED_MTIME = 1528813845  # 2018-06-12 in every time zone
@@ -231,12 +231,11 @@ def test_copy_file_mode_error_is_only_logged(tmp_path, run_command, monkeypatch)
 
 
 def test_copy_file_content_error_keeps_old_dest_and_cleans_up(tmp_path, run_command, monkeypatch):
-    def half_copy(src, dst, **kwargs):
-        with open(dst, "wb") as f:
-            f.write(b"half")
-        raise OSError(28, "No space left on device", dst)
+    def half_copy(fd, data):
+        os.write(fd, b"half")
+        raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(shutil, "copyfile", half_copy)
+    monkeypatch.setattr(filecopy, "_write_all", half_copy)
     src = make_file(tmp_path / "a.txt", b"new content")
     dest = make_file(tmp_path / "out" / "a.txt", b"old")
     with pytest.raises(CommandFailed, match="No space left"):
@@ -268,16 +267,16 @@ def test_copy_file_does_not_freeze_other_greenlets(tmp_path, run_command, monkey
                 ticked_during_copy.release()
             gevent.sleep(0.001)
 
-    real_copyfile = shutil.copyfile
+    real_write = filecopy._write_all
     seen = []
 
-    def watched_copyfile(a, b, **kwargs):
-        copy_started_at.append(ticks[0])
-        result = real_copyfile(a, b, **kwargs)
-        seen.append(ticked_during_copy.acquire(timeout=10))
-        return result
+    def watched_write(fd, data):
+        real_write(fd, data)
+        if not copy_started_at:  # the first chunk, in the copying thread
+            copy_started_at.append(ticks[0])
+            seen.append(ticked_during_copy.acquire(timeout=10))
 
-    monkeypatch.setattr(shutil, "copyfile", watched_copyfile)
+    monkeypatch.setattr(filecopy, "_write_all", watched_write)
     ticking = gevent.spawn(ticker)
     try:
         run_command("copy_file", {"src": str(src), "dest": str(tmp_path / "copy.bin")})

@@ -259,8 +259,8 @@ def setting_names() -> set[str]:
     return set(re.findall(r"^# ([a-z_]+) =", text(SAMPLE_CONFIG), flags=re.M))
 
 
-def builtin_commands() -> set[str]:
-    return {name for name in commands.registered("v2") if commands.origin(name).builtin}
+def builtin_commands(dialect: str = "v2") -> set[str]:
+    return {name for name in commands.registered(dialect) if commands.origin(name, dialect).builtin}
 
 
 def test_the_settings_readme_names_exist():
@@ -278,16 +278,22 @@ def test_the_readme_lists_every_builtin_command():
     assert listed - {"shlex"} == builtin_commands()
 
 
-def documented_commands() -> dict[str, set[str]]:
+# docs/COMMANDS.md documents the Flamenco 3 catalogue in a section of its own, after the 2.x one.
+V3_SECTION = "\n## 8. Flamenco 3 commands\n"
+
+
+def documented_commands(dialect: str = "v2") -> dict[str, set[str]]:
     """Command name -> the settings docs/COMMANDS.md gives it (a table's first column;
     "As `other`" at the top of a section takes over the other command's settings)."""
     documented: dict[str, set[str]] = {}
-    chunks = re.split(r"^### `([a-z_0-9]+)`\s*$", text(COMMANDS), flags=re.M)
+    v2_part, found, v3_part = text(COMMANDS).partition(V3_SECTION)
+    assert found, f"docs/COMMANDS.md has no section {V3_SECTION.strip()!r}"
+    chunks = re.split(r"^### `([a-z_0-9-]+)`\s*$", v3_part if dialect == "v3" else v2_part, flags=re.M)
     for name, body in zip(chunks[1::2], chunks[2::2], strict=True):
         body = body.split("\n## ", 1)[0]
         settings = set()
         for row in re.findall(r"^\| (`[^|]+) \|", body, flags=re.M):
-            settings |= set(re.findall(r"`([a-z_0-9]+)`", row))
+            settings |= set(re.findall(r"`([A-Za-z_0-9]+)`", row))
         inherited = re.match(r"\s*As `([a-z_0-9]+)`", body)
         if inherited:
             settings |= documented[inherited.group(1)]
@@ -296,13 +302,15 @@ def documented_commands() -> dict[str, set[str]]:
 
 
 # Literals of validate() that are not setting names: a default value, a normalised key,
-# a word of an error message, and a setting that is refused with an explanation.
-NOT_SETTINGS = {"ffmpeg", "args", "neither", "cycles_chunk"}
+# a word of an error message, and a setting that is refused with an explanation.  (Flamenco
+# 3's commands have none: their parameter "args" is one.)
+NOT_SETTINGS = {"v2": {"ffmpeg", "args", "neither", "cycles_chunk"}, "v3": set()}
 
 
-def validated_settings(cls: type) -> set[str]:
+def validated_settings(cls: type, dialect: str = "v2") -> set[str]:
     """The names validate() reads: the identifier-like string literals in the
-    validate() of the class and its bases (and FFmpeg's shared helper)."""
+    validate() of the class and its bases (and FFmpeg's shared helper);
+    Flamenco 3's are camelCase."""
     names = set()
     for klass in cls.__mro__:
         if klass is commands.Command:
@@ -313,18 +321,20 @@ def validated_settings(cls: type) -> set[str]:
                 continue
             for node in ast.walk(ast.parse(textwrap.dedent(inspect.getsource(function)))):
                 if isinstance(node, ast.Constant) and isinstance(node.value, str) \
-                        and re.fullmatch(r"[a-z][a-z0-9_]*", node.value):
+                        and re.fullmatch(r"[a-z][A-Za-z0-9_]*", node.value):
                     names.add(node.value)
-    return names - NOT_SETTINGS
+    return names - NOT_SETTINGS[dialect]
 
 
-def test_commands_md_documents_exactly_the_builtin_commands():
-    assert set(documented_commands()) == builtin_commands()
+@pytest.mark.parametrize("dialect", ["v2", "v3"])
+def test_commands_md_documents_exactly_the_builtin_commands(dialect):
+    assert set(documented_commands(dialect)) == builtin_commands(dialect)
 
 
-@pytest.mark.parametrize("name", sorted(builtin_commands()))
-def test_commands_md_gives_each_command_the_settings_its_validate_reads(name):
-    assert documented_commands()[name] == validated_settings(commands.lookup(name))
+@pytest.mark.parametrize("dialect, name", [(dialect, name) for dialect in ("v2", "v3")
+                                           for name in sorted(builtin_commands(dialect))])
+def test_commands_md_gives_each_command_the_settings_its_validate_reads(dialect, name):
+    assert documented_commands(dialect)[name] == validated_settings(commands.lookup(name, dialect), dialect)
 
 
 def _validated(name: str, settings: dict) -> dict:

@@ -366,6 +366,27 @@ class Command:
             text = self.require_str(settings, key)
         else:
             text = self.optional_str(settings, key, default) or default
+        args = self.split_setting(key, text)
+        if not args:
+            raise self._invalid(key, "must not be empty")
+        args[0] = self.require_program(key, args[0])
+        return args
+
+    def require_program(self, key: str, program: str) -> str:
+        """The program setting ``key`` names, to run: the plain name of a tool
+        this command ``needs`` means the worker's tool (``fworker.tools``), and
+        it must exist and be executable."""
+        if program in self.needs:
+            program = tools.resolve_exe(program, self.ctx.settings)
+        found = shutil.which(program) if os.sep not in program else (program if os.access(program, os.X_OK) else None)
+        if found is None:
+            raise self._invalid(key, f"names a program that does not exist or is not executable: {cmdline.shown(program)}")
+        return program
+
+    def split_setting(self, key: str, text: str) -> list[str]:
+        """Setting ``key``'s ``text`` split into arguments as ``shlex.split``
+        does (by ``fworker.cmdline``), in bounded time; too long to run, with a
+        NUL, or beyond what the system can exec: ``InvalidSettings`` naming it."""
         if len(text) > cmdline.MAX_TEXT:
             raise self._invalid(key, f"is {len(text)} characters long; a command line may have at most "
                                      f"{cmdline.MAX_TEXT}: {cmdline.shown(text)}")
@@ -380,12 +401,4 @@ class Command:
             raise self._invalid(key, str(ex)) from None
         except ValueError as ex:
             raise self._invalid(key, f"cannot be split into arguments ({ex}): {cmdline.shown(text)}") from None
-        if not args:
-            raise self._invalid(key, "must not be empty")
-        if args[0] in self.needs:
-            args[0] = tools.resolve_exe(args[0], self.ctx.settings)
-        program = args[0]
-        found = shutil.which(program) if os.sep not in program else (program if os.access(program, os.X_OK) else None)
-        if found is None:
-            raise self._invalid(key, f"names a program that does not exist or is not executable: {cmdline.shown(program)}")
         return args

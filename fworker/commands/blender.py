@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import time
+import typing
 
 from fworker.commands.base import Command, CommandContext, register
 from fworker.commands.blender_output import ActivityThrottle, BlenderOutput, count_frames, parse_frames
@@ -27,11 +28,14 @@ FORMATS = {"OPEN_EXR": "EXR", "OPEN_EXR_MULTILAYER": "MULTILAYER"}  # Blender's 
 
 
 class BlenderRun:
-    """One Blender process, its output understood and reported."""
+    """One Blender process, its output understood and reported.  ``on_step``
+    is called for each frame rendered or skipped (Flamenco 3 counts them)."""
 
-    def __init__(self, cmd: Command, *, frames_total: int | None = None, saved_is_output: bool = True):
+    def __init__(self, cmd: Command, *, frames_total: int | None = None, saved_is_output: bool = True,
+                 on_step: typing.Callable[[], None] | None = None):
         self.ctx = ctx = cmd.ctx
         self.name = cmd.name
+        self._on_step = on_step
         self.output = BlenderOutput(frames_total, saved_is_output=saved_is_output)
         self._throttle = ActivityThrottle(ctx.activity, ctx.settings.activity_interval)
         self._phase: str | None = None
@@ -68,6 +72,8 @@ class BlenderRun:
             self.ctx.output_produced(update.output)
         if update.activity is not None:
             self._throttle.submit(update.activity, update.sticky)
+        if update.step and self._on_step is not None:
+            self._on_step()
 
     def _enter(self, phase: str | None) -> None:
         now = time.monotonic()

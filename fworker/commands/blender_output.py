@@ -16,6 +16,12 @@ Blender version the farm may run:
 produced files) and turns each line into an ``Update`` that the command
 reports.  Workbench prints no ``Fra:`` lines at all: its frames are counted by
 their ``Saved:`` lines.  Movie output prints ``Append frame N`` instead.
+
+Each frame rendered ends with a ``Time: 00:00.33 (Saving: ...)`` line (3.x and
+4.x print it with a leading space), and each frame left alone because its file
+exists with ``skipping existing frame "<path>"`` (``Skipping`` in newer
+versions): both are a step of the render (``Update.step``), which Flamenco 3
+counts.
 """
 from __future__ import annotations
 
@@ -36,14 +42,17 @@ _TILE_CURRENT = re.compile(r"\bPath Tracing Tile\s+(\d+)\s*/\s*(\d+)")
 _SAVED = re.compile(r"\bSaved:\s*'(.*)'")  # greedy: a path may hold a quote
 _PRODUCED = re.compile(r"^fworker: produced '(.*)'\s*$")  # our bundled scripts
 _APPEND = re.compile(r"^Append frame\s+(-?\d+)")
+# The end of a frame's render and save.  Anchored: stats lines carry "| Time:" too.
+_FRAME_TIME = re.compile(r"^Time:\s*\d")
+_SKIPPED = re.compile(r"^[sS]kipping existing frame\b")
 _READ_BLEND = re.compile(r"^Read blend:\s*(.*)")
 _WARNING = re.compile(r"^Warning:\s*(?:Unable to open\b|Path '.*' not found)")
 _ERROR = re.compile(r"^(?:Error:|ERROR\b)")
 # The last line of a Python traceback: "RuntimeError: ...", "bpy.types.Foo...Error: ..."
 _EXCEPTION = re.compile(r"^[A-Za-z_][\w.]*(?:Error|Exception): \S")
 
-STATS, SAVED, PRODUCED, APPEND, READ_BLEND, WARNING, ERROR, OTHER = (
-    "stats", "saved", "produced", "append", "read_blend", "warning", "error", "other")
+STATS, SAVED, PRODUCED, APPEND, READ_BLEND, WARNING, ERROR, FRAME_TIME, SKIPPED, OTHER = (
+    "stats", "saved", "produced", "append", "read_blend", "warning", "error", "frame_time", "skipped", "other")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,6 +102,10 @@ def parse_line(line: str) -> Line:
         return Line(APPEND, text, frame=int(match.group(1)))
     if match := _READ_BLEND.match(text):
         return Line(READ_BLEND, text, path=match.group(1).strip().strip('"'))  # 4.x+ quotes it
+    if _FRAME_TIME.match(text):
+        return Line(FRAME_TIME, text)
+    if _SKIPPED.match(text):
+        return Line(SKIPPED, text)
     if _WARNING.match(text):
         return Line(WARNING, text)
     if _ERROR.match(text) or _EXCEPTION.match(text):
@@ -110,6 +123,7 @@ class Update:
     percent: int | None = None  # only when it changed
     output: str | None = None
     phase: str | None = None
+    step: bool = False  # a frame rendered or skipped: one step of the render
 
 
 class BlenderOutput:
@@ -121,6 +135,7 @@ class BlenderOutput:
         self.errors: list[str] = []
         self.outputs: list[str] = []
         self.saved_count = 0
+        self.steps = 0  # frames rendered (a Time: line) or skipped as existing
         self._frames_done: set[int] = set()
         self._anonymous_done = 0  # Saved: lines with no Fra: before them (Workbench)
         self._frame: int | None = None
@@ -144,7 +159,7 @@ class BlenderOutput:
     def _next_phase(self, kind: str) -> str | None:
         if kind == READ_BLEND:
             new = "loading blendfile"
-        elif kind in (STATS, SAVED, APPEND, PRODUCED):
+        elif kind in (STATS, SAVED, APPEND, PRODUCED, FRAME_TIME, SKIPPED):
             new = "rendering"
         else:
             new = "" if self._phase == "starting blender" else self._phase
@@ -196,6 +211,16 @@ class BlenderOutput:
         self._frame = None
         update.activity = f"Blender: appended frame {line.frame} to the movie{self._done_of()}"
 
+    def _on_frame_time(self, line: Line, update: Update) -> None:
+        self.steps += 1
+        update.step = True
+
+    def _on_skipped(self, line: Line, update: Update) -> None:
+        self.steps += 1
+        update.step = True
+        self._finish_frame(None)
+        update.activity = f"Blender: {line.message}{self._done_of()}"
+
     def _on_read_blend(self, line: Line, update: Update) -> None:
         update.activity = f"Blender: loading {line.path}"
 
@@ -212,6 +237,7 @@ class BlenderOutput:
     _HANDLERS: typing.ClassVar[dict[str, typing.Callable[[BlenderOutput, Line, Update], None]]] = {
         STATS: _on_stats, SAVED: _on_saved, PRODUCED: _on_produced, APPEND: _on_append,
         READ_BLEND: _on_read_blend, WARNING: _on_warning, ERROR: _on_error,
+        FRAME_TIME: _on_frame_time, SKIPPED: _on_skipped,
     }
 
     def _done_of(self) -> str:

@@ -9,6 +9,7 @@ FFmpeg's own messages go in, and the last ones explain a failure.
 from __future__ import annotations
 
 import collections
+import decimal
 import glob
 import logging
 import os
@@ -88,6 +89,14 @@ class FFmpegCommand(Command):
         self.ctx.blocking(os.makedirs, folder, 0o777, True)
 
 
+def rate_text(fps: float) -> str:
+    """A frame rate as FFmpeg's ``-r`` reads it: ``24``, ``23.976``; never in
+    exponent notation, which FFmpeg would not take."""
+    if float(fps).is_integer():
+        return str(int(fps))
+    return format(decimal.Decimal(repr(float(fps))), "f")
+
+
 def concat_quote(path: str) -> str:
     """A path for a ``file`` line of FFmpeg's concat demuxer: in single quotes,
     where a quote itself is written as '\\'' (close, escaped quote, reopen)."""
@@ -145,7 +154,7 @@ class CreateVideo(FFmpegCommand):
         files = self.matching_files(settings, "input_files")
         self.make_output_folder(settings["output_file"])
         fps = settings["fps"]
-        rate = str(int(fps)) if float(fps).is_integer() else repr(float(fps))
+        rate = rate_text(fps)
         index = None
         if not USE_GLOB:
             index = write_concat_index(self.ctx, os.path.dirname(files[0]), files, 1.0 / fps)

@@ -9,6 +9,7 @@ worker's other greenlets.
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import re
 import shutil
@@ -16,6 +17,7 @@ import time
 import typing
 import uuid
 
+from fworker.commands import filecopy
 from fworker.commands.base import Command, register
 from fworker.errors import CommandFailed, InvalidSettings
 
@@ -109,39 +111,34 @@ def _highest_counter(folder: str, pattern: re.Pattern[str]) -> int:
     return max(numbers, default=0)
 
 
-def _out_of_way_name(path: str) -> str:
-    """``<path>-<mtime>``, or ``<path>-<mtime>~N`` when that is taken."""
+def _out_of_way_name(path: str, separator: str = "~", width: int = 0) -> str:
+    """``<path>-<mtime>``, or ``<path>-<mtime>~N`` when that is taken (Flamenco
+    3 writes ``-NNN``: ``separator`` "-", ``width`` 3)."""
     mtime = os.lstat(path).st_mtime  # lstat: a dangling symlink must move too
     stamped = f"{path}-{time.strftime(MTIME_FORMAT, time.localtime(mtime))}"
     if not os.path.lexists(stamped):
         return stamped
     folder, name = os.path.split(stamped)
-    highest = _highest_counter(folder, re.compile(re.escape(name) + r"~(\d+)"))
-    return f"{stamped}~{highest + 1}"
+    highest = _highest_counter(folder, re.compile(re.escape(name + separator) + r"(\d+)"))
+    return f"{stamped}{separator}{highest + 1:0{width}d}"
 
 
-def _copy_replacing(src: str, dest: str) -> OSError | None:
-    """Copy ``src``'s content to a temporary file beside ``dest``, then its
-    mode, then rename it over ``dest``, so nobody ever sees a half-written
-    ``dest``.  Returns the mode-copy error (network shares often refuse
-    chmod), which is not fatal; any other error is raised."""
+def _part_name(dest: str) -> str:
+    """A temporary name beside ``dest`` for its content while it is copied."""
     folder, name = os.path.split(dest)
-    tmp = os.path.join(folder, f".{name}.{uuid.uuid4().hex[:12]}.fworker-part")
+    return os.path.join(folder, f".{name}.{uuid.uuid4().hex[:12]}.fworker-part")
+
+
+def _mode_and_replace(src: str, tmp: str, dest: str) -> OSError | None:
+    """Give the complete copy ``tmp`` the mode of ``src`` and rename it over
+    ``dest``, so nobody ever sees a half-written ``dest``.  Returns the
+    mode-copy error (network shares often refuse chmod), which is not fatal."""
+    mode_error = None
     try:
-        shutil.copyfile(src, tmp)
-        mode_error = None
-        try:
-            shutil.copymode(src, tmp)
-        except OSError as ex:
-            mode_error = ex
-        os.replace(tmp, dest)
-    except BaseException:
-        # This runs in a pool thread, so an abort never arrives here (it hits the
-        # waiting greenlet and the copy finishes in the background); only real
-        # errors do, and they must not leave a stray temporary file behind.
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
-        raise
+        shutil.copymode(src, tmp)
+    except OSError as ex:
+        mode_error = ex
+    os.replace(tmp, dest)
     return mode_error
 
 
@@ -174,6 +171,8 @@ class FileCommand(Command):
     re-check, and OS errors turned into a failure naming the command."""
 
     path_keys: typing.ClassVar[tuple[str, ...]] = ()
+    # How move_aside numbers a name already taken: separator and digits.
+    aside_counter: typing.ClassVar[tuple[str, int]] = ("~", 0)
 
     def require_path(self, settings: dict, key: str, *, file_name: bool = False) -> str:
         path = self.require_str(settings, key)
@@ -203,7 +202,7 @@ class FileCommand(Command):
 
     def move_aside(self, path: str) -> str:
         """Rename the existing ``path`` to its mtime-stamped name and return that."""
-        new_path = self.ctx.blocking(_out_of_way_name, path)
+        new_path = self.ctx.blocking(_out_of_way_name, path, *self.aside_counter)
         self.ctx.log(f"Moving {path!r} out of the way: renaming it to {new_path!r}")
         self.ctx.blocking(_rename, path, new_path)
         return new_path
@@ -272,7 +271,11 @@ class CopyFile(FileCommand):
         verb = "replacing" if self.exists(dest) else "creating"
         self.ctx.log(f"Copying {src!r} to {dest!r} ({verb} it)")
         self.ctx.blocking(_make_parent, dest)
-        mode_error = self.ctx.blocking(_copy_replacing, src, dest)
+        # The content goes to a temporary name, one chunk at a time: a stopped task
+        # stops the copy, and a failed or stopped one leaves no part behind.
+        tmp = _part_name(dest)
+        mode_error = filecopy.copy_content(src, tmp, then=functools.partial(_mode_and_replace, src, tmp, dest),
+                                           stop_wait=max(1.0, self.ctx.settings.abort_grace_period))
         if mode_error is not None:
             self.ctx.log(f"Could not copy the file mode of {src!r} to {dest!r} (the content was copied): {mode_error}")
         self.ctx.output_produced(dest)
