@@ -25,7 +25,7 @@ from fworker.errors import TaskFailed
 from fworker.events import EventBus
 from fworker.queue import UpdateQueue
 from fworker.reporter import LimitExceeded, LocalLog, TaskReporter, one_line
-from fworker.task import Task
+from fworker.task import Task, unannounced_type
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +55,13 @@ class TaskRunner:
     def __init__(self, task: Task, queue: UpdateQueue, settings: config.Settings,
                  on_output: typing.Callable[[list[str]], None] | None = None,
                  events: EventBus | None = None, local_log: LocalLog | None = None,
-                 dialect: str = "v2", announced: list[str] | None = None):
+                 dialect: str = "v2", announced: typing.Sequence[str] | None = None):
         self.task = task
         # Commands are looked up in the catalogue of the Manager's generation.
         self.dialect = dialect
-        # v3: the task types this worker announced; a task of another type fails
-        # (a Flamenco 3 Manager cannot be handed a task back).  None: not checked.
+        # The task types the worker announced: a task of another type fails before
+        # any command runs (a Flamenco 3 Manager cannot be handed a task back; a 2.x
+        # one would hand it out again).  None: not checked.
         self.announced = announced
         self.settings = settings
         self.events = events or EventBus()
@@ -121,9 +122,9 @@ class TaskRunner:
     def _prepare(self) -> list[tuple[commands.Command, dict]]:
         """Look up and validate every command before running any, so a typo in
         the last command does not waste a render in the first."""
-        if self.announced is not None and self.task.task_type not in self.announced:
-            raise TaskFailed(f"task type {self.task.task_type!r} is not one this worker announced "
-                             f"({' '.join(self.announced)})")
+        refused = None if self.announced is None else unannounced_type(self.task, self.announced)
+        if refused is not None:
+            raise TaskFailed(refused)
         prepared = []
         for index, spec in enumerate(self.task.commands):
             cls = commands.lookup(spec.name, self.dialect)

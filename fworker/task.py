@@ -81,6 +81,19 @@ def parse_task(body: typing.Any) -> Task:
     return Task(task_id, text("name"), text("job"), text("task_type"), tuple(specs), body)
 
 
+def unannounced_type(task: Task, announced: typing.Iterable[str]) -> str | None:
+    """Why ``task`` must not run on a worker that announced ``announced``, or
+    None when its type is one of them.  A Manager only hands out the types a
+    worker announced; anything else is a Manager bug or a hostile answer, and
+    the worker may lack the tools such a task needs (issue 15 case 7)."""
+    announced = list(announced)
+    if task.task_type in announced:
+        return None
+    shown = _shown(task.task_type) if task.task_type else "none"
+    return (f"task type {shown} is not one this worker announced ({' '.join(announced)}); "
+            "refusing to run it")
+
+
 def _shown(value: typing.Any, limit: int = 100) -> str:
     """``repr(value)``, cut: a malformed field may be megabytes long."""
     text = repr(value)

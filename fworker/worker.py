@@ -293,7 +293,7 @@ class Worker:
         local_log = self.task_logs.open(task.id)
         self.runner = TaskRunner(task, self.queue, self.settings, on_output=self.output.add,
                                  events=self.events, local_log=local_log, dialect=self.edge.dialect,
-                                 announced=self.edge.task_types() if self.edge.dialect == V3 else None)
+                                 announced=self.edge.task_types())
         self.stats.task_id, self.stats.task_progress = task.id, 0
         self.events.emit("task_started", task_id=task.id, name=task.name)
         self._aborting = False

@@ -1,0 +1,66 @@
+"""Tasks a hostile or buggy Manager hands out (issue 15): a task of a type this
+worker never announced is failed with a clear activity before any command runs,
+in test mode too (case 7).  In-process workers against the development Manager,
+the task rewritten by the fault proxy on its way to the worker."""
+import pytest
+
+from fworker import config, task as tasks, wiring
+from fworker.runner import Outcome
+from tests.support.faults import FaultProxy
+from tests.support.jobs import echo, submit
+from tests.support.workers import build_worker
+
+
+@pytest.fixture
+def proxy(manager):
+    p = FaultProxy(manager.url).up()
+    yield p
+    p.down()
+
+
+def started(tmp_path, url, *, test_mode=False, **settings):
+    root = tmp_path / "w"
+    root.mkdir()
+    if test_mode:
+        overrides = {"manager_url": url, "task_update_queue_db": str(root / "queue.sqlite"), **settings}
+        worker = wiring.build_worker(config.load(files=[], overrides=overrides),
+                                     credentials_path=str(root / "credentials.cfg"), test_mode=True)
+    else:
+        worker = build_worker(root, url, **settings)
+    worker.start()
+    return worker
+
+
+def one_task(worker):
+    try:
+        while worker.last_outcome is None:
+            worker.run_once()
+        return worker.last_outcome
+    finally:
+        worker.request_shutdown("end of test")
+        worker.shutdown()
+
+
+@pytest.mark.parametrize("test_mode", [False, True], ids=["awake", "test-mode"])
+def test_a_task_of_a_type_not_announced_fails_without_running(manager, proxy, tmp_path, test_mode):
+    handed_type = "test-blender-render" if test_mode else "debug"
+    _, task_id = submit(manager, echo("must not run"), task_type=handed_type)
+    # "debug" is among the configured types, but a test-mode worker announces only its own.
+    forged = "debug" if test_mode else "mine-craft"
+    proxy.rewrite("POST", r"^/task$", lambda t: dict(t, task_type=forged))
+    worker = started(tmp_path, proxy.url, test_mode=test_mode, task_types="debug sleep")
+    assert one_task(worker) is Outcome.FAILED
+    view = manager.task(task_id)
+    assert view["status"] == "failed"
+    assert f"task type '{forged}' is not one this worker announced" in view["activity"]
+    assert "must not run" not in manager.task_log(task_id)
+
+
+def test_unannounced_type_names_the_type_and_what_was_announced():
+    task = tasks.parse_task({"_id": "a" * 24, "task_type": "x\ny", "commands": []})
+    assert tasks.unannounced_type(task, ["debug", "sleep"]) == (
+        "task type 'x\\ny' is not one this worker announced (debug sleep); refusing to run it")
+    untyped = tasks.parse_task({"_id": "b" * 24, "commands": []})
+    assert tasks.unannounced_type(untyped, ["debug"]) == (
+        "task type none is not one this worker announced (debug); refusing to run it")
+    assert tasks.unannounced_type(tasks.parse_task({"_id": "c" * 24, "task_type": "debug"}), ["debug"]) is None
