@@ -49,14 +49,19 @@ COUNTERS = (
 
 class Stats:
     """The worker's live numbers.  The worker assigns and increments the
-    attributes directly; ``last_manager_contact`` is ``time.time()`` of the
-    last answer from the Manager (any status), or None before the first."""
+    attributes directly; what has a source of its own (the queue's length,
+    the time of the Manager's last answer) is read from it on every
+    ``snapshot()`` instead (``follow``), so ``/health`` never shows a number
+    that was true at the last delivery only.  ``last_manager_contact`` is
+    ``time.time()`` of the Manager's last answer below 500, or None before the
+    first."""
 
     def __init__(self) -> None:
         self.state: str = State.STARTING.value
         self.task_id: str | None = None
         self.task_progress: int = 0
         self.queue_depth: int = 0
+        self.oldest_update_age: float | None = None  # seconds the oldest queued update has waited
         self.tasks_completed: int = 0
         self.tasks_failed: int = 0
         self.tasks_returned: int = 0
@@ -64,11 +69,23 @@ class Stats:
         self.updates_retried: int = 0
         self.log_bytes_sent: int = 0
         self.last_manager_contact: float | None = None
+        self.manager_silent_seconds: float = 0.0  # since the last answer (or the start, before one)
         self.hub_blocked_max_seconds: float = 0.0  # set by fworker.hubmonitor
         self.started_at: float = time.time()
         # The Manager's generation ("v2" or "v3") and version, once known.
         self.manager_protocol: str = ""
         self.manager_version: str = ""
+        # Health: the Manager silent, or the oldest queued update waiting, for
+        # longer than this is not ok.  0: never judged (a Stats of its own).
+        self.silence_limit: float = 0.0
+        self._sources: dict[str, typing.Callable[[], typing.Any]] = {}
+
+    def follow(self, **sources: typing.Callable[[], typing.Any]) -> None:
+        """Read each named attribute from its source on every snapshot."""
+        unknown = sorted(name for name in sources if name.startswith("_") or not hasattr(self, name))
+        if unknown:
+            raise ValueError(f"Stats has no attribute(s) {', '.join(unknown)}")
+        self._sources.update(sources)
 
     def delivered(self, task_id: str, payload: dict[str, typing.Any], count: int, *,
                   queue_depth: int, retries: int) -> None:
@@ -82,11 +99,27 @@ class Stats:
             self.task_progress = payload["task_progress_percentage"]
 
     def snapshot(self) -> dict[str, typing.Any]:
-        """A JSON-ready copy of every attribute."""
-        values = dict(vars(self))
+        """A JSON-ready copy of every attribute, the followed ones read now."""
+        for name, source in self._sources.items():
+            setattr(self, name, source())
+        values = {name: value for name, value in vars(self).items() if not name.startswith("_")}
         # The state may be a State enum; JSON and labels want its plain value.
         values["state"] = str(getattr(self.state, "value", self.state))
         return values
+
+    def health(self) -> dict[str, typing.Any]:
+        """The snapshot with ``ok`` and, when not ok, ``problems`` saying why."""
+        snap = self.snapshot()
+        problems = []
+        limit = snap["silence_limit"]
+        if limit > 0 and snap["manager_silent_seconds"] > limit:
+            problems.append(f"the Manager has not answered for {snap['manager_silent_seconds']:.0f} s "
+                            f"(more than {limit:g} s)")
+        age = snap["oldest_update_age"]
+        if limit > 0 and snap["queue_depth"] and age is not None and age > limit:
+            problems.append(f"the update queue is not draining: {snap['queue_depth']} update(s), "
+                            f"the oldest waiting for {age:.0f} s (more than {limit:g} s)")
+        return dict(snap, ok=not problems, problems=problems)
 
 
 class StatsCollector(Collector):
@@ -96,7 +129,8 @@ class StatsCollector(Collector):
         self.stats = stats
 
     def collect(self) -> typing.Iterator[typing.Any]:
-        snap = self.stats.snapshot()
+        health = self.stats.health()
+        snap = health
         yield InfoMetricFamily("fworker_build", "Version of this worker.", value={"version": __version__})
         yield InfoMetricFamily("fworker_manager", "The Manager's protocol (v2, v3) and version.",
                                value={"protocol": snap.get("manager_protocol", ""),
@@ -110,6 +144,10 @@ class StatsCollector(Collector):
                                 value=snap["task_progress"])
         yield GaugeMetricFamily("fworker_queue_depth", "Task updates waiting in the local queue.",
                                 value=snap["queue_depth"])
+        yield GaugeMetricFamily("fworker_healthy", "1 when /health says ok, else 0.", value=int(health["ok"]))
+        yield GaugeMetricFamily("fworker_manager_silent_seconds",
+                                "Seconds since the Manager last answered (since the start, before it first did).",
+                                value=snap["manager_silent_seconds"])
         yield GaugeMetricFamily("fworker_start_time_seconds", "When the worker started (Unix time).",
                                 value=snap["started_at"])
         yield GaugeMetricFamily("fworker_hub_blocked_max_seconds",
@@ -189,7 +227,7 @@ class MetricsServer:
             return _respond(start_response, "405 Method Not Allowed", "text/plain; charset=utf-8",
                             b"use GET\n", [("Allow", "GET, HEAD")])
         if path == "/health":
-            body = json.dumps(dict(self.stats.snapshot(), ok=True), sort_keys=True).encode() + b"\n"
+            body = json.dumps(self.stats.health(), sort_keys=True).encode() + b"\n"
             content_type = "application/json"
         else:
             # Negotiated like prometheus_client's own servers: the classic text

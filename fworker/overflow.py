@@ -62,6 +62,9 @@ class Overflow:
             entry.frozen = True
         return [(entry.id, entry.task_id, self._payload(entry)) for entry in entries]
 
+    def oldest_queued_at(self) -> float | None:
+        return self._entries[0].queued_at if self._entries else None
+
     def rows(self) -> list[dict[str, typing.Any]]:
         return [encode_row(entry.task_id, self._payload(entry), entry.queued_at) for entry in self._entries]
 

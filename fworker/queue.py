@@ -68,6 +68,7 @@ _INSERT = ("INSERT INTO task_updates (task_id, payload, log, queued_at, dialect)
 _OURS = "coalesce(dialect, 'v2') = ?"
 _HEAD = f"SELECT id, task_id, payload, log FROM task_updates WHERE {_OURS} ORDER BY id LIMIT ?"
 _COUNT = f"SELECT count(*) FROM task_updates WHERE {_OURS}"
+_OLDEST = f"SELECT queued_at FROM task_updates WHERE {_OURS} ORDER BY id LIMIT 1"
 _REJECT = "INSERT INTO rejected_updates (task_id, payload, answer, rejected_at) VALUES (?, ?, ?, ?)"
 
 
@@ -155,6 +156,21 @@ class UpdateQueue:
 
     def __len__(self) -> int:
         return self._depth - len(self._undeleted) + len(self.memory)
+
+    def oldest_age(self) -> float | None:
+        """Seconds the oldest unsent update has waited (wall clock: the rows
+        keep when they were queued, across restarts); None when none waits."""
+        queued_at = None
+        if self._depth - len(self._undeleted) > 0:
+            try:
+                row = self._conn.execute(_OLDEST, (self.dialect,)).fetchone()
+            except WRITE_ERRORS as ex:
+                log.debug("cannot read the oldest update of %s: %s", self.path, ex)
+            else:
+                queued_at = row[0] if row else None
+        if queued_at is None and len(self.memory):
+            queued_at = self.memory.oldest_queued_at()
+        return None if queued_at is None else max(0.0, time.time() - queued_at)
 
     def push(self, task_id: str, payload: dict) -> None:
         self.push_many([(task_id, payload)])

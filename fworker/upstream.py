@@ -18,6 +18,7 @@ import logging
 import os
 import random
 import sys
+import time
 import typing
 import urllib.parse
 import warnings
@@ -76,6 +77,10 @@ class Upstream:
         self.session.headers["User-Agent"] = f"Flamenco-Worker/{__version__}"
         self.worker_id = ""
         self._secret = ""
+        # The Manager's last complete answer below 500 (any request, any
+        # greenlet): wall clock for people, monotonic for how long ago.
+        self.answered_at: float | None = None
+        self.answered_monotonic: float | None = None
 
     def set_credentials(self, worker_id: str, secret: str) -> None:
         self.worker_id = worker_id
@@ -101,6 +106,8 @@ class Upstream:
         except requests.RequestException as ex:
             raise RetryLater(f"{method} {path}: Manager not reachable: {_short(ex)}") from None
         text = _decoded(content, encoding)
+        if status < 500:
+            self.answered_at, self.answered_monotonic = time.time(), time.monotonic()
         if status >= 500:
             raise RetryLater(f"{method} {path}: Manager answered {status} {_snippet(text)}", retry_after=wait)
         body: typing.Any = None

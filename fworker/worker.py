@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import random
 import signal
+import time
 import typing
 
 import gevent
@@ -73,6 +74,7 @@ class Worker:
         self.backoff = Backoff(settings.backoff_initial, settings.backoff_max)
         self.events = EventBus()
         self.stats = metrics.Stats()
+        self._follow_in_stats()
         self.flusher = Flusher(self.queue, self.edge,
                                backoff=Backoff(settings.backoff_initial, settings.backoff_max),
                                on_task_lost=self._on_task_lost, on_delivered=self._delivered,
@@ -381,6 +383,19 @@ class Worker:
         self.stats.state = new.value
         self.events.emit("state_changed", old=old.value, new=new.value)
 
+    def _follow_in_stats(self) -> None:
+        """/health and /metrics read the queue and the last answer live: an idle
+        worker and a worker whose Manager is away must not show old numbers."""
+        started = time.monotonic()
+        upstream = self.upstream
+
+        def silent() -> float:
+            return time.monotonic() - (upstream.answered_monotonic or started)
+
+        self.stats.follow(queue_depth=lambda: len(self.queue), oldest_update_age=self.queue.oldest_age,
+                          last_manager_contact=lambda: upstream.answered_at, manager_silent_seconds=silent)
+        self.stats.silence_limit = silence_limit(self.settings)
+
     def _delivered(self, batch: typing.Any) -> None:
         self.stats.delivered(batch.task_id, batch.payload, len(batch.ids), queue_depth=len(self.queue),
                              retries=self.flusher.retries)
@@ -482,6 +497,15 @@ class Worker:
         """Sleep, but wake at once for a shutdown request or a local signal."""
         self.wakeup.wait(seconds)
         self.wakeup.clear()
+
+
+def silence_limit(settings: config.Settings) -> float:
+    """How long the Manager may stay silent (or a queued update wait) before
+    the worker calls itself unhealthy: twice the longest a working worker
+    goes between two answers (its slowest regular request, a backoff at its
+    longest, each plus a request's whole deadline)."""
+    between = max(min(settings.fetch_task_interval, IDLE_MAX), settings.may_i_run_interval, settings.backoff_max)
+    return 2 * (between + settings.http_timeout)
 
 
 def _requested(body: typing.Any) -> str | None:

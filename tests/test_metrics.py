@@ -157,3 +157,19 @@ def test_a_port_that_cannot_be_used_is_a_configuration_error(stats, server):
     # An impossible port never gets this far: loading refuses it, so --check-config does too.
     with pytest.raises(ConfigError, match="metrics_port = 70000: must be at most 65535"):
         config.load(files=[], overrides={"metrics_port": 70000})
+
+
+def test_health_reads_followed_sources_and_says_why_it_is_not_ok(server, stats):
+    depth, silent, age = [3], [0.5], [1.0]
+    stats.follow(queue_depth=lambda: depth[0], manager_silent_seconds=lambda: silent[0],
+                 oldest_update_age=lambda: age[0])
+    stats.silence_limit = 10.0
+    body = requests.get(server.url + "health", timeout=5).json()
+    assert (body["ok"], body["problems"], body["queue_depth"]) == (True, [], 3)
+    silent[0], age[0] = 11.0, 12.0
+    body = requests.get(server.url + "health", timeout=5).json()
+    assert body["ok"] is False and len(body["problems"]) == 2
+    assert "has not answered for 11 s" in body["problems"][0] and "not draining: 3 update(s)" in body["problems"][1]
+    assert value(families(server), "fworker_healthy") == 0
+    with pytest.raises(ValueError, match="no attribute"):
+        stats.follow(queue_dpeth=lambda: 0)
