@@ -19,7 +19,7 @@ import typing
 
 import configobj
 
-from fworker import statefiles
+from fworker import safetext, statefiles
 from fworker.errors import ConfigError
 from fworker.settingvalues import Setting, convert, format_value
 
@@ -191,7 +191,12 @@ class Settings:
         return {s.name: getattr(self, s.name) for s in SETTINGS}
 
     def masked(self) -> dict[str, typing.Any]:
-        return {name: ("*****" if BY_NAME[name].secret and value else value) for name, value in self.values().items()}
+        """The values to show: secrets as *****, a password inside a URL too."""
+        def shown(name: str, value: typing.Any) -> typing.Any:
+            if BY_NAME[name].secret and value:
+                return "*****"
+            return safetext.mask_url(value) if BY_NAME[name].type == "url" else value
+        return {name: shown(name, value) for name, value in self.values().items()}
 
     def replace(self, **changes: typing.Any) -> Settings:
         """A new value with ``changes`` (setting name = value, converted and

@@ -13,15 +13,15 @@ never stops a render: the Manager's copy of the log is the one that matters.
 """
 from __future__ import annotations
 
+import copy
 import logging
 import logging.handlers
 import os
 import re
 import sys
 import typing
-import urllib.parse
 
-from fworker import statefiles
+from fworker import safetext, statefiles
 from fworker.config import Settings
 from fworker.errors import ConfigError
 
@@ -42,7 +42,7 @@ def configure(settings: Settings, verbose: bool, debug: bool) -> None:
     path = statefiles.log_file(settings.log_file)
     file_handler = _file_handler_for(settings, path) if path else None
     handler = file_handler or logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.setFormatter(SafeFormatter(LOG_FORMAT))
     root = logging.getLogger()
     old_handlers, root.handlers[:] = list(root.handlers), [handler]
     for old in old_handlers:
@@ -221,6 +221,17 @@ class TaskLogFiles:
         return deleted
 
 
+class SafeFormatter(logging.Formatter):
+    """Every argument of a log call escaped (``fworker.safetext``): a task name
+    with a newline in it must not forge a line of the worker's log."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.args:
+            record = copy.copy(record)  # other handlers see the record as it was
+            record.args = safetext.escaped_args(record.args)
+        return super().format(record)
+
+
 def banner(settings: Settings, version: str, worker_id: str | None, queue_path: str,
            tools: typing.Sequence[tuple[str, str]] = ()) -> str:
     """The start-up banner: what this worker is and where it talks to, and
@@ -228,7 +239,7 @@ def banner(settings: Settings, version: str, worker_id: str | None, queue_path: 
     leaves out (``fworker.tools.Capabilities.rows``).
     Never contains a secret, not even a password inside manager_url."""
     rows = [
-        ("Manager", _without_password(settings.manager_url or "(discovered on the network)")),
+        ("Manager", safetext.mask_url(settings.manager_url or "(discovered on the network)")),
         ("worker id", worker_id or "(not registered yet)"),
         ("nickname", settings.effective_nickname()),
         ("task types", " ".join(settings.task_types)),
@@ -243,15 +254,6 @@ def banner(settings: Settings, version: str, worker_id: str | None, queue_path: 
     port = settings.metrics_port
     rows.append(("metrics", f"http://{settings.metrics_host}:{port}/metrics" if port else "off"))
     width = max(len(name) for name, _ in rows)
-    return "\n".join([f"fworker {version}"] + [f"  {name + ':':<{width + 1}} {value}" for name, value in rows])
-
-
-def _without_password(url: str) -> str:
-    parts = urllib.parse.urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{parts.username}:*****@{host}" + (f":{parts.port}" if parts.port else "")
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+    lines = [f"fworker {version}"]
+    lines += [f"  {name + ':':<{width + 1}} {safetext.printable(value)}" for name, value in rows]
+    return safetext.Trusted("\n".join(lines))

@@ -22,7 +22,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "fworker"
 # The layers, bottom-up.  A module may import modules of its own layer and of lower ones,
 # never of a higher one.  Names are relative to the package; ``__init__`` is the root.
 LAYERS: list[tuple[str, list[str]]] = [
-    ("foundations", ["errors", "version"]),
+    ("foundations", ["errors", "version", "safetext"]),
     ("parts", ["states", "events", "lines", "rows", "overflow", "spool", "cgroups", "proctree", "task",
                "settingvalues", "config", "pretask", "logsetup", "discovery", "cmdline", "hubmonitor",
                "statefiles", "statelock"]),
