@@ -181,12 +181,40 @@ class StateFiles:
             "task log folder": self.task_log_folder,
         }
 
+    def protected(self) -> dict[str, str]:
+        """What no task may delete, overwrite or move (issue 15 case 11e): every
+        file of ``paths()`` and the task log folder, by what each is."""
+        named = {what: path for what, path in self.named().items() if path and what != "output spool folder"}
+        queue = named["update queue"]
+        named.update({f"update queue ({suffix})": queue + suffix for suffix in ("-wal", "-shm", "-journal")})
+        return named
+
+    def owns(self, path: str) -> str | None:
+        """Which of the worker's own files ``path`` is, or holds (a folder with
+        the queue in it), as given or with symlinks resolved; None if none."""
+        return owns(path, self.protected())
+
     def paths(self) -> list[str]:
         """Every path above that is in use: what a task must never delete or
         overwrite (the queue's SQLite side files included)."""
         queue_side = [self.queue + suffix for suffix in ("-wal", "-shm", "-journal")]
         files = [self.credentials_v2, self.credentials_v3, self.queue, *queue_side, self.lock, self.log_file]
         return [path for path in files if path]
+
+
+def owns(path: str, protected: typing.Mapping[str, str]) -> str | None:
+    """``protected`` maps what a file is to its path (``StateFiles.protected``):
+    the description and path of the one ``path`` is or contains, or None."""
+    candidates = {os.path.normcase(p) for p in (os.path.abspath(path), os.path.realpath(path))}
+    for what, own in protected.items():
+        for own_path in {os.path.normcase(p) for p in (os.path.abspath(own), os.path.realpath(own))}:
+            for candidate in candidates:
+                try:
+                    if os.path.commonpath([candidate, own_path]) == candidate:
+                        return f"{what} {own}"
+                except ValueError:  # different drives on Windows
+                    continue
+    return None
 
 
 def _absolute(path: str) -> str:

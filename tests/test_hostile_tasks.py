@@ -4,7 +4,8 @@ in test mode too (case 7).  In-process workers against the development Manager,
 the task rewritten by the fault proxy on its way to the worker."""
 import pytest
 
-from fworker import config, task as tasks, wiring
+from fworker import config, statefiles, task as tasks, wiring
+from fworker.errors import InvalidSettings
 from fworker.runner import Outcome
 from tests.support.faults import FaultProxy
 from tests.support.jobs import echo, submit
@@ -64,3 +65,55 @@ def test_unannounced_type_names_the_type_and_what_was_announced():
     assert tasks.unannounced_type(untyped, ["debug"]) == (
         "task type none is not one this worker announced (debug); refusing to run it")
     assert tasks.unannounced_type(tasks.parse_task({"_id": "c" * 24, "task_type": "debug"}), ["debug"]) is None
+
+
+# --- Case 11e: a task cannot touch the worker's own state -------------------------------
+
+
+@pytest.fixture
+def state(tmp_path, monkeypatch):
+    """Settings whose queue is in tmp_path/state, HOME in tmp_path/home (credentials)."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir()
+    (tmp_path / "state").mkdir()
+    queue = tmp_path / "state" / "queue.sqlite"
+    queue.write_bytes(b"queue")
+    credentials = tmp_path / "home" / ".flamenco-worker.cfg"
+    credentials.write_text("[flamenco-worker]\n")
+    (tmp_path / "link").symlink_to(tmp_path / "state")
+    return config.load(files=[], overrides={"task_update_queue_db": str(queue)}), queue, credentials
+
+
+@pytest.mark.parametrize("name, settings_of, setting", [
+    ("remove_file", lambda q, c, t: {"path": str(q)}, "path"),
+    ("remove_file", lambda q, c, t: {"path": str(q) + "-wal"}, "path"),
+    ("remove_tree", lambda q, c, t: {"path": str(t / "state")}, "path"),
+    ("remove_tree", lambda q, c, t: {"path": str(t / "link") + "/"}, "path"),
+    ("move_out_of_way", lambda q, c, t: {"src": str(c)}, "src"),
+    ("copy_file", lambda q, c, t: {"src": str(t / "home" / ".flamenco-worker.cfg"), "dest": str(t / "x")}, "src"),
+    ("copy_file", lambda q, c, t: {"src": str(t / "x"), "dest": str(q)}, "dest"),
+    ("move_to_final", lambda q, c, t: {"src": str(t / "x"), "dest": str(t / "state" / "..") + "/state"}, "dest"),
+    ("create_python_file", lambda q, c, t: {"filepath": str(q) + ".lock.py", "contents": ""}, None),
+])
+def test_file_commands_refuse_the_workers_own_state(run_command, state, tmp_path, name, settings_of, setting):
+    settings, queue, credentials = state
+    (tmp_path / "x").write_text("x")
+    given = settings_of(queue, credentials, tmp_path)
+    if setting is None:  # not state (the lock is queue.sqlite.lock): allowed
+        run_command(name, given, settings)
+        return
+    with pytest.raises(InvalidSettings) as err:
+        run_command(name, given, settings)
+    assert err.value.setting == setting and "this worker's own" in str(err.value)
+    assert queue.read_bytes() == b"queue" and credentials.exists() and (tmp_path / "x").exists()
+
+
+def test_state_files_say_what_a_path_holds(state, tmp_path):
+    settings, queue, credentials = state
+    files = statefiles.StateFiles.of(settings)
+    assert files.owns(str(queue)) == f"update queue {queue}"
+    assert files.owns(str(tmp_path / "state")) == f"update queue {queue}"
+    assert files.owns(str(credentials)).startswith("credentials (Manager 2.x)")
+    assert files.owns(str(queue) + ".lock") == f"lock {queue}.lock"
+    assert files.owns(str(tmp_path / "state" / "renders")) is None
+    assert files.owns(str(tmp_path / "x")) is None

@@ -17,6 +17,7 @@ import time
 import typing
 import uuid
 
+from fworker import statefiles
 from fworker.commands import filecopy
 from fworker.commands.base import Command, register
 from fworker.errors import CommandFailed, InvalidSettings
@@ -177,9 +178,17 @@ class FileCommand(Command):
     def require_path(self, settings: dict, key: str, *, file_name: bool = False) -> str:
         path = self.require_str(settings, key)
         check_safe_path(self.name, key, path)
+        self.refuse_own_state(key, path)
         if file_name and not os.path.basename(path):
             raise self._invalid(key, f"must end in a file name, not a separator: {path!r}")
         return path
+
+    def refuse_own_state(self, key: str, path: str) -> None:
+        """A task must not touch the worker's own state: its queue, credentials,
+        lock, log (fworker.statefiles), nor a folder holding one of them."""
+        owned = statefiles.StateFiles.of(self.ctx.settings).owns(path)
+        if owned is not None:
+            raise self._invalid(key, f"{path!r} is or holds this worker's own {owned}; refusing to touch it")
 
     def refuse_same(self, settings: dict, a: str, b: str) -> None:
         if os.path.normcase(os.path.abspath(settings[a])) == os.path.normcase(os.path.abspath(settings[b])):
@@ -188,6 +197,7 @@ class FileCommand(Command):
     def execute(self, settings: dict) -> None:
         for key in self.path_keys:
             self.ctx.blocking(check_safe_path, self.name, key, settings[key])
+            self.ctx.blocking(self.refuse_own_state, key, settings[key])
         try:
             self.run(settings)
         except OSError as ex:
