@@ -10,7 +10,7 @@ import argparse
 import logging
 import sys
 
-from fworker import config, logsetup, settingvalues
+from fworker import config, configsafety, logsetup, settingvalues
 from fworker.errors import ConfigError, Fatal
 
 log = logging.getLogger("fworker")
@@ -85,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
             return print_config(settings)
         logsetup.configure(settings, args.verbose, args.debug)
         logging.getLogger("alembic").setLevel(logging.WARNING)
+        for warning in configsafety.warnings(settings):
+            log.warning("%s", warning)
         return run_worker(settings, args)
     except ConfigError as ex:
         print(f"flamenco-worker: configuration error: {ex}", file=sys.stderr)
@@ -108,6 +110,8 @@ def run_worker(settings: config.Settings, args: argparse.Namespace) -> int:
 
 def print_config(settings: config.Settings) -> int:
     print("files read: " + (", ".join(settings.files) or "none"))
+    for warning in configsafety.warnings(settings):
+        print(f"warning: {warning}")
     for name, value in settings.masked().items():
         print(f"{name} = {settingvalues.format_value(value)}    # from {settings.sources[name]}")
     from fworker.wiring import capabilities  # late: loads plug-ins and asks the tools their versions

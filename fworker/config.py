@@ -124,6 +124,8 @@ SETTINGS: tuple[Setting, ...] = (
 
 BY_NAME = {s.name: s for s in SETTINGS}
 LEGACY_NAMES = {"job_types": "task_types"}
+# What registration gives a worker and save_credentials() writes to the credentials file.
+CREDENTIALS = ("worker_id", "worker_secret")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -233,6 +235,7 @@ def load(extra_file: str | None = None, *, overrides: dict[str, typing.Any] | No
         paths.append(os.path.abspath(extra_file))
     read = []
     checks: dict[str, str] = {}
+    saved: dict[str, typing.Any] = {}
     for path in paths:
         if not os.path.isfile(path):
             continue
@@ -241,6 +244,14 @@ def load(extra_file: str | None = None, *, overrides: dict[str, typing.Any] | No
             raw[name], sources[name] = value, path
         checks.update(file_checks)
         read.append(path)
+        if path == credentials_path():
+            saved = {name: values[name] for name in CREDENTIALS if name in values}
+    if saved:
+        # The credentials the worker saved win over any found in another file (a
+        # -c file's would otherwise be refused, re-registered and saved, on every
+        # start); fworker.configsafety warns about those.
+        for name in CREDENTIALS:
+            raw[name], sources[name] = saved.get(name, BY_NAME[name].default), credentials_path()
     for name, value in (overrides or {}).items():
         raw[name], sources[name] = value, "override"
     values = {name: convert(BY_NAME[name], raw[name], sources[name]) for name in raw}

@@ -1,0 +1,54 @@
+"""Warnings about configuration files that put the worker's secrets at risk
+(issue 15 case 11b, 11c), for the operator at start and in ``--check-config``.
+
+- Credentials (``worker_id``, ``worker_secret``) belong to the credentials file
+  (``fworker.statefiles``): the worker writes them there after registering.
+  Found in another file they are used only while the credentials file has
+  none (``config.load`` gives the saved ones precedence), and warned about:
+  before, a ``-c`` file's stale pair overrode the saved one and every start
+  registered a new worker.
+- A file others may write can point the worker at another Manager, or make it
+  run other task types: warned about whatever it holds.  A file holding a
+  secret (``worker_secret``, ``worker_registration_secret``) that others may
+  read gives the secret away: warned about too.
+"""
+from __future__ import annotations
+
+import os
+import stat
+
+from fworker import config
+from fworker.errors import ConfigError
+
+SECRETS = tuple(s.name for s in config.SETTINGS if s.secret)
+
+
+def warnings(settings: config.Settings, credentials_file: str | None = None) -> list[str]:
+    """One sentence per problem of the files ``settings`` were read from."""
+    credentials_file = os.path.abspath(credentials_file or config.credentials_path())
+    found = []
+    for path in settings.files:
+        try:
+            values, _ = config.read_file(path)
+            mode = os.stat(path).st_mode
+        except (ConfigError, OSError):
+            continue  # it was read a moment ago; a file changing meanwhile is not this check's business
+        found += _file_warnings(path, values, mode, credentials_file)
+    return found
+
+
+def _file_warnings(path: str, values: dict[str, object], mode: int, credentials_file: str) -> list[str]:
+    found = []
+    keys = [name for name in config.CREDENTIALS if values.get(name)]
+    if keys and os.path.abspath(path) != credentials_file:
+        found.append(f"{path} holds {' and '.join(keys)}: credentials belong in {credentials_file} only, "
+                     "where the worker saves them after registering; the saved ones are used when there are "
+                     "any. Remove them from this file")
+    secrets = [name for name in SECRETS if values.get(name)]
+    if mode & (stat.S_IWGRP | stat.S_IWOTH):
+        found.append(f"{path} may be changed by other users (mode {stat.S_IMODE(mode):04o}): they could send "
+                     f"this worker and its secrets elsewhere; chmod go-w {path}")
+    if secrets and mode & (stat.S_IRGRP | stat.S_IROTH):
+        found.append(f"{path} holds {' and '.join(secrets)} and may be read by other users "
+                     f"(mode {stat.S_IMODE(mode):04o}); chmod 600 {path}")
+    return found
