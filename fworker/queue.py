@@ -59,6 +59,10 @@ log = logging.getLogger(__name__)
 # dataset (the schema, a subclass's writes) the same come as SQLAlchemy errors.
 WRITE_ERRORS = (sqlite3.DatabaseError, sqlalchemy.exc.SQLAlchemyError, OSError)
 
+# An empty queue whose file (with its WAL) is larger than this is compacted:
+# a flood of log lines must not leave hundreds of MB behind for good.
+RECLAIM_BYTES = 8 * 1024 * 1024
+
 # Ids per DELETE statement: below SQLite's old limit of 999 bound parameters.
 _DELETE_CHUNK = 500
 
@@ -299,6 +303,30 @@ class UpdateQueue:
         on_disk = [i for i in ids if i >= 0]
         if on_disk and not self._delete_rows(on_disk):
             self._undeleted.update(on_disk)
+        if on_disk and not len(self):
+            self.reclaim()
+
+    def file_size(self) -> int:
+        """Bytes of the queue on disk: the file and its write-ahead log."""
+        return sum(os.path.getsize(p) for p in (self.path, self.path + "-wal") if os.path.exists(p))
+
+    def reclaim(self, threshold: int = RECLAIM_BYTES) -> bool:
+        """Give the space of delivered updates back to the file system, when the
+        queue is empty and its file larger than ``threshold``; True if it did.
+        VACUUM rewrites the file: it runs in the thread pool, on a connection
+        of its own, so the hub goes on meanwhile (a push in that moment waits
+        for it, up to the connection's busy timeout; it takes milliseconds once
+        the queue is empty)."""
+        if len(self) or self.file_size() <= threshold:
+            return False
+        before = self.file_size()
+        try:
+            gevent.get_hub().threadpool.apply(_vacuum, (self.path,))
+        except WRITE_ERRORS as ex:
+            log.warning("could not compact the empty update queue %s (%d bytes): %s", self.path, before, ex)
+            return False
+        log.info("compacted the empty update queue %s: %d -> %d bytes", self.path, before, self.file_size())
+        return True
 
     def _delete_rows(self, ids: list[int]) -> bool:
         try:
@@ -342,6 +370,16 @@ class UpdateQueue:
             self._conn.close()
         finally:
             self.lock.release()  # last: nothing of this queue is touched any more
+
+
+def _vacuum(path: str) -> None:
+    """VACUUM, then move the WAL into the file and truncate both (in a pool thread)."""
+    conn = sqlite3.connect(path, isolation_level=None, timeout=30)
+    try:
+        conn.execute("VACUUM")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        conn.close()
 
 
 def _deletes(ids: list[int]) -> typing.Iterator[tuple[str, tuple[int, ...]]]:

@@ -179,3 +179,30 @@ def test_lone_surrogates_are_stored_as_replacement_characters(tmp_path):
     q.close()
     rows = sqlite3.connect(path).execute("SELECT payload, log FROM task_updates ORDER BY id").fetchall()
     assert json.loads(rows[0][0]) == {"activity": "bad \ufffd setting"} and rows[0][1] == "echo \ufffd\n"
+
+
+@pytest.mark.slow  # 50 MB written and compacted
+def test_the_file_shrinks_once_a_flood_is_delivered(tmp_path):
+    """Issue 15 case 11f: a log flood left the queue file at its largest for good."""
+    q = UpdateQueue(str(tmp_path / "q.sqlite"))
+    try:
+        line = "flood " + "x" * 9_994 + "\n"
+        for _ in range(50):
+            q.push_many([("t", {"log": line * 10})] * 10)  # 1 MB a call
+        assert q.file_size() > 50_000_000
+        q.push("t", {"task_status": "active"})
+        while len(q) > 1:
+            q.delete([u.id for u in q.head(100)][: len(q) - 1])
+        assert q.file_size() > 50_000_000, "not while an update still waits"
+        (last,) = q.head(10)
+        q.delete([last.id])
+        assert len(q) == 0 and q.file_size() < 2_000_000
+        q.push("t", {"task_status": "completed"})  # still a working queue
+        assert [u.payload for u in q.head(10)] == [{"task_status": "completed"}]
+    finally:
+        q.close()
+    reopened = UpdateQueue(str(tmp_path / "q.sqlite"))
+    try:
+        assert reopened.head(10)[0].payload == {"task_status": "completed"}
+    finally:
+        reopened.close()
