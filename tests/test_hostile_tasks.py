@@ -108,6 +108,17 @@ def test_file_commands_refuse_the_workers_own_state(run_command, state, tmp_path
     assert queue.read_bytes() == b"queue" and credentials.exists() and (tmp_path / "x").exists()
 
 
+@pytest.mark.parametrize("name, settings_of", [
+    ("copy-file", lambda q, t: {"src": str(q), "dest": str(t / "stolen")}),
+    ("move-directory", lambda q, t: {"src": str(t / "state"), "dest": str(t / "moved")}),
+])
+def test_flamenco_3_file_commands_refuse_it_too(run_command, state, tmp_path, name, settings_of):
+    settings, queue, _ = state
+    with pytest.raises(InvalidSettings, match="this worker's own update queue"):
+        run_command(name, settings_of(queue, tmp_path), settings, dialect="v3")
+    assert queue.read_bytes() == b"queue" and not (tmp_path / "stolen").exists()
+
+
 def test_state_files_say_what_a_path_holds(state, tmp_path):
     settings, queue, credentials = state
     files = statefiles.StateFiles.of(settings)
