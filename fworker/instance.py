@@ -26,8 +26,6 @@ from fworker.errors import AlreadyRunning
 from fworker.statefiles import StateFiles
 
 ENV_VAR = "FLAMENCO_WORKER_INSTANCE"
-# The settings naming a file or folder of the worker's state.
-PATH_SETTINGS = ("task_update_queue_db", "log_file", "task_log_folder")
 
 
 def chosen(flag: str | None, environ: typing.Mapping[str, str] | None = None) -> str:
@@ -48,14 +46,17 @@ def own(settings: Settings, name: str) -> bool:
 
 def settle(settings: Settings) -> tuple[Settings, StateFiles]:
     """``settings`` with its instance's state files (absolute paths), and those files."""
-    instance = settings.instance
-    values = settings.values()
-    shared = {name: statefiles.for_instance(values[name], instance)
-              for name in PATH_SETTINGS if not own(settings, name)}
+
+    def path(name: str, value: str) -> str:
+        return value if own(settings, name) else statefiles.for_instance(value, settings.instance)
+
     # dataclasses.replace, not Settings.replace: the values stay strings of
     # the same settings, and their sources stay what --check-config shows.
-    named = dataclasses.replace(settings, **shared) if instance and shared else settings
-    state = StateFiles.of(named, instance)
+    named = dataclasses.replace(
+        settings, task_update_queue_db=path("task_update_queue_db", settings.task_update_queue_db),
+        log_file=path("log_file", settings.log_file),
+        task_log_folder=path("task_log_folder", settings.task_log_folder))
+    state = StateFiles.of(named, settings.instance)
     return dataclasses.replace(named, task_update_queue_db=state.queue, log_file=state.log_file,
                                task_log_folder=state.task_log_folder), state
 
