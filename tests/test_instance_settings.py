@@ -189,7 +189,8 @@ def test_blender_arguments_go_before_the_frames_and_after_the_dashes():
                       "--", "--cycles-device", "CUDA", "--verbose-x", "a b"]
     anim = args(4).apply(["blender", "-b", "f.blend", "-s", "1", "-e", "5", "-a"])
     assert anim == ["blender", "-b", "f.blend", "--threads", "4", "-s", "1", "-e", "5", "-a"]
-    resumable = args(2, "HIP").apply(["blender", "-b", "f.blend", "-f", "1", "--", "--cycles-resumable-num-chunks", "4"])
+    resumable = args(2, "HIP").apply(
+        ["blender", "-b", "f.blend", "-f", "1", "--", "--cycles-resumable-num-chunks", "4"])
     assert resumable == ["blender", "-b", "f.blend", "--threads", "2", "-f", "1", "--",
                          "--cycles-resumable-num-chunks", "4", "--cycles-device", "HIP"]
     assert args().apply(["blender", "-b", "x.blend"]) == ["blender", "-b", "x.blend"]
@@ -198,7 +199,8 @@ def test_blender_arguments_go_before_the_frames_and_after_the_dashes():
 
 
 @pytest.mark.parametrize("setting, value, problem", [
-    ("blender_cycles_device", "CU DA", "not a Cycles device"), ("blender_args_before", "-x -- y", "must not contain '--'"),
+    ("blender_cycles_device", "CU DA", "not a Cycles device"),
+    ("blender_args_before", "-x -- y", "must not contain '--'"),
     ("blender_args_after", "'open", "cannot be split"), ("blender_threads", "-1", "at least 0")])
 def test_bad_blender_arguments_are_configuration_errors(tmp_path, home, setting, value, problem):
     path = tmp_path / "bad.cfg"
