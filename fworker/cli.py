@@ -108,7 +108,10 @@ def run_worker(settings: config.Settings, args: argparse.Namespace, state: State
         worker = build_worker(settings, credentials_path=state.credentials_v2, reregister=args.reregister,
                               single=args.single, test_mode=args.test, capable=capable)
     except AlreadyRunning as ex:
-        raise instance.refusal(ex, settings.instance) from None
+        refused = instance.refusal(ex, settings.instance)
+        if settings.log_file:  # the running process's log: the one starting this one looks here
+            print(f"flamenco-worker: {refused}", file=sys.stderr)
+        raise refused from None
     worker.install_signal_handlers()
     log.info("%s", logsetup.banner(worker.settings, fworker.__version__, worker.settings.worker_id or None,
                                    worker.queue.path, capable.rows()))
