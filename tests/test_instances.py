@@ -87,9 +87,10 @@ def test_two_instances_as_the_readme_guide_says(tmp_path, make_manager):
 
     started = tmp_path / "started"
     started.mkdir()
+    run_env = {"name": "exec", "settings": {"cmd": "env"}}
     task_ids = manager.submit_job(jobs.job(*[
-        jobs.task(f"t{i}", [jobs.exec_cmd(TOGETHER, str(started), f"t{i}"), {"name": "exec", "settings": {"cmd": "env"}}],
-                  task_type="blender-render") for i in range(2)]))["task_ids"]
+        jobs.task(f"t{i}", [jobs.exec_cmd(TOGETHER, str(started), f"t{i}"), run_env], task_type="blender-render")
+        for i in range(2)]))["task_ids"]
 
     # The service manager's way (the unit passes --instance; a plist sets the variable).
     workers = {"gpu0": start(tmp_path, "gpu0", env, "--instance", "gpu0"),
