@@ -240,3 +240,11 @@ def test_the_2x_blender_render_command_gets_the_instances_arguments_and_environm
     assert argv[-3:] == ["--", "--cycles-device", "CUDA"]
     env = json.loads(next(line for line in recorder.log if line.startswith("ENV "))[4:])
     assert env == {"CUDA_VISIBLE_DEVICES": "1", "SECRETIVE": None}
+
+
+def test_v3_credentials_of_an_instance_are_where_statefiles_names_them(home):
+    from fworker.edge.v3 import credentials_file
+
+    assert credentials_file(statefiles.credentials_path("gpu0"), "gpu0") == str(home / ".flamenco-worker-v3@gpu0.cfg")
+    assert credentials_file(statefiles.credentials_path()) == str(home / ".flamenco-worker-v3.cfg")
+    assert credentials_file("/tmp/x/credentials.cfg", "gpu0") == "/tmp/x/credentials-v3.cfg"  # a chosen file
