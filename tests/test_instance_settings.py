@@ -248,3 +248,22 @@ def test_v3_credentials_of_an_instance_are_where_statefiles_names_them(home):
     assert credentials_file(statefiles.credentials_path("gpu0"), "gpu0") == str(home / ".flamenco-worker-v3@gpu0.cfg")
     assert credentials_file(statefiles.credentials_path()) == str(home / ".flamenco-worker-v3.cfg")
     assert credentials_file("/tmp/x/credentials.cfg", "gpu0") == "/tmp/x/credentials-v3.cfg"  # a chosen file
+
+
+def test_the_v3_blender_render_command_gets_the_instances_arguments(run_command, tmp_path):
+    import json
+    import sys
+
+    script = tmp_path / "fake_blender.py"
+    script.write_text(FAKE_BLENDER)
+    blend = tmp_path / "scene.blend"
+    blend.write_bytes(b"BLENDER")
+    settings = config.load(files=[], overrides={"blender_threads": "6", "blender_args_after": "--x 1",
+                                                "blender_cycles_device": "HIP"})
+    # Flamenco 3's stock render: the frame arguments come last.
+    recorder = run_command("blender-render", {
+        "exe": sys.executable, "exeArgs": str(script), "argsBefore": [], "blendfile": str(blend),
+        "args": ["--render-output", str(tmp_path / "out" / "####"), "--render-format", "PNG",
+                 "--render-frame", "1"]}, settings, dialect="v3")
+    argv = json.loads(next(line for line in recorder.log if line.startswith("ARGV "))[5:])
+    assert argv[-10:] == ["PNG", "--threads", "6", "--render-frame", "1", "--", "--cycles-device", "HIP", "--x", "1"]
