@@ -10,8 +10,10 @@ import argparse
 import logging
 import sys
 
-from fworker import config, configsafety, logsetup, settingvalues
-from fworker.errors import ConfigError, Fatal
+from fworker import childenv, config, configsafety, instance, logsetup, settingvalues
+from fworker.blenderargs import BlenderArgs
+from fworker.errors import AlreadyRunning, ConfigError, Fatal
+from fworker.statefiles import StateFiles
 
 log = logging.getLogger("fworker")
 
@@ -37,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {fworker.__version__}")
     parser.add_argument("-c", "--config", metavar="FILE", help="read FILE after the default configuration files")
+    parser.add_argument("--instance", metavar="NAME",
+                        help=f"run the worker instance NAME (default: ${instance.ENV_VAR}, else the default "
+                        "instance): its own [flamenco-worker@NAME] settings, credentials, queue and logs")
     parser.add_argument("-v", "--verbose", action="store_true", help="log more (INFO and up from every module)")
     parser.add_argument("-d", "--debug", action="store_true", help="log everything (DEBUG)")
     parser.add_argument("-r", "--reregister", action="store_true",
@@ -80,14 +85,15 @@ def main(argv: list[str] | None = None) -> int:
             from fworker import demo
 
             return demo.run(args)
-        settings = config.load(args.config)
+        loaded = config.load(args.config, instance=instance.chosen(args.instance))
+        settings, state = instance.settle(loaded)
         if args.check_config:
-            return print_config(settings)
+            return print_config(settings, state)
         logsetup.configure(settings, args.verbose, args.debug)
         logging.getLogger("alembic").setLevel(logging.WARNING)
         for warning in configsafety.warnings(settings):
             log.warning("%s", warning)
-        return run_worker(settings, args)
+        return run_worker(settings, args, state)
     except ConfigError as ex:
         print(f"flamenco-worker: configuration error: {ex}", file=sys.stderr)
         return ex.exit_code
@@ -96,24 +102,35 @@ def main(argv: list[str] | None = None) -> int:
         return ex.exit_code
 
 
-def run_worker(settings: config.Settings, args: argparse.Namespace) -> int:
+def run_worker(settings: config.Settings, args: argparse.Namespace, state: StateFiles) -> int:
     from fworker.wiring import build_worker, capabilities
 
     capable = capabilities(settings, test_mode=args.test)
-    worker = build_worker(settings, credentials_path=config.credentials_path(), reregister=args.reregister,
-                          single=args.single, test_mode=args.test, capable=capable)
+    try:
+        worker = build_worker(settings, credentials_path=state.credentials_v2, reregister=args.reregister,
+                              single=args.single, test_mode=args.test, capable=capable)
+    except AlreadyRunning as ex:
+        refused = instance.refusal(ex, settings.instance)
+        if settings.log_file:  # the running process's log: the one starting this one looks here
+            print(f"flamenco-worker: {refused}", file=sys.stderr)
+        raise refused from None
     worker.install_signal_handlers()
     log.info("%s", logsetup.banner(worker.settings, fworker.__version__, worker.settings.worker_id or None,
                                    worker.queue.path, capable.rows()))
     return worker.run()
 
 
-def print_config(settings: config.Settings) -> int:
+def print_config(settings: config.Settings, state: StateFiles) -> int:
+    print(f"instance: {instance.describe(settings)}")
     print("files read: " + (", ".join(settings.files) or "none"))
     for warning in configsafety.warnings(settings):
         print(f"warning: {warning}")
     for name, value in settings.masked().items():
         print(f"{name} = {settingvalues.format_value(value)}    # from {settings.sources[name]}")
+    for what, path in state.named().items():
+        print(f"{what}: {path or '(not used)'}")
+    print(f"child environment: {childenv.describe(settings.child_env)}")
+    print(f"blender render arguments: {BlenderArgs.of(settings).describe()}")
     from fworker.wiring import capabilities  # late: loads plug-ins and asks the tools their versions
 
     capable = capabilities(settings)

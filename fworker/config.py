@@ -6,6 +6,12 @@ Files are read in this order, each overriding the one before: the defaults
 below, ``flamenco-worker.cfg`` in the current directory,
 ``~/.flamenco-worker.cfg``, then the file given with ``-c``.  A missing file
 is skipped.  Everything lives in section ``[flamenco-worker]``.
+
+A named instance (``--instance gpu0``, see ``fworker.instance``) also reads
+its own file ``~/.flamenco-worker@gpu0.cfg`` (where it keeps its credentials)
+before the ``-c`` file, and in every file section ``[flamenco-worker@gpu0]``
+overrides ``[flamenco-worker]``.  Its credentials (worker_id, worker_secret)
+come only from its own file or section, never from the shared one.
 """
 from __future__ import annotations
 
@@ -19,7 +25,8 @@ import typing
 
 import configobj
 
-from fworker import safetext, statefiles
+from fworker import childenv, safetext, statefiles
+from fworker.blenderargs import BlenderArgs
 from fworker.errors import ConfigError
 from fworker.settingvalues import Setting, convert, format_value
 
@@ -53,6 +60,18 @@ SETTINGS: tuple[Setting, ...] = (
     _s("ffmpeg_exe", "str", "", "The FFmpeg this worker encodes and converts previews with: a path, or a "
        "program name looked up on PATH. Empty: ffmpeg on PATH. A command whose program is plain ffmpeg runs "
        "this one. Task types that need FFmpeg are not announced when it is missing or does not answer -version."),
+    _s("blender_threads", "int", 0, "Render with this many threads (--threads N, before the frame "
+       "arguments). 0: Blender's default (all cores).", "threads", minimum=0, maximum=1024),
+    _s("blender_cycles_device", "str", "", "Cycles device for renders (--cycles-device DEVICE, after '--'): "
+       "CPU, CUDA, OPTIX, HIP, ONEAPI, METAL, or e.g. CUDA+CPU. Empty: what the .blend file says."),
+    _s("blender_args_before", "str", "", "More Blender arguments for every render, put before the frame "
+       "arguments (split as a shell would, never run through one)."),
+    _s("blender_args_after", "str", "", "More arguments for every render, put after '--' (read by Python "
+       "scripts and Cycles)."),
+    _s("child_env", "str", "", "Environment variables added to every process the worker starts, as "
+       "NAME=value pairs separated by spaces (quote a value with spaces), e.g. "
+       "'CUDA_VISIBLE_DEVICES=0 OMP_NUM_THREADS=8'. The worker's own FWORKER_*/FLAMENCO_WORKER_* "
+       "variables and anything holding its secrets are never passed on."),
     _s("nickname", "str", "", "Name shown in the Manager's dashboard. Empty: this machine's host name."),
     _s("worker_id", "str", "", "Set by the worker after registration; leave empty to register anew."),
     _s("worker_secret", "str", "", "Set by the worker after registration. Keep this file private.",
@@ -146,6 +165,11 @@ class Settings:
     task_types: tuple[str, ...]
     blender_exe: str
     ffmpeg_exe: str
+    blender_threads: int
+    blender_cycles_device: str
+    blender_args_before: str
+    blender_args_after: str
+    child_env: str
     nickname: str
     worker_id: str
     worker_secret: str
@@ -184,13 +208,18 @@ class Settings:
     sources: typing.Mapping[str, str] = dataclasses.field(repr=False, compare=False)
     files: tuple[str, ...] = dataclasses.field(repr=False, compare=False)
     pre_task_checks: typing.Mapping[str, str] = dataclasses.field(repr=False)
+    instance: str = statefiles.DEFAULT_INSTANCE  # the --instance this value is for (fworker.instance)
 
     def effective_nickname(self) -> str:
-        return self.nickname or socket.gethostname()
+        return self.nickname or socket.gethostname() + (f"@{self.instance}" if self.instance else "")
 
     def values(self) -> dict[str, typing.Any]:
         """Every setting's value by name, in the order of SETTINGS."""
         return {s.name: getattr(self, s.name) for s in SETTINGS}
+
+    def secrets(self) -> list[str]:
+        """The values of the secret settings that are set: what no child may see."""
+        return [value for name, value in self.values().items() if BY_NAME[name].secret and value]
 
     def masked(self) -> dict[str, typing.Any]:
         """The values to show: secrets as *****, a password inside a URL too."""
@@ -213,9 +242,10 @@ class Settings:
         return changed
 
 
-def default_files() -> list[str]:
+def default_files(instance: str = statefiles.DEFAULT_INSTANCE) -> list[str]:
     # The 2.x credentials file has always doubled as the user's configuration file.
-    return [os.path.abspath("flamenco-worker.cfg"), credentials_path()]
+    own = [statefiles.credentials_path(instance)] if instance != statefiles.DEFAULT_INSTANCE else []
+    return [os.path.abspath("flamenco-worker.cfg"), credentials_path(), *own]
 
 
 def credentials_path() -> str:
@@ -224,11 +254,13 @@ def credentials_path() -> str:
 
 
 def load(extra_file: str | None = None, *, overrides: dict[str, typing.Any] | None = None,
-         files: list[str] | None = None) -> Settings:
-    """Defaults, then each existing file in order, then ``overrides``."""
+         files: list[str] | None = None, instance: str = statefiles.DEFAULT_INSTANCE) -> Settings:
+    """Defaults, then each existing file in order (for a named ``instance``,
+    each file's instance section after its shared one), then ``overrides``."""
     raw: dict[str, typing.Any] = {s.name: s.default for s in SETTINGS}
     sources = {s.name: "default" for s in SETTINGS}
-    paths = list(default_files() if files is None else files)
+    statefiles.check_instance(instance)
+    paths = list(default_files(instance) if files is None else files)
     if extra_file is not None:
         if not os.path.isfile(extra_file):
             raise ConfigError(f"configuration file {extra_file}: not found")
@@ -239,24 +271,28 @@ def load(extra_file: str | None = None, *, overrides: dict[str, typing.Any] | No
     for path in paths:
         if not os.path.isfile(path):
             continue
-        values, file_checks = read_file(path)
+        values, file_checks, own = _read(path, instance)
         for name, value in values.items():
+            if name in _CREDENTIALS and instance and path != statefiles.credentials_path(instance):
+                continue  # another instance's credentials: never this one's
             raw[name], sources[name] = value, path
+        for name, value in own.items():
+            raw[name], sources[name] = value, f"{path} [{instance_section(instance)}]"
         checks.update(file_checks)
         read.append(path)
-        if path == credentials_path():
+        if path == statefiles.credentials_path(instance):
             saved = {name: values[name] for name in CREDENTIALS if name in values}
     if saved:
         # The credentials the worker saved win over any found in another file (a
         # -c file's would otherwise be refused, re-registered and saved, on every
         # start); fworker.configsafety warns about those.
         for name in CREDENTIALS:
-            raw[name], sources[name] = saved.get(name, BY_NAME[name].default), credentials_path()
+            raw[name], sources[name] = saved.get(name, BY_NAME[name].default), statefiles.credentials_path(instance)
     for name, value in (overrides or {}).items():
         raw[name], sources[name] = value, "override"
     values = {name: convert(BY_NAME[name], raw[name], sources[name]) for name in raw}
     settings = Settings(**values, sources=types.MappingProxyType(sources), files=tuple(read),
-                        pre_task_checks=types.MappingProxyType(checks))
+                        pre_task_checks=types.MappingProxyType(checks), instance=instance)
     _check_together(settings)
     return settings
 
@@ -268,29 +304,57 @@ def defaults() -> Settings:
     return load(files=[])
 
 
+_CREDENTIALS = ("worker_id", "worker_secret")
+
+
+def instance_section(instance: str) -> str:
+    """The section of a named instance's own settings, ``[flamenco-worker@NAME]``."""
+    return f"{SECTION}@{instance}"
+
+
 def read_file(path: str) -> tuple[dict[str, typing.Any], dict[str, str]]:
     """The raw [flamenco-worker] values of one file, names checked, and its
     [pre_task_check] entries."""
+    values, checks, _own = _read(path, statefiles.DEFAULT_INSTANCE)
+    return values, checks
+
+
+def _read(path: str, instance: str) -> tuple[dict[str, typing.Any], dict[str, str], dict[str, typing.Any]]:
+    """read_file's values and checks, and the values of ``instance``'s own section."""
     try:
         cfg = configobj.ConfigObj(path, encoding="utf-8", interpolation=False, file_error=True)
     except UnicodeDecodeError as ex:
         raise ConfigError(f"configuration file {path}: not valid UTF-8 ({ex.reason} at byte {ex.start})") from None
     except (configobj.ConfigObjError, OSError) as ex:
         raise ConfigError(f"configuration file {path}: cannot be parsed: {ex}") from None
-    values: dict[str, typing.Any] = {}
     for key in cfg.scalars:
         raise ConfigError(f"configuration file {path}: key {key!r} is outside section [{SECTION}]")
+    sections: dict[str, dict[str, typing.Any]] = {}
     for section in cfg.sections:
-        if section not in (SECTION, PRE_TASK_SECTION):
+        named, at, other = section.partition("@")
+        if at and named == SECTION:
+            try:
+                statefiles.check_instance(other or "@")
+            except ConfigError as ex:
+                raise ConfigError(f"configuration file {path}: section [{section}]: {ex}") from None
+        elif section not in (SECTION, PRE_TASK_SECTION):
             raise ConfigError(f"configuration file {path}: unknown section [{section}]")
-    for key, value in cfg.get(SECTION, {}).items():
-        name = LEGACY_NAMES.get(key, key)
-        if name not in BY_NAME:
-            raise ConfigError(f"configuration file {path}: unknown key {key!r} in [{SECTION}]")
-        values[name] = value
+        if named == SECTION:
+            sections[section] = _section_values(path, section, cfg[section])
     checks = dict(cfg.get(PRE_TASK_SECTION, {}))
     parse_pre_task_checks(checks, path)
-    return values, checks
+    own = sections.get(instance_section(instance), {}) if instance else {}
+    return sections.get(SECTION, {}), checks, own
+
+
+def _section_values(path: str, section: str, entries: typing.Mapping[str, typing.Any]) -> dict[str, typing.Any]:
+    values: dict[str, typing.Any] = {}
+    for key, value in entries.items():
+        name = LEGACY_NAMES.get(key, key)
+        if name not in BY_NAME or isinstance(value, dict):
+            raise ConfigError(f"configuration file {path}: unknown key {key!r} in [{section}]")
+        values[name] = value
+    return values
 
 
 def parse_pre_task_checks(values: typing.Mapping[str, str], source: str) -> tuple[list[str], list[str]]:
@@ -319,6 +383,14 @@ def _check_together(settings: Settings) -> None:
     if settings.manager_protocol not in MANAGER_PROTOCOLS:
         raise ConfigError(f"manager_protocol (from {sources['manager_protocol']}) is {settings.manager_protocol!r}; "
                           f"use one of {', '.join(MANAGER_PROTOCOLS)}")
+    try:
+        childenv.parse(settings.child_env)
+    except ValueError as ex:
+        raise ConfigError(f"child_env (from {sources['child_env']}): {ex}") from None
+    try:
+        BlenderArgs.of(settings)
+    except ValueError as ex:
+        raise ConfigError(str(ex)) from None
 
 
 def sample_config() -> str:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import stat
 
-from fworker import config
+from fworker import config, statefiles
 from fworker.errors import ConfigError
 
 SECRETS = tuple(s.name for s in config.SETTINGS if s.secret)
@@ -25,7 +25,7 @@ SECRETS = tuple(s.name for s in config.SETTINGS if s.secret)
 
 def warnings(settings: config.Settings, credentials_file: str | None = None) -> list[str]:
     """One sentence per problem of the files ``settings`` were read from."""
-    credentials_file = os.path.abspath(credentials_file or config.credentials_path())
+    credentials_file = os.path.abspath(credentials_file or statefiles.credentials_path(settings.instance))
     found = []
     for path in settings.files:
         try:

@@ -83,10 +83,10 @@ class AlreadyRunning(Fatal):
 
     exit_code = 6
 
-    def __init__(self, lock_path: str, holder_pid: int | None):
+    def __init__(self, lock_path: str, holder_pid: int | None, who: str = "this worker"):
         self.lock_path = lock_path
         self.holder_pid = holder_pid
         holder = f"process {holder_pid}" if holder_pid is not None else "another process (PID unknown)"
         super().__init__(
-            f"another worker is running with this worker's state: {holder} holds the lock file {lock_path}. "
+            f"another worker is running with the state of {who}: {holder} holds the lock file {lock_path}. "
             "Stop that one first, or give this one a task_update_queue_db of its own")

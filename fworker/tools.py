@@ -32,7 +32,7 @@ import typing
 
 import gevent
 
-from fworker import config
+from fworker import childenv, config
 
 log = logging.getLogger(__name__)
 
@@ -185,9 +185,10 @@ def ask_version(spec: ToolSpec, path: str, timeout: float) -> tuple[str, str]:
         lines.extend(batch[:_MAX_LINES - len(lines)])
 
     asked = f"{path} {' '.join(spec.version_args)}"
-    # As commands run their children: without the worker's LD_LIBRARY_PATH
-    # (fworker.commands.base.child_environment).
-    env = {k: v for k, v in os.environ.items() if k != "LD_LIBRARY_PATH"}
+    # As commands run their children (fworker.childenv): without the worker's
+    # LD_LIBRARY_PATH and own variables.  The answers are cached per program,
+    # so no instance's child_env goes in.
+    env = childenv.environment()
     child = ChildProcess([path, *spec.version_args], on_lines=keep, env=env, grace=1.0, logger=log)
     timer = gevent.Timeout(timeout)
     timer.start()

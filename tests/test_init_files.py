@@ -19,6 +19,7 @@ from tests.support.workers import FAST
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 INIT = os.path.join(REPO, "init", "flamenco-worker.init")
 UNIT = os.path.join(REPO, "init", "flamenco-worker.service")
+TEMPLATE = os.path.join(REPO, "init", "flamenco-worker@.service")
 PLIST = os.path.join(REPO, "init", "org.blender.flamenco-worker.plist")
 WORKER_BIN = os.path.join(os.path.dirname(sys.executable), "flamenco-worker")
 # What a clean stop may take at the default settings: the service files must wait longer.
@@ -214,18 +215,34 @@ def test_systemd_unit_keys():
     assert unit["Install"]["WantedBy"] == ["multi-user.target"]
 
 
-def test_systemd_analyze_verify(tmp_path):
-    tool = shutil.which("systemd-analyze")
-    if tool is None:
-        pytest.skip("systemd-analyze is not installed")
-    with open(UNIT, encoding="utf-8") as f:
+@pytest.mark.parametrize("unit, verified", [(UNIT, "flamenco-worker.service"),
+                                             (TEMPLATE, "flamenco-worker@gpu0.service")])
+def test_systemd_analyze_verify(tmp_path, unit, verified):
+    tool = require_tool("systemd-analyze")
+    with open(unit, encoding="utf-8") as f:
         text = f.read()
-    # verify checks that ExecStart exists: point it at the installed worker.
-    installed = tmp_path / "flamenco-worker.service"
+    # verify checks that ExecStart exists: point it at the installed worker.  A template is
+    # verified as one of its instances, which systemd loads from the template beside it.
+    installed = tmp_path / os.path.basename(unit)
     installed.write_text(text.replace("/usr/local/bin/flamenco-worker", WORKER_BIN))
-    result = subprocess.run([tool, "verify", str(installed)], capture_output=True, text=True, timeout=60)
+    result = subprocess.run([tool, "verify", str(tmp_path / verified)], capture_output=True, text=True,
+                            timeout=60, cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "flamenco-worker.service" not in result.stderr, result.stderr  # no warnings about the unit
+    assert "flamenco-worker" not in result.stderr, result.stderr  # no warnings about the unit
+
+
+def test_systemd_template_runs_the_instance_it_is_started_as():
+    unit = parse_unit(TEMPLATE)
+    plain = parse_unit(UNIT)
+    service = {k: v[-1] for k, v in unit["Service"].items()}
+    assert service["ExecStart"] == "/usr/local/bin/flamenco-worker -c /etc/flamenco-worker.cfg --instance %i"
+    assert "%i" in unit["Unit"]["Description"][-1]
+    assert "6" in service["RestartPreventExitStatus"].split()  # the instance runs already: no restart loop
+    # Everything else as the plain unit: stopping, restarting, the user.
+    for key in ("Type", "User", "Group", "WorkingDirectory", "KillMode", "KillSignal", "TimeoutStopSec",
+                "Restart", "NoNewPrivileges"):
+        assert service[key] == plain["Service"][key][-1], key
+    assert unit["Install"] == plain["Install"]
 
 
 # launchd.
@@ -252,6 +269,64 @@ def test_launchd_plist_after_a_sample_install_names_an_existing_program(tmp_path
     with open(installed, "rb") as f:
         program = plistlib.load(f)["ProgramArguments"][0]
     assert os.path.isfile(program) and os.access(program, os.X_OK)
+
+
+def test_launchd_plist_per_instance_as_init_readme_installs_it():
+    with open(PLIST, "rb") as f:
+        job = plistlib.load(f)
+    assert job["EnvironmentVariables"] == {"FLAMENCO_WORKER_INSTANCE": ""}  # the default instance
+    with open(os.path.join(REPO, "init", "README.md"), encoding="utf-8") as f:
+        readme = f.read()
+    # The README's plutil lines, applied as plutil would.
+    for key, value in re.findall(r"plutil -replace (\S+) -string (\S+) ", readme):
+        *parents, last = key.split(".")
+        target = job
+        for parent in parents:
+            target = target[parent]
+        target[last] = value
+    assert job["Label"] == "org.blender.flamenco-worker.gpu0"
+    assert job["EnvironmentVariables"]["FLAMENCO_WORKER_INSTANCE"] == "gpu0"
+    assert job["StandardOutPath"] == job["StandardErrorPath"] == "/usr/local/var/log/flamenco-worker@gpu0.log"
+    plistlib.loads(plistlib.dumps(job))  # still a valid plist
+
+
+def test_init_script_takes_the_instance_from_its_name_or_the_environment(init_env, tmp_path):
+    named = tmp_path / "flamenco-worker@gpu1"
+    named.symlink_to(INIT)
+    result = subprocess.run(["sh", str(named), "status"], env=init_env, capture_output=True, text=True)
+    assert result.returncode == 3 and "flamenco-worker@gpu1 is not running" in result.stdout
+    init_env["FWORKER_INSTANCE"] = "cpu"
+    assert "flamenco-worker@cpu is not running" in init("status", init_env).stdout
+    init_env["FWORKER_INSTANCE"] = "../x"
+    bad = init("status", init_env)
+    assert bad.returncode == 2 and "instance name '../x'" in bad.stderr
+
+
+@pytest.mark.slow
+def test_init_script_starts_and_stops_an_instance(init_env, manager):
+    queue = os.path.join(init_env["FWORKER_WORKDIR"], "queue.sqlite")
+    write_worker_config(init_env, manager_url=manager.url, task_update_queue_db=queue, **FAST)
+    init_env["FWORKER_INSTANCE"] = "gpu0"
+    started = init("start", init_env)
+    pid = None
+    try:
+        assert started.returncode == 0, started.stdout + started.stderr
+        with open(init_env["FWORKER_PIDFILE"]) as f:
+            pid = int(f.read().strip())
+        assert psutil.Process(pid).cmdline()[-3:] == ["--instance", "gpu0", "-v"]
+        wait_until(lambda: ("POST", "/task", 204) in manager.requests_log, timeout=30)
+        assert os.path.exists(os.path.join(init_env["FWORKER_WORKDIR"], "queue@gpu0.sqlite"))
+        assert not os.path.exists(queue)
+        assert os.path.exists(os.path.join(init_env["HOME"], ".flamenco-worker@gpu0.cfg"))
+        assert init("status", init_env).returncode == 0
+        init_env["FWORKER_INSTANCE"] = "gpu1"  # the same PID file, another instance: not its worker
+        assert init("status", init_env).returncode == 1
+        init_env["FWORKER_INSTANCE"] = "gpu0"
+        assert init("stop", init_env).returncode == 0
+        assert not live(pid)
+    finally:
+        if pid is not None and live(pid):
+            psutil.Process(pid).kill()
 
 
 STUB_WORKER = """#!/bin/sh

@@ -24,7 +24,7 @@ import typing
 
 import gevent
 
-from fworker import cmdline, config, statefiles, tools
+from fworker import childenv, cmdline, config, statefiles, tools
 from fworker.errors import CommandFailed, DuplicateCommand, InvalidSettings, UnknownCommand
 
 # The Manager generations a command can serve: "v2" (Flamenco 2.x) and "v3"
@@ -247,7 +247,7 @@ class CommandContext:
                     self.log_lines([line], at)
                 on_line(line)
 
-        child = ChildProcess(args, on_lines=handle, cwd=cwd, env=child_environment(env),
+        child = ChildProcess(args, on_lines=handle, cwd=cwd, env=child_environment(env, self.settings),
                              **self._child_options(output_timeout))
         try:
             returncode = child.run()
@@ -276,12 +276,11 @@ class CommandContext:
         }
 
 
-def child_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The worker's environment minus what must not leak into renders."""
-    env = {k: v for k, v in os.environ.items() if k != "LD_LIBRARY_PATH"}
-    if extra:
-        env.update(extra)
-    return env
+def child_environment(extra: dict[str, str] | None = None, settings: config.Settings | None = None) -> dict[str, str]:
+    """The worker's environment minus what must not leak into renders, plus
+    the instance's ``child_env`` and ``extra`` (fworker.childenv)."""
+    settings = settings if settings is not None else config.defaults()
+    return childenv.environment(settings.child_env, settings.secrets(), extra)
 
 
 class Command:

@@ -16,6 +16,7 @@ import re
 import time
 import typing
 
+from fworker import blenderargs
 from fworker.commands.base import Command, CommandContext, register
 from fworker.commands.blender_output import ActivityThrottle, BlenderOutput, count_frames, parse_frames
 from fworker.errors import CommandFailed
@@ -184,6 +185,7 @@ class BlenderRender(Command):
         if frames is not None:  # after -o and -F: Blender handles its arguments in order
             args += ["--render-frame", frames]
         args += self.extra_args(settings)
+        args = blenderargs.apply(args, self.ctx.settings)  # this instance's --threads, --cycles-device, ...
         run = BlenderRun(self, frames_total=count_frames(frames) if frames else None)
         run.run(args, f"starting Blender on {filepath}")
         if frames is not None:

@@ -186,7 +186,7 @@ class FileCommand(Command):
     def refuse_own_state(self, key: str, path: str) -> None:
         """A task must not touch the worker's own state: its queue, credentials,
         lock, log (fworker.statefiles), nor a folder holding one of them."""
-        owned = statefiles.StateFiles.of(self.ctx.settings).owns(path)
+        owned = statefiles.StateFiles.of(self.ctx.settings, self.ctx.settings.instance).owns(path)
         if owned is not None:
             raise self._invalid(key, f"{path!r} is or holds this worker's own {owned}; refusing to touch it")
 

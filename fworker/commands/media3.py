@@ -17,7 +17,7 @@ import math
 import os
 import typing
 
-from fworker import cmdline
+from fworker import blenderargs, cmdline
 from fworker.commands import ffmpeg
 from fworker.commands.base import Command, register
 from fworker.commands.blender import BlenderRun, make_folder_for, wait_for_file
@@ -115,6 +115,7 @@ class BlenderRender3(ToolCommand3):
             wait_for_file(self, "blendfile", blendfile)
         args = [settings["exe"], *settings["exeArgs"], *settings["argsBefore"],
                 *([blendfile] if blendfile else []), *settings["args"]]
+        args = blenderargs.apply(args, self.ctx.settings)  # this instance's --threads, --cycles-device, ...
         run = BlenderRun(self, frames_total=frames_requested(args), on_step=self._step)
         run.run(args, f"starting Blender on {blendfile}" if blendfile else "starting Blender")
         self.ctx.progress(100)

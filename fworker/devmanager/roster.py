@@ -230,7 +230,9 @@ class Roster:
             self.store.add_ack(worker["id"], status)
 
     def record_output(self, worker: dict, paths: list[str]) -> None:
-        self.store.add_output(worker["id"], paths)
+        # 2.x reports name no task: the worker's running task is the one that made them.
+        running = self.store.tasks(status="active", worker=worker["id"])
+        self.store.add_output(worker["id"], paths, running[0]["id"] if running else None)
 
     def forget(self, worker_id: str) -> None:
         """Remove a worker: its tasks are taken back and its next request is a 401."""

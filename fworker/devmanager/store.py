@@ -57,7 +57,7 @@ _SCHEMA = (
         received TEXT, body TEXT, log TEXT)""",
     "CREATE INDEX IF NOT EXISTS task_updates_by_task ON task_updates (task, seq)",
     """CREATE TABLE IF NOT EXISTS outputs (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT, worker TEXT, paths TEXT, received TEXT)""",
+        seq INTEGER PRIMARY KEY AUTOINCREMENT, worker TEXT, paths TEXT, received TEXT, task TEXT)""",
     """CREATE TABLE IF NOT EXISTS acks (
         seq INTEGER PRIMARY KEY AUTOINCREMENT, worker TEXT, status TEXT, received TEXT)""",
     """CREATE TABLE IF NOT EXISTS failures (
@@ -261,8 +261,9 @@ class Store:
 
     # Records: produced output, acknowledgements, failures
 
-    def add_output(self, worker_id: str, paths: list[str]) -> None:
-        self._insert("outputs", {"worker": worker_id, "paths": paths,
+    def add_output(self, worker_id: str, paths: list[str], task_id: str | None = None) -> None:
+        """``task_id``: the task the worker was running, for the page's pictures."""
+        self._insert("outputs", {"worker": worker_id, "paths": paths, "task": task_id,
                                  "received": common.utc_timestamp()})
 
     def outputs(self, **filters) -> list[dict]:

@@ -1,11 +1,19 @@
 """Plain HTML pages for a human watching the development Manager.
 
-``/`` lists workers, jobs and tasks; ``/dev/view/tasks/{id}`` shows one task
-with its updates and log.  Every value is escaped with html.escape: task
-names, logs and activities come from job files and workers.
+``/`` lists workers (with the task each runs), jobs and tasks (with the
+newest image each produced); ``/dev/view/tasks/{id}`` shows one task with its
+updates, log and newest image.  Both reload themselves every few seconds.
+Every value is escaped with html.escape: task names, logs and activities come
+from job files and workers.
+
+``/dev/view/outputs/{seq}/{index}`` serves one image a worker reported as
+produced (output-produced row ``seq``, its path number ``index``): only
+paths a worker reported, only image types a browser shows, never a path from
+the request.
 """
 import html
 import json
+import os
 import typing
 
 from . import common
@@ -35,6 +43,11 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
     return f"<table><tr>{head}</tr>\n{body}</table>"
 
 
+_IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif",
+                ".webp": "image/webp", ".bmp": "image/bmp"}
+_IMAGE_MAX = 64 * 1024 * 1024  # a preview, not an archive
+
+
 def _text(value: typing.Any) -> str:
     return html.escape(str(value))
 
@@ -49,11 +62,47 @@ class Views:
         self.dispatcher = dispatcher
 
     def routes(self) -> list[tuple[str, str, typing.Callable[..., Response]]]:
-        return [("GET", "/", self.overview), ("GET", "/dev/view/tasks/{task_id}", self.task_page)]
+        return [("GET", "/", self.overview), ("GET", "/dev/view/tasks/{task_id}", self.task_page),
+                ("GET", "/dev/view/outputs/{seq}/{index}", self.output_image)]
+
+    def _newest_image(self, task_id: str) -> str | None:
+        """The URL of the newest image the task's worker reported for it."""
+        for row in reversed(self.roster.store.outputs(task=task_id)):
+            for index in reversed(range(len(row["paths"]))):
+                if os.path.splitext(row["paths"][index])[1].lower() in _IMAGE_TYPES:
+                    return f"/dev/view/outputs/{row['seq']}/{index}"
+        return None
+
+    def _image_cell(self, task_id: str, height: int) -> str:
+        url = self._newest_image(task_id)
+        if url is None:
+            return ""
+        return f'<img src="{url}" alt="newest image of task {_text(task_id)}" height="{height}">'
+
+    def output_image(self, request: Request, seq: str, index: str) -> Response:
+        rows = self.roster.store.outputs(seq=int(seq)) if seq.isdigit() else []
+        paths = rows[0]["paths"] if rows else []
+        if not index.isdigit() or int(index) >= len(paths):
+            return text_response(404, "no such produced output")
+        path = paths[int(index)]
+        content_type = _IMAGE_TYPES.get(os.path.splitext(path)[1].lower())
+        if content_type is None:
+            return text_response(404, f"{path}: not an image a browser shows")
+        try:
+            with open(path, "rb") as f:
+                data = f.read(_IMAGE_MAX + 1)
+        except OSError as ex:
+            return text_response(404, f"{path}: {ex.strerror}")
+        if len(data) > _IMAGE_MAX:
+            return text_response(404, f"{path}: larger than {_IMAGE_MAX} bytes")
+        return Response(200, data, [("Content-Type", content_type), ("Cache-Control", "no-store")])
 
     def overview(self, request: Request) -> Response:
+        running = {t["worker"]: t for t in self.dispatcher.store.tasks(status="active")}
         workers = [[_text(w["id"]), _text(w["nickname"]), _text(w["platform"]),
                     _text(", ".join(w["supported_task_types"])), _text(w["status"]),
+                    (_task_link(running[w["id"]]["id"]) + " " + _text(running[w["id"]]["name"])
+                     if w["id"] in running else ""),
                     _text(w["status_requested"] + (" (lazy)" if w["lazy_status_request"] else "")),
                     _text(w["last_seen"]), _text(w["software"])]
                    for w in self.roster.workers_view()]
@@ -62,15 +111,16 @@ class Views:
         nicknames = {w["id"]: w["nickname"] or w["id"] for w in self.roster.store.workers()}
         tasks = [[_task_link(t["id"]), _text(t["name"]), _text(t["task_type"]),
                   _text(t["status"]), _text(nicknames.get(t["worker"], t["worker"])),
-                  _text(t["activity"]), _text(f"{t['task_progress_percentage']}%")]
+                  _text(t["activity"]), _text(f"{t['task_progress_percentage']}%"),
+                  self._image_cell(t["id"], 48)]
                  for t in self.dispatcher.store.tasks()]
         body = "\n".join([
             f"<p>Manager {_text(self.dispatcher.store.manager_id)}</p>",
             "<h2>Workers</h2>", _table(["id", "nickname", "platform", "task types", "status",
-                                        "requested", "last seen", "software"], workers),
+                                        "current task", "requested", "last seen", "software"], workers),
             "<h2>Jobs</h2>", _table(["id", "name", "type", "priority", "status"], jobs),
             "<h2>Tasks</h2>", _table(["id", "name", "type", "status", "worker", "activity",
-                                      "progress"], tasks),
+                                      "progress", "newest image"], tasks),
         ])
         return html_response(_page("Flamenco development Manager", body))
 
@@ -86,6 +136,7 @@ class Views:
         body = "\n".join([
             '<p><a href="/">All workers, jobs and tasks</a></p>',
             _table(["field", "value"], fields),
+            "<h2>Newest image</h2>", self._image_cell(task_id, 240) or "<p>None.</p>",
             "<h2>Updates</h2>", _table(["#", "received", "worker", "body"], updates),
             "<h2>Log</h2>", f"<pre>{_text(task['log'])}</pre>",
         ])

@@ -26,7 +26,7 @@ import uuid as uuidlib
 
 import configobj
 
-from fworker import config
+from fworker import config, statefiles
 from fworker.edge.base import V3
 from fworker.errors import ConfigError, Fatal, RetryLater
 from fworker.task import BadTask, CommandSpec, Task
@@ -46,10 +46,14 @@ _REQUESTS = {"offline": "shutdown", "restart": "shutdown"}
 MAY_I_RUN_MAX = 10.0
 
 
-def credentials_file(v2_path: str) -> str:
+def credentials_file(v2_path: str, instance: str = statefiles.DEFAULT_INSTANCE) -> str:
     """The v3 credentials file beside the 2.x one: ``~/.flamenco-worker.cfg``
     → ``~/.flamenco-worker-v3.cfg``.  Two files, so that a worker moved from
-    one Manager generation to the other never sends one's secret to the other."""
+    one Manager generation to the other never sends one's secret to the other.
+    An instance's own file is named by fworker.statefiles
+    (``~/.flamenco-worker-v3@gpu0.cfg``)."""
+    if v2_path == statefiles.credentials_path(instance):
+        return statefiles.credentials_path(instance, statefiles.Protocol.V3)
     stem, ext = os.path.splitext(v2_path)
     return f"{stem}-v3{ext or '.cfg'}"
 
@@ -87,7 +91,7 @@ class V3Edge:
         self.upstream = upstream
         self.settings = settings
         self.manager_version = manager_version
-        self.path = credentials_file(credentials_path) if credentials_path else None
+        self.path = credentials_file(credentials_path, settings.instance) if credentials_path else None
         self.name = settings.effective_nickname()
         self._task_types = announced_task_types(settings)
         self.exit_code = 0
