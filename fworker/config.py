@@ -139,6 +139,17 @@ SETTINGS: tuple[Setting, ...] = (
        "certificate, e.g. a studio's own CA. Empty: the system's trusted authorities."),
     _s("blender_filepath_wait", "float", 10.0, "How long a Blender command waits for a .blend file "
        "that does not exist yet (a network share catching up).", "seconds", minimum=0.0),
+    _s("warm_blender", "bool", False, "Keep the scene loaded: render the next task of the same .blend "
+       "file in the Blender that rendered the last one, instead of starting Blender and reading the "
+       "file again (blender_render tasks whose options the worker understands; anything else, or a "
+       "changed file, gets a fresh Blender). Frames are identical; see README."),
+    _s("warm_blender_max_tasks", "int", 20, "Start a new warm Blender after this many tasks.", "tasks",
+       minimum=1),
+    _s("warm_blender_max_memory_mb", "int", 8192, "Start a new warm Blender when it uses more memory "
+       "than this after a task (resident set). 0: no limit.", "MB", minimum=0),
+    _s("warm_blender_idle_timeout", "float", 300.0, "Stop the warm Blender after this long without a "
+       "task. It is always stopped when the worker goes asleep or shuts down. 0: never while awake.",
+       "seconds", minimum=0.0),
 )
 
 BY_NAME = {s.name: s for s in SETTINGS}
@@ -202,6 +213,10 @@ class Settings:
     tls_verify: bool
     tls_ca_bundle: str
     blender_filepath_wait: float
+    warm_blender: bool
+    warm_blender_max_tasks: int
+    warm_blender_max_memory_mb: int
+    warm_blender_idle_timeout: float
     # Not settings: where each value came from ("default", "override" or a
     # file), the files read, and section [pre_task_check] (read.NAME /
     # write.NAME = path).

@@ -19,7 +19,7 @@ import os
 
 import psutil
 
-from fworker import containment, proctree, statefiles
+from fworker import containment, proctree, statefiles, warmblender
 from fworker.proctree import OWNER_VAR
 
 log = logging.getLogger(__name__)
@@ -36,13 +36,14 @@ _swept: set[str] = set()
 
 
 def find(owner: str, *, everywhere: bool = True) -> list[psutil.Process]:
-    """Live processes carrying ``owner`` as their owner mark, this one excepted:
-    on the whole machine, or only among this process's descendants."""
+    """Live processes carrying ``owner`` as their owner mark, this one and the worker's
+    residents (its warm Blender, ``fworker.warmblender.is_resident``) excepted: on the
+    whole machine, or only among this process's descendants."""
     me, found = os.getpid(), []
     candidates = psutil.process_iter() if everywhere else proctree.processes(proctree.descendant_pids(me))
     for proc in candidates:
         try:
-            if proc.pid != me and proc.environ().get(OWNER_VAR) == owner:
+            if proc.pid != me and proc.environ().get(OWNER_VAR) == owner and not warmblender.is_resident(proc):
                 found.append(proc)
         except psutil.Error:  # gone, a zombie, or another user's: not ours to stop
             continue

@@ -19,7 +19,7 @@ import typing
 import gevent
 import gevent.event
 
-from fworker import config, logsetup, metrics
+from fworker import config, logsetup, metrics, warmblender
 from fworker.edge import detect
 from fworker.edge.base import V3, Edge
 from fworker.errors import RetryLater, retry_after
@@ -380,6 +380,8 @@ class Worker:
     # Bookkeeping.
 
     def _state_changed(self, old: State, new: State) -> None:
+        if new not in (State.AWAKE, State.TESTING):
+            warmblender.stop_all(f"the worker is {new.value}")  # asleep, offline, shutting down
         self.stats.state = new.value
         self.events.emit("state_changed", old=old.value, new=new.value)
 
@@ -419,6 +421,7 @@ class Worker:
             greenlet.unlink_all()  # their end is expected now, not a reason to shut down
         self.flusher.stop()
         gevent.killall(self.helpers, timeout=5)
+        warmblender.stop_all("the worker shuts down")
         self.output.flush()
         if len(self.queue):
             log.warning("%d update(s) not sent; they stay queued in %s for the next start",

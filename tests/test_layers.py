@@ -26,7 +26,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("parts", ["states", "events", "lines", "rows", "overflow", "spool", "cgroups", "proctree", "task",
                "settingvalues", "config", "pretask", "logsetup", "discovery", "cmdline", "hubmonitor",
                "statefiles", "statelock", "configsafety", "childenv", "blenderargs", "instance"]),
-    ("mechanisms", ["containment", "process", "leftovers", "queue", "upstream", "metrics", "tools", "preview",
+    ("mechanisms", ["warmblender", "containment", "process", "leftovers", "queue", "upstream", "metrics", "tools", "preview",
                     # The seam's declaration: what the services call, whichever generation answers.
                     "edge.base"]),
     ("commands", ["commands", "commands.*", "plugins"]),

@@ -17,6 +17,7 @@ import time
 import typing
 
 from fworker import blenderargs
+from fworker.commands import blender_warm
 from fworker.commands.base import Command, CommandContext, register
 from fworker.commands.blender_output import ActivityThrottle, BlenderOutput, count_frames, parse_frames
 from fworker.errors import CommandFailed
@@ -42,12 +43,13 @@ class BlenderRun:
         self._phase: str | None = None
         self._phase_start = 0.0
 
-    def run(self, args: list[str], activity: str) -> BlenderOutput:
+    def run(self, args: list[str], activity: str, runner: typing.Callable[..., int] | None = None) -> BlenderOutput:
+        """``runner``: instead of ``ctx.run_process`` (the warm Blender's, same arguments)."""
         self._throttle.submit(activity)
         self._enter("starting blender")
         ok = False
         try:
-            self.ctx.run_process(args, on_line=self._on_line)
+            (runner or self.ctx.run_process)(args, on_line=self._on_line)
             ok = True
         except CommandFailed as ex:
             raise CommandFailed(self._explain(str(ex), args)) from ex
@@ -187,7 +189,9 @@ class BlenderRender(Command):
         args += self.extra_args(settings)
         args = blenderargs.apply(args, self.ctx.settings)  # this instance's --threads, --cycles-device, ...
         run = BlenderRun(self, frames_total=count_frames(frames) if frames else None)
-        run.run(args, f"starting Blender on {filepath}")
+        # Only this command's own command line: subclasses add arguments of their own.
+        warm = blender_warm.runner_for(self.ctx, args) if type(self) is BlenderRender else None
+        run.run(args, f"starting Blender on {filepath}", warm)
         if frames is not None:
             run.require_output(f"frames {frames} were requested")
         self.ctx.progress(100)
