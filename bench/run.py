@@ -19,7 +19,7 @@ import traceback
 
 from bench import common
 
-BENCHMARKS = ["render", "tasks", "logs", "outage", "idle", "farm"]
+BENCHMARKS = ["render", "tasks", "logs", "outage", "idle", "farm", "warm"]
 RESULTS = os.path.join(common.ROOT, "bench", "results")
 
 

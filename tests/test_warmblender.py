@@ -136,6 +136,22 @@ def test_an_unknown_expression_gets_a_fresh_blender_and_leaves_the_warm_one(blen
 
 
 @pytest.mark.slow
+def test_what_the_warm_blender_cannot_do_exactly_goes_to_a_fresh_one(blend, settings, tmp_path):
+    render(blend, str(tmp_path / "w1" / "f_####"), "1", settings)
+    pid = warm_pid()
+    # JPEG has no alpha: setting it from Python would change the file's colour mode too,
+    # where -F changes only the format.
+    rec = render(blend, str(tmp_path / "w2" / "f_####"), "2", settings, format="JPEG")
+    assert any("the kept-loaded one cannot do it exactly" in line for line in rec.log), rec.log
+    assert (tmp_path / "w2" / "f_0002.jpg").is_file()
+    assert warm_pid() == pid
+    # The declined request left nothing behind: the next task renders PNG as loaded.
+    render(blend, str(tmp_path / "w3" / "f_####"), "2", settings)
+    fresh(blend, str(tmp_path / "fresh" / "f_####"), "2")
+    assert pixels(str(tmp_path / "w3" / "f_0002.png")) == pixels(str(tmp_path / "fresh" / "f_0002.png"))
+
+
+@pytest.mark.slow
 def test_killed_between_tasks_the_next_task_starts_a_fresh_one(blend, settings, tmp_path):
     render(blend, str(tmp_path / "w1" / "f_####"), "1", settings)
     pid = warm_pid()
@@ -216,6 +232,8 @@ def test_the_sweep_spares_the_warm_blender_and_nothing_else(blend, settings, tmp
 def test_bounds_max_tasks_and_idle(blend, settings, tmp_path):
     render(blend, str(tmp_path / "w1" / "f_####"), "1", settings.replace(warm_blender_max_tasks=1))
     assert warmblender.current() is None  # restarted for the next task
+    render(blend, str(tmp_path / "w1" / "f_####"), "1", settings.replace(warm_blender_max_memory_mb=1))
+    assert warmblender.current() is None  # Blender alone needs more than 1 MB
     render(blend, str(tmp_path / "w2" / "f_####"), "1", settings.replace(warm_blender_idle_timeout=0.5))
     pid = warm_pid()
     assert pid
@@ -235,6 +253,9 @@ def test_command_lines_the_warm_blender_understands():
     assert plan.key.argv == ("blender", "--factory-startup", "--enable-autoexec", "-noaudio", "--background",
                              "-t", "4", "--", "--cycles-device", "CPU")
     assert plan.launch[-5:] == ["--python", warmblender.CONTROL_SCRIPT, "--", "--cycles-device", "CPU"]
+    v3 = blender_warm.analyse(["blender", "-b", "-y", "/x/a.blend", "--scene", "Scene", "--python-expr", STOCK_EXPR,
+                               "--render-output", "/o/f_####", "--render-format", "PNG", "--render-frame", "4..5"])
+    assert [kind for kind, _ in v3.ops] == ["scene", "flags", "output", "format", "frames"]
 
 
 @pytest.mark.parametrize("args, why", [
@@ -242,10 +263,41 @@ def test_command_lines_the_warm_blender_understands():
     (["--python-expr", "import os; os.system('x')"], "--python-expr runs a script"),
     (["--python-expr", "import bpy; bpy.context.scene.render.resolution_x = 5"], "--python-expr runs a script"),
     (["--python-expr", "import bpy; bpy.context.scene.render.use_overwrite = 1"], "--python-expr runs a script"),
-    (["-S", "Other"], "'-S' is not one"),
+    (["-P", "x.py"], "'-P' is not one"),
+    (["-a"], "'-a' is not one"),
     (["--", "--cycles-resumable-num-chunks", "4"], "after '--' is not one"),
     (["/x/b.blend"], "'/x/b.blend' is not one"),
 ])
 def test_command_lines_that_need_a_fresh_blender(args, why):
     result = blender_warm.analyse(["blender", "--background", "/x/a.blend", *args])
     assert isinstance(result, str) and why in result, result
+
+
+@pytest.mark.slow
+def test_the_stock_flamenco3_command_line_renders_warm_and_identical(blend, settings, tmp_path):
+    """The shape of Flamenco 3.9's stock render: `--scene`, the render-settings expression,
+    output, format, frames after the file (what the v3 blender-render command runs)."""
+    from fworker.commands.blender import BlenderRun
+
+    expr = ("import bpy; r = bpy.context.scene.render; r.use_file_extension = True; "
+            "r.use_overwrite = False; r.use_placeholder = False")
+
+    def argv(out, frames):
+        return ["blender", "-b", "-y", blend, "--scene", "Scene", "--python-expr", expr, "--render-output", out,
+                "--render-format", "PNG", "--render-frame", frames]
+
+    logs = []
+    for index, frames in enumerate(("1", "2..3")):
+        rec = RecordingReporter()
+        cmd = base.lookup("blender_render")(base.CommandContext(rec, logging.getLogger("test.warm"), settings))
+        args = argv(str(tmp_path / f"w{index}" / "f_####"), frames)
+        runner = blender_warm.runner_for(cmd.ctx, args)
+        assert runner is not None
+        BlenderRun(cmd).run(args, "stock", runner)
+        logs.append(rec.log)
+    assert any("scene already loaded" in line for line in logs[1])
+    assert any(line.startswith("Scene switch for render: 'Scene'") for line in logs[1])
+    run([tool("blender"), *argv(str(tmp_path / "fresh" / "f_####"), "1..3")[1:]], timeout=120)
+    for index, frame in ((0, 1), (1, 2), (1, 3)):
+        assert pixels(str(tmp_path / f"w{index}" / f"f_000{frame}.png")) == \
+            pixels(str(tmp_path / "fresh" / f"f_000{frame}.png"))

@@ -4,7 +4,8 @@ A render command builds its Blender command line as always; ``runner_for`` reads
 line the way Blender would.  The launch part (program, ``--factory-startup``,
 ``--threads``, ``-noaudio``..., the .blend, and what follows ``--``) must equal the warm
 Blender's; the task part (``--python-expr`` of plain render flags, ``--render-output``,
-``--render-format``, ``--engine``, ``--render-frame``, in their order) becomes the
+``--render-format``, ``--engine``, ``--scene`` naming the active scene (Flamenco 3's stock
+job passes it), ``--render-frame``, in their order) becomes the
 request.  Anything else (a ``--python`` script such as an overrides file, any other
 expression, an unknown option) means a fresh Blender, and the task log says why.
 
@@ -32,7 +33,7 @@ LAUNCH_FLAGS = {"--factory-startup", "--enable-autoexec", "-y", "--disable-autoe
 LAUNCH_VALUES = {"-t", "--threads", "--python-exit-code"}
 TASK_VALUES = {"--python-expr": "flags", "-o": "output", "--render-output": "output", "-F": "format",
                "--render-format": "format", "-f": "frames", "--render-frame": "frames", "-E": "engine",
-               "--engine": "engine"}
+               "--engine": "engine", "-S": "scene", "--scene": "scene"}
 # After '--': Cycles reads these once, when Blender starts.
 PYTHON_ARGS = {"--cycles-device": 1, "--cycles-print-stats": 0}
 RENDER_FLAGS = ("use_file_extension", "use_overwrite", "use_placeholder")

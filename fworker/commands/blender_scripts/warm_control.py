@@ -141,6 +141,10 @@ def run_ops(scene, ops):
             if value not in {item.identifier for item in render_settings.bl_rna.properties["engine"].enum_items}:
                 return {"kind": "declined", "why": f"engine {value} is not one of this Blender's"}
             render_settings.engine = value
+        elif kind == "scene":
+            if value != scene.name:  # another scene: the context would change for later tasks
+                return {"kind": "declined", "why": f"--scene {value} is not the active scene"}
+            print(f"Scene switch for render: '{value}' in file: '{bpy.data.filepath}'", flush=True)
         elif kind == "frames":
             status = render_frames(scene, value)
             if status:
@@ -150,9 +154,30 @@ def run_ops(scene, ops):
     return {"kind": "done", "status": 0}
 
 
+def reads_frame_range():
+    """Whether a driver reads the scene's frame range: rendering a task's frames here sets
+    that range (a fresh Blender's --render-frame leaves it), so such a driver would differ."""
+    for collection in (bpy.data.objects, bpy.data.meshes, bpy.data.materials, bpy.data.scenes,
+                       bpy.data.node_groups, bpy.data.shape_keys, bpy.data.cameras, bpy.data.lights,
+                       bpy.data.worlds):
+        for datablock in collection:
+            animation = getattr(datablock, "animation_data", None)
+            for fcurve in (animation.drivers if animation else ()):
+                texts = [fcurve.driver.expression] + [target.data_path for variable in fcurve.driver.variables
+                                                      for target in variable.targets]
+                if any("frame_start" in t or "frame_end" in t or "frame_step" in t for t in texts):
+                    return True
+    return False
+
+
+RANGE_DRIVERS = reads_frame_range()
+
+
 def render_frames(scene, spec):
     if scene.render.image_settings.file_format in MOVIE_FORMATS:
         raise Declined("movie output")
+    if RANGE_DRIVERS:
+        raise Declined("a driver reads the scene's frame range")
     for first, last in frames_of(spec, scene):
         if last < first:
             continue  # Blender renders nothing for a backwards range
