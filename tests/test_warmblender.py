@@ -181,7 +181,8 @@ def _start_in_greenlet(blend, out, frames, settings):
 def test_killed_during_a_task_fails_only_that_task(blend, settings, tmp_path):
     render(blend, str(tmp_path / "w1" / "f_####"), "1", settings)
     pid = warm_pid()
-    greenlet, recorder = _start_in_greenlet(blend, str(tmp_path / "w2" / "f_####"), "1..3", settings)
+    # Hundreds of frames: seconds of rendering, so the kill comes in the middle.
+    greenlet, recorder = _start_in_greenlet(blend, str(tmp_path / "w2" / "f_####"), "1..500", settings)
     wait_until(lambda: any(line.startswith("Fra:") for line in recorder.get("rec", RecordingReporter()).log),
                timeout=60, what="the second task rendering")
     os.kill(pid, signal.SIGKILL)
@@ -197,7 +198,8 @@ def test_killed_during_a_task_fails_only_that_task(blend, settings, tmp_path):
 def test_a_task_aborted_mid_render_is_followed_by_a_clean_one(blend, settings, tmp_path):
     render(blend, str(tmp_path / "w1" / "f_####"), "1", settings)
     pid = warm_pid()
-    greenlet, recorder = _start_in_greenlet(blend, str(tmp_path / "w2" / "f_####"), "1..3", settings)
+    # Hundreds of frames: seconds of rendering, so the kill comes in the middle.
+    greenlet, recorder = _start_in_greenlet(blend, str(tmp_path / "w2" / "f_####"), "1..500", settings)
     wait_until(lambda: any(line.startswith("Fra:") for line in recorder.get("rec", RecordingReporter()).log),
                timeout=60, what="the second task rendering")
     greenlet.kill(timeout=30)  # as the runner is killed by an abort
