@@ -8,8 +8,10 @@ the task using it, line by line, exactly as a fresh Blender's would.
 
 It belongs to the worker, not to a task: it is registered here as a *resident*
 (``is_resident``: pid and create time, the process itself only, not what it starts), and
-the sweeps that stop what a task left running (``fworker.leftovers``) leave residents
-alone.  It still carries the worker's owner mark, so a worker killed with SIGKILL leaves
+the sweeps that stop what a task left running leave residents alone: the leftovers sweep
+(``fworker.leftovers``) asks ``is_resident``, and a task's containment
+(``fworker.containment.exclude``) is told when it starts.  Nothing else escapes through
+that: a process the warm Blender starts is stopped with it after the task.  It still carries the worker's owner mark, so a worker killed with SIGKILL leaves
 nothing that its next start does not find.
 
 Bounds (``Limits``): stopped after ``max_tasks`` tasks, when its memory grows past
@@ -32,7 +34,7 @@ import gevent.socket
 import gevent.subprocess
 import psutil
 
-from fworker import proctree
+from fworker import containment, proctree
 from fworker.lines import BatchSplitter
 from fworker.proctree import OWNER_VAR, PRCTL, DieWithParent
 
@@ -144,6 +146,8 @@ class WarmBlender:
             _residents[self.pid] = self._ps.create_time()
         except psutil.Error:
             pass  # gone already: the first read says so
+        # Not the running task's, though it starts while one runs: the task's end leaves it.
+        containment.exclude(self.pid)
         self._splitter = BatchSplitter(self._on_lines, 65536)
         self._log.info("started warm Blender pid %s for %s", self.pid, self.key.filepath)
         ready = self._exchange(None, sink, output_timeout)
@@ -169,7 +173,10 @@ class WarmBlender:
         """Between tasks: stop when a bound is reached, else wait idle."""
         if not self.running():
             return
-        if self.unsafe:
+        left = self._descendants()
+        if left:  # only Blender itself is exempt: what it started ends with the task
+            self.stop(f"it left processes running after the task: pids {proctree.pids(left)}")
+        elif self.unsafe:
             self.stop(f"the file cannot be kept loaded: {self.unsafe}")
         elif self.tasks >= self.limits.max_tasks:
             self.stop(f"it rendered {self.tasks} tasks (warm_blender_max_tasks)")
@@ -280,6 +287,12 @@ class WarmBlender:
     def _debug_lines(self, lines: list[str]) -> None:
         for line in lines:
             self._log.debug("warm Blender pid %s: %s", self.pid, line)
+
+    def _descendants(self) -> list[psutil.Process]:
+        try:
+            return self._ps.children(recursive=True) if self._ps is not None else []
+        except psutil.Error:
+            return []
 
     def _members(self) -> list[psutil.Process]:
         if self._ps is None or not proctree.alive(self._ps):

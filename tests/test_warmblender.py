@@ -11,7 +11,7 @@ import gevent
 import psutil
 import pytest
 
-from fworker import config, leftovers, warmblender
+from fworker import config, containment, leftovers, warmblender
 from fworker.commands import base, blender_warm
 from fworker.errors import CommandFailed
 from fworker.proctree import OWNER_VAR
@@ -276,30 +276,44 @@ def test_command_lines_that_need_a_fresh_blender(args, why):
 
 
 @pytest.mark.slow
-def test_the_stock_flamenco3_command_line_renders_warm_and_identical(blend, settings, tmp_path):
-    """The shape of Flamenco 3.9's stock render: `--scene`, the render-settings expression,
-    output, format, frames after the file (what the v3 blender-render command runs)."""
-    from fworker.commands.blender import BlenderRun
+def test_flamenco3_stock_render_tasks_render_warm_and_identical(blend, settings, tmp_path):
+    """The v3 blender-render command with Flamenco 3.9's stock Simple Blender Render line:
+    `--scene`, the render-settings expression, output, format, frames after the file."""
+    import fworker.commands  # noqa: F401  (registers the commands)
 
     expr = ("import bpy; r = bpy.context.scene.render; r.use_file_extension = True; "
             "r.use_overwrite = False; r.use_placeholder = False")
 
-    def argv(out, frames):
-        return ["blender", "-b", "-y", blend, "--scene", "Scene", "--python-expr", expr, "--render-output", out,
-                "--render-format", "PNG", "--render-frame", frames]
+    def stock(out, frames):
+        return {"exe": "blender", "exeArgs": "-b -y", "argsBefore": [], "blendfile": blend,
+                "args": ["--scene", "Scene", "--python-expr", expr, "--render-output", out,
+                         "--render-format", "PNG", "--render-frame", frames]}
 
-    logs = []
+    recs = []
     for index, frames in enumerate(("1", "2..3")):
         rec = RecordingReporter()
-        cmd = base.lookup("blender_render")(base.CommandContext(rec, logging.getLogger("test.warm"), settings))
-        args = argv(str(tmp_path / f"w{index}" / "f_####"), frames)
-        runner = blender_warm.runner_for(cmd.ctx, args)
-        assert runner is not None
-        BlenderRun(cmd).run(args, "stock", runner)
-        logs.append(rec.log)
-    assert any("scene already loaded" in line for line in logs[1])
-    assert any(line.startswith("Scene switch for render: 'Scene'") for line in logs[1])
-    run([tool("blender"), *argv(str(tmp_path / "fresh" / "f_####"), "1..3")[1:]], timeout=120)
+        cmd = base.lookup("blender-render", "v3")(base.CommandContext(rec, logging.getLogger("test.warm"), settings))
+        cmd.execute(cmd.validate(stock(str(tmp_path / f"w{index}" / "f_####"), frames)))
+        recs.append(rec)
+    assert any("scene already loaded" in line for line in recs[1].log)
+    assert any(line.startswith("Scene switch for render: 'Scene'") for line in recs[1].log)
+    assert recs[0].of("steps") == [1] and recs[1].of("steps") == [1, 1]  # a step per frame, as fresh
+    fresh_args = stock(str(tmp_path / "fresh" / "f_####"), "1..3")
+    run([tool("blender"), "-b", "-y", blend, *fresh_args["args"]], timeout=120)
     for index, frame in ((0, 1), (1, 2), (1, 3)):
         assert pixels(str(tmp_path / f"w{index}" / f"f_000{frame}.png")) == \
             pixels(str(tmp_path / "fresh" / f"f_000{frame}.png"))
+
+
+@pytest.mark.slow
+def test_the_end_of_a_task_leaves_the_warm_blender_alone(blend, settings, tmp_path):
+    """A task's containment stops what the task started; the warm Blender is the worker's."""
+    stray = []
+    with containment.TaskScope("warm-test", grace=1.0):
+        render(blend, str(tmp_path / "w1" / "f_####"), "1", settings)
+        stray.append(subprocess.Popen(["sleep", "60"]))  # a process of the task: must not survive it
+    pid = warm_pid()
+    assert pid and not _zombie(pid)
+    assert stray[0].wait(timeout=30) is not None
+    rec = render(blend, str(tmp_path / "w2" / "f_####"), "2", settings)
+    assert any("scene already loaded" in line for line in rec.log)

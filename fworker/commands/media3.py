@@ -18,7 +18,7 @@ import os
 import typing
 
 from fworker import blenderargs, cmdline
-from fworker.commands import ffmpeg
+from fworker.commands import blender_warm, ffmpeg
 from fworker.commands.base import Command, register
 from fworker.commands.blender import BlenderRun, make_folder_for, wait_for_file
 from fworker.commands.blender_output import count_frames
@@ -117,7 +117,8 @@ class BlenderRender3(ToolCommand3):
                 *([blendfile] if blendfile else []), *settings["args"]]
         args = blenderargs.apply(args, self.ctx.settings)  # this instance's --threads, --cycles-device, ...
         run = BlenderRun(self, frames_total=frames_requested(args), on_step=self._step)
-        run.run(args, f"starting Blender on {blendfile}" if blendfile else "starting Blender")
+        warm = blender_warm.runner_for(self.ctx, args) if blendfile else None  # the scene may stay loaded
+        run.run(args, f"starting Blender on {blendfile}" if blendfile else "starting Blender", warm)
         self.ctx.progress(100)
 
     def _step(self) -> None:
