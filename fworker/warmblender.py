@@ -103,9 +103,11 @@ def stop_all(reason: str) -> None:
 
 
 class WarmBlender:
-    def __init__(self, key: Key, launch: list[str], limits: Limits, *, owner: str | None = None,
-                 logger: logging.Logger = log):
+    def __init__(self, key: Key, launch: list[str], limits: Limits, *, env: dict[str, str] | None = None,
+                 owner: str | None = None, logger: logging.Logger = log):
         self.key, self.launch, self.limits = key, list(launch), limits
+        # The environment of any child of the worker (fworker.childenv): the caller's.
+        self._env = dict(os.environ if env is None else env)
         self.tasks = 0
         self.dependencies: list[str] = []
         self.fingerprint: tuple = ()  # of the file and its dependencies, when loaded
@@ -128,7 +130,7 @@ class WarmBlender:
         if _current is not None and _current is not self:
             _current.stop("another warm Blender starts")
         _current = self
-        env = {k: v for k, v in os.environ.items() if k != "LD_LIBRARY_PATH"}
+        env = dict(self._env)
         env[TOKEN_ENV] = self._token
         if self._owner:
             env[OWNER_VAR] = self._owner

@@ -101,6 +101,10 @@ def test_frames_rendered_warm_are_identical_to_a_fresh_blender(blend, settings, 
     assert pixels(str(tmp_path / "w2" / "g_02")) == expected[2]
     assert pixels(str(tmp_path / "w2" / "g_03")) == expected[3]
     assert pixels(str(tmp_path / "w3" / "f_0003.png")) == expected[3]
+    # Its environment is any child's (fworker.childenv): nothing of the worker's own namespace.
+    environ = psutil.Process(pid).environ()
+    assert not [name for name in environ if name.startswith("FWORKER_") and name not in
+                (OWNER_VAR, warmblender.TOKEN_ENV)], environ
 
 
 @pytest.mark.slow
@@ -317,3 +321,19 @@ def test_the_end_of_a_task_leaves_the_warm_blender_alone(blend, settings, tmp_pa
     assert stray[0].wait(timeout=30) is not None
     rec = render(blend, str(tmp_path / "w2" / "f_####"), "2", settings)
     assert any("scene already loaded" in line for line in rec.log)
+
+
+def test_the_instance_blender_arguments_are_understood():
+    """--threads and --cycles-device of this instance (fworker.blenderargs) belong to how
+    Blender is started: part of the warm Blender's key, not a reason for a fresh one."""
+    from fworker import blenderargs
+
+    settings = config.defaults().replace(blender_threads=2, blender_cycles_device="CPU")
+    base_argv = ["blender", "--enable-autoexec", "-noaudio", "--background", "/x/a.blend",
+                 "--render-output", "/o/f_##", "--render-frame", "1"]
+    argv = blenderargs.apply(base_argv, settings)
+    plan = blender_warm.analyse(argv)
+    assert isinstance(plan, blender_warm.Plan), plan
+    assert "--threads" in plan.key.argv and plan.key.argv[-2:] == ("--cycles-device", "CPU")
+    other = blender_warm.analyse(blenderargs.apply(base_argv, settings.replace(blender_threads=3)))
+    assert other.key != plan.key  # another thread count: another Blender

@@ -23,7 +23,7 @@ import os
 import typing
 
 from fworker import leftovers, warmblender
-from fworker.commands.base import CommandContext
+from fworker.commands.base import CommandContext, child_environment
 from fworker.errors import CommandFailed
 
 log = logging.getLogger(__name__)
@@ -210,6 +210,7 @@ def _warm_for(ctx: CommandContext, plan: Plan, sink: warmblender.LineSink,
         return warm
     queue_path = ctx.settings.task_update_queue_db
     warm = warmblender.WarmBlender(plan.key, plan.launch, _limits(ctx),
+                                   env=child_environment(settings=ctx.settings),
                                    owner=leftovers.owner_mark(queue_path) if queue_path else None,
                                    logger=ctx.logger)
     before = ctx.blocking(fingerprint, [plan.key.filepath])  # a change during the load counts
