@@ -115,7 +115,7 @@ def test_a_changed_file_is_loaded_again(blend, scenes, settings, tmp_path):
     rec = render(blend, str(tmp_path / "w2" / "f_####"), "1", settings)
     assert any("the file changed" in line for line in rec.log), rec.log
     assert any(line.startswith("Read blend:") for line in rec.log)
-    assert warm_pid() not in (None, pid) and not psutil.pid_exists(pid) or _zombie(pid)
+    assert (warm_pid() not in (None, pid) and not psutil.pid_exists(pid)) or _zombie(pid)
     fresh(blend, str(tmp_path / "fresh" / "f_####"), "1")
     assert pixels(str(tmp_path / "w2" / "f_0001.png")) == pixels(str(tmp_path / "fresh" / "f_0001.png"))
     assert pixels(str(tmp_path / "w2" / "f_0001.png")) != pixels(str(tmp_path / "w1" / "f_0001.png"))
