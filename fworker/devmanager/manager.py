@@ -2,9 +2,11 @@
 
 It wires the Store, the rules (Roster for workers, Dispatcher for tasks),
 the WSGI app and the server together, runs the timeout watcher, and offers
-the Python API that tests use to drive and inspect the Manager.
+the Python API that tests use to drive and inspect the Manager.  ManagerBase
+holds what the Flamenco 3 one (v3/manager.py) shares with it.
 """
 import logging
+import typing
 
 import gevent
 
@@ -25,37 +27,43 @@ _MIN_WATCH_INTERVAL = 0.01
 _STOP_GRACE = 0.1
 
 
-class DevManager:
-    """A Flamenco Manager 2.x worker API on 127.0.0.1, state in SQLite."""
+class ManagerBase:
+    """What the development Managers of both generations share: serving in greenlets,
+    the watcher of silent workers and tasks, and the Python API over the store, roster
+    and dispatcher that each generation's __init__ sets up (after calling _set_up)."""
 
-    def __init__(self, db_path, host: str = "127.0.0.1", port: int = 0,
-                 registration_secret: str | None = None, worker_timeout: float = 60.0,
-                 task_ping_timeout: float = 600.0,
-                 variables: dict[str, dict[str, str]] | None = None):
+    store: Store
+    # Each generation's own classes, alike in the methods called here.
+    roster: typing.Any
+    dispatcher: typing.Any
+    app: typing.Any
+
+    def _set_up(self, host: str, port: int, worker_timeout: float, task_timeout: float) -> None:
         self.host = host
         self.worker_timeout = worker_timeout
-        self.task_ping_timeout = task_ping_timeout
-        self.store = Store(db_path)
-        self.dispatcher = Dispatcher(self.store, Liveness(), variables)
-        self.roster = Roster(self.store, self.dispatcher, Liveness(), registration_secret)
-        self.app = App(self.roster, self.dispatcher)
         self._requested_port = port
         self._server = None
         self._watcher: gevent.Greenlet | None = None
         self.port: int | None = None
+        # The watcher looks four times per shortest timeout, within bounds.
+        self._watch_interval = max(_MIN_WATCH_INTERVAL,
+                                   min(_MAX_WATCH_INTERVAL, min(worker_timeout, task_timeout) / 4))
+
+    def _title(self) -> str:
+        """How the log line of start() names this Manager."""
+        raise NotImplementedError
 
     # Running
 
-    def start(self) -> "DevManager":
+    def start(self) -> typing.Self:
         """Start serving in the background (greenlets); returns self."""
         if self._server is not None:
-            raise RuntimeError("DevManager already started")
+            raise RuntimeError(f"{type(self).__name__} already started")
         self._server = make_server(self.host, self._requested_port, self.app)
         self._server.start()
         self.port = self._server.server_port
         self._watcher = gevent.spawn(self._watch_timeouts)
-        logger.info("Development Manager %s serving on %s (database %s)",
-                    self.store.manager_id, self.url, self.store.path)
+        logger.info("%s serving on %s (database %s)", self._title(), self.url, self.store.path)
         return self
 
     def stop(self) -> None:
@@ -68,9 +76,12 @@ class DevManager:
             # grace is mostly idle keep-alive connections, which are closed.
             self._server.stop(timeout=_STOP_GRACE)
             self._server = None
+        self._close()
+
+    def _close(self) -> None:
         self.store.close()
 
-    def __enter__(self) -> "DevManager":
+    def __enter__(self) -> typing.Self:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:
@@ -82,24 +93,21 @@ class DevManager:
         return f"http://{host}:{self.port}/"
 
     def _watch_timeouts(self) -> None:
-        interval = min(self.worker_timeout, self.task_ping_timeout) / 4
-        interval = max(_MIN_WATCH_INTERVAL, min(_MAX_WATCH_INTERVAL, interval))
         while True:
-            gevent.sleep(interval)
+            gevent.sleep(self._watch_interval)
             try:
                 self.check_timeouts()
             except Exception:  # keep watching: one bad round must not end timeouts for good
                 logger.exception("Checking for timed-out workers and tasks failed")
 
     def check_timeouts(self) -> None:
-        """Time out silent workers and fail unpinged tasks (the watcher calls this)."""
-        self.roster.time_out_silent_workers(self.worker_timeout)
-        self.dispatcher.fail_silent_tasks(self.task_ping_timeout)
+        """Time out silent workers and fail silent tasks (the watcher calls this)."""
+        raise NotImplementedError
 
     # Jobs and tasks
 
     def submit_job(self, job: dict) -> dict:
-        """Queue a job (format: see jobs.py); {"job_id", "task_ids"}."""
+        """Queue a job (format: see the generation's jobs.py); {"job_id", "task_ids"}."""
         return self.dispatcher.submit_job(job)
 
     def job(self, job_id: str) -> dict:
@@ -147,16 +155,38 @@ class DevManager:
     def forget_worker(self, worker_id: str) -> None:
         self.roster.forget(worker_id)
 
+    @property
+    def acks(self) -> list[tuple[str, str]]:
+        return [(row["worker"], row["status"]) for row in self.store.acks()]
+
+
+class DevManager(ManagerBase):
+    """A Flamenco Manager 2.x worker API on 127.0.0.1, state in SQLite."""
+
+    def __init__(self, db_path, host: str = "127.0.0.1", port: int = 0,
+                 registration_secret: str | None = None, worker_timeout: float = 60.0,
+                 task_ping_timeout: float = 600.0,
+                 variables: dict[str, dict[str, str]] | None = None):
+        self._set_up(host, port, worker_timeout, task_ping_timeout)
+        self.task_ping_timeout = task_ping_timeout
+        self.store = Store(db_path)
+        self.dispatcher = Dispatcher(self.store, Liveness(), variables)
+        self.roster = Roster(self.store, self.dispatcher, Liveness(), registration_secret)
+        self.app = App(self.roster, self.dispatcher)
+
+    def _title(self) -> str:
+        return f"Development Manager {self.store.manager_id}"
+
+    def check_timeouts(self) -> None:
+        self.roster.time_out_silent_workers(self.worker_timeout)
+        self.dispatcher.fail_silent_tasks(self.task_ping_timeout)
+
     # Records
 
     @property
     def requests_log(self) -> list[tuple[str, str, int]]:
         """(method, path, status) of the last 10,000 requests served."""
         return list(self.app.requests_log)
-
-    @property
-    def acks(self) -> list[tuple[str, str]]:
-        return [(row["worker"], row["status"]) for row in self.store.acks()]
 
     def output_produced(self, worker_id: str | None = None) -> list[list[str]]:
         filters = {"worker": worker_id} if worker_id else {}
