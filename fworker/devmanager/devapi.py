@@ -34,13 +34,22 @@ def optional_body(request: Request) -> bytes:
     return request.body() if request.body().strip() else b"{}"
 
 
+Route = tuple[str, str, typing.Callable[..., Response]]
+
+
 class DevAPI:
+    """The operations both generations offer; the Flamenco 3 one (v3/devapi.py) adds
+    its own to these."""
+
     def __init__(self, roster: Roster, dispatcher: Dispatcher):
         self.roster = roster
         self.dispatcher = dispatcher
 
-    def routes(self) -> list[tuple[str, str, typing.Callable[..., Response]]]:
-        routes = [
+    def routes(self) -> list[Route]:
+        return [(method, path, answers_errors(handler)) for method, path, handler in self._routes()]
+
+    def _routes(self) -> list[Route]:
+        return [
             ("POST", "/dev/jobs", self.submit_job),
             ("GET", "/dev/jobs", self.list_jobs),
             ("GET", "/dev/jobs/{job_id}", self.get_job),
@@ -54,7 +63,6 @@ class DevAPI:
             ("POST", "/dev/workers/{worker_id}/status", self.request_status),
             ("DELETE", "/dev/workers/{worker_id}", self.forget_worker),
         ]
-        return [(method, path, answers_errors(handler)) for method, path, handler in routes]
 
     def submit_job(self, request: Request) -> Response:
         doc = decoding.parse_object(request.body())
