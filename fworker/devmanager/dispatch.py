@@ -19,6 +19,7 @@ task type).  Nothing more: unlike the real Manager this one does not
 blacklist workers or soft-fail tasks; a failed task stays failed.
 """
 import logging
+import types
 import typing
 
 from . import common, jobs
@@ -44,21 +45,27 @@ def worker_identifier(worker: dict) -> str:
     return worker.get("address") or worker["id"]
 
 
-class Dispatcher:
-    """Owns the job and task rules; every change runs in one store transaction."""
+class DispatcherBase:
+    """What the dispatchers of both generations share: submitting a job in their
+    format, giving a worker a task whose parents are done, forgetting tasks and
+    the views.  ``liveness`` holds when each active task was last heard of."""
 
-    def __init__(self, store: Store, pings: Liveness,
+    # The module of the generation's job format: validate_job(doc) -> job and
+    # build_rows(job, created) -> (job row, task rows).
+    job_format: typing.ClassVar[types.ModuleType]
+
+    def __init__(self, store: Store, liveness: Liveness,
                  variables: dict[str, dict[str, str]] | None = None):
         self.store = store
-        self.pings = pings
+        self.liveness = liveness
         self.variables = variables or {}
 
     # Jobs
 
     def submit_job(self, doc: typing.Any) -> dict:
         """Validate and queue a job; raises jobs.InvalidJob."""
-        job = jobs.validate_job(doc)
-        job_row, task_rows = jobs.build_rows(job, common.utc_timestamp())
+        job = self.job_format.validate_job(doc)
+        job_row, task_rows = self.job_format.build_rows(job, common.utc_timestamp())
         with self.store.transaction():
             self.store.add_job(job_row)
             for row in task_rows:
@@ -66,6 +73,68 @@ class Dispatcher:
         logger.info("Job %s (%r) submitted with %d tasks", job_row["id"], job["name"],
                     len(task_rows))
         return {"job_id": job_row["id"], "task_ids": [row["id"] for row in task_rows]}
+
+    # Scheduling
+
+    def _parents_completed(self, task: dict) -> bool:
+        # A parent that was forgotten no longer holds anything up.
+        for parent_id in task["parents"]:
+            parent = self.store.task(parent_id)
+            if parent is not None and parent["status"] != "completed":
+                return False
+        return True
+
+    def _give(self, task: dict, worker: dict) -> dict:
+        changes = {"status": "active", "worker": worker["id"], **self._given(worker)}
+        self.store.update_task(task["id"], **changes)
+        self.liveness.heard(task["id"])
+        logger.info("Assigned task %s to worker %s", task["id"], worker["id"])
+        return dict(task, **changes)
+
+    def _given(self, worker: dict) -> dict:
+        """The generation's own fields of a task just given to worker."""
+        raise NotImplementedError
+
+    # Developer actions
+
+    def forget_task(self, task_id: str) -> None:
+        with self.store.transaction():
+            self.existing(task_id)
+            self.store.delete_task(task_id)
+        self.liveness.forget(task_id)
+
+    def existing(self, task_id: str) -> dict:
+        task = self.store.task(task_id)
+        if task is None:
+            raise common.NotFound(f"Task {task_id} is unknown.")
+        return task
+
+    def existing_job(self, job_id: str) -> dict:
+        job = self.store.job(job_id)
+        if job is None:
+            raise common.NotFound(f"Job {job_id} is unknown.")
+        return job
+
+    # Views for the Python API, the dev API and the HTML pages
+
+    def task_view(self, task_id: str) -> dict:
+        raise NotImplementedError
+
+    def tasks_view(self, job_id: str | None = None) -> list[dict]:
+        filters = {"job": job_id} if job_id else {}
+        return [self.task_view(task["id"]) for task in self.store.tasks(**filters)]
+
+    def job_view(self, job_id: str) -> dict:
+        raise NotImplementedError
+
+    def jobs_view(self) -> list[dict]:
+        return [self.job_view(job["id"]) for job in self.store.jobs()]
+
+
+class Dispatcher(DispatcherBase):
+    """Owns the job and task rules; every change runs in one store transaction."""
+
+    job_format = jobs
 
     # Scheduling
 
@@ -83,22 +152,10 @@ class Dispatcher:
                     return self._give(task, worker)
         return None
 
-    def _parents_completed(self, task: dict) -> bool:
-        # A parent that was forgotten no longer holds anything up.
-        for parent_id in task["parents"]:
-            parent = self.store.task(parent_id)
-            if parent is not None and parent["status"] != "completed":
-                return False
-        return True
-
-    def _give(self, task: dict, worker: dict) -> dict:
-        changes = {"status": "active", "worker": worker["id"], "last_worker": worker["id"],
-                   "last_ping": common.utc_timestamp(), "task_progress_percentage": 0,
-                   "current_command_idx": 0, "command_progress_percentage": 0}
-        self.store.update_task(task["id"], **changes)
-        self.pings.heard(task["id"])
-        logger.info("Assigned task %s to worker %s", task["id"], worker["id"])
-        return dict(task, **changes)
+    def _given(self, worker: dict) -> dict:
+        return {"last_worker": worker["id"], "last_ping": common.utc_timestamp(),
+                "task_progress_percentage": 0, "current_command_idx": 0,
+                "command_progress_percentage": 0}
 
     def task_json(self, task: dict, worker: dict) -> dict:
         """The Task document a worker receives from POST /task."""
@@ -143,12 +200,12 @@ class Dispatcher:
         status = fields.get("task_status", "active")
         if status != "active":
             changes["status"] = status
-            self.pings.forget(task["id"])
+            self.liveness.forget(task["id"])
             logger.info("Task %s is now %s (worker %s)", task["id"], status, worker["id"])
             if status == "failed":
                 changes["failed_by_workers"] = self._count_failure(task, worker)
         else:
-            self.pings.heard(task["id"])
+            self.liveness.heard(task["id"])
         self.store.update_task(task["id"], **changes)
 
     def _count_failure(self, task: dict, worker: dict) -> list[dict]:
@@ -182,7 +239,7 @@ class Dispatcher:
             else:
                 reason = ""
                 self.store.update_task(task_id, last_ping=common.utc_timestamp())
-                self.pings.heard(task_id)
+                self.liveness.heard(task_id)
         answer: dict[str, typing.Any] = {"may_keep_running": not reason}
         if reason:
             answer["reason"] = reason
@@ -205,7 +262,7 @@ class Dispatcher:
             logger.info("Task %s re-queued: %s", task["id"], why)
         elif task["status"] == "cancel-requested":
             self._set_status(task, "canceled", why)
-        self.pings.forget(task["id"])
+        self.liveness.forget(task["id"])
 
     def _set_status(self, task: dict, status: str, activity: str) -> None:
         self.store.update_task(task["id"], status=status, activity=activity)
@@ -217,7 +274,7 @@ class Dispatcher:
         """Fail active tasks that have had no ping for more than timeout seconds."""
         with self.store.transaction():
             active = {task["id"]: task for task in self.store.tasks(status="active")}
-            silent = self.pings.expired(active, timeout)
+            silent = self.liveness.expired(active, timeout)
             for task_id in silent:
                 task = active[task_id]
                 changes = {"status": "failed",
@@ -226,7 +283,7 @@ class Dispatcher:
                 if worker is not None:
                     changes["failed_by_workers"] = self._count_failure(task, worker)
                 self.store.update_task(task_id, **changes)
-                self.pings.forget(task_id)
+                self.liveness.forget(task_id)
                 logger.warning("Task %s failed: %s", task_id, changes["activity"])
         return silent
 
@@ -235,7 +292,7 @@ class Dispatcher:
     def cancel_task(self, task_id: str) -> str:
         """Active -> cancel-requested, schedulable -> canceled; returns the new status."""
         with self.store.transaction():
-            task = self._existing(task_id)
+            task = self.existing(task_id)
             if task["status"] == "active":
                 self._set_status(task, "cancel-requested", "Cancel requested")
                 return "cancel-requested"
@@ -246,8 +303,7 @@ class Dispatcher:
 
     def cancel_job(self, job_id: str) -> None:
         with self.store.transaction():
-            if self.store.job(job_id) is None:
-                raise common.NotFound(f"Job {job_id} is unknown.")
+            self.existing_job(job_id)
             for task in self.store.tasks(job=job_id):
                 self.cancel_task(task["id"])
 
@@ -258,7 +314,7 @@ class Dispatcher:
         it on its next POST /task).  To nobody: an active task is re-queued.
         """
         with self.store.transaction():
-            task = self._existing(task_id)
+            task = self.existing(task_id)
             changes = {"last_worker": other_worker_id}
             if not other_worker_id:
                 self._release(task, "Reassigned to nobody")
@@ -266,47 +322,26 @@ class Dispatcher:
                 changes["worker"] = other_worker_id
                 if task["status"] in SCHEDULABLE:
                     changes["status"] = "active"
-                self.pings.heard(task_id)
+                self.liveness.heard(task_id)
             self.store.update_task(task_id, **changes)
         logger.info("Task %s reassigned to %r", task_id, other_worker_id)
-
-    def forget_task(self, task_id: str) -> None:
-        with self.store.transaction():
-            self._existing(task_id)
-            self.store.delete_task(task_id)
-        self.pings.forget(task_id)
-
-    def _existing(self, task_id: str) -> dict:
-        task = self.store.task(task_id)
-        if task is None:
-            raise common.NotFound(f"Task {task_id} is unknown.")
-        return task
 
     # Views for the Python API, the dev API and the HTML pages
 
     def task_view(self, task_id: str) -> dict:
-        task = self._existing(task_id)
+        task = self.existing(task_id)
         view = {key: value for key, value in task.items() if key != "seq"}
         view.update({"_id": task["id"], "manager": self.store.manager_id,
                      "log": self.store.task_log(task_id)})
         return view
 
-    def tasks_view(self, job_id: str | None = None) -> list[dict]:
-        filters = {"job": job_id} if job_id else {}
-        return [self.task_view(task["id"]) for task in self.store.tasks(**filters)]
-
     def job_view(self, job_id: str) -> dict:
-        job = self.store.job(job_id)
-        if job is None:
-            raise common.NotFound(f"Job {job_id} is unknown.")
+        job = self.existing_job(job_id)
         tasks = self.store.tasks(job=job_id)
         view = {key: value for key, value in job.items() if key != "seq"}
         view.update({"_id": job_id, "status": jobs.job_status(task["status"] for task in tasks),
                      "task_ids": [task["id"] for task in tasks]})
         return view
-
-    def jobs_view(self) -> list[dict]:
-        return [self.job_view(job["id"]) for job in self.store.jobs()]
 
 
 def _merge_metrics(old: dict, new: dict) -> dict:

@@ -11,8 +11,8 @@ import logging
 import typing
 
 from .. import common
+from ..dispatch import DispatcherBase
 from ..jobs import job_status
-from ..liveness import Liveness
 from . import jobs
 from .store import V3Store
 
@@ -22,24 +22,9 @@ SCHEDULABLE = ["queued", "soft-failed"]
 ACCEPTED, UNKNOWN_TASK, NOT_YOURS, REFUSED = "accepted", "unknown", "not-yours", "refused"
 
 
-class Dispatcher:
-    def __init__(self, store: V3Store, touches: Liveness,
-                 variables: dict[str, dict[str, str]] | None = None):
-        self.store = store
-        self.touches = touches
-        self.variables = variables or {}
-
-    def submit_job(self, doc: typing.Any) -> dict:
-        """Validate and queue a job; raises jobs.InvalidJob."""
-        job = jobs.validate_job(doc)
-        job_row, task_rows = jobs.build_rows(job, common.utc_timestamp())
-        with self.store.transaction():
-            self.store.add_job(job_row)
-            for row in task_rows:
-                self.store.add_task(row)
-        logger.info("Job %s (%r) submitted with %d tasks", job_row["id"], job["name"],
-                    len(task_rows))
-        return {"job_id": job_row["id"], "task_ids": [row["id"] for row in task_rows]}
+class Dispatcher(DispatcherBase):
+    store: V3Store
+    job_format = jobs
 
     # Scheduling
 
@@ -58,20 +43,8 @@ class Dispatcher:
                     return self._give(task, worker)
         return None
 
-    def _parents_completed(self, task: dict) -> bool:
-        for parent_id in task["parents"]:
-            parent = self.store.task(parent_id)
-            if parent is not None and parent["status"] != "completed":
-                return False
-        return True
-
-    def _give(self, task: dict, worker: dict) -> dict:
-        changes = {"status": "active", "worker": worker["id"],
-                   "last_touched": common.utc_timestamp()}
-        self.store.update_task(task["id"], **changes)
-        self.touches.heard(task["id"])
-        logger.info("Assigned task %s to worker %s", task["id"], worker["id"])
-        return dict(task, **changes)
+    def _given(self, worker: dict) -> dict:
+        return {"last_touched": common.utc_timestamp()}
 
     def assigned_task(self, task: dict, worker: dict) -> dict:
         """The AssignedTask answer, variables replaced for the worker's platform."""
@@ -112,7 +85,7 @@ class Dispatcher:
                 changes.update(self._status_change(task, worker, status))
             self.store.update_task(task_id, **changes)
             if changes.get("status", task["status"]) == "active":
-                self.touches.heard(task_id)
+                self.liveness.heard(task_id)
         return ACCEPTED, ""
 
     def _status_change(self, task: dict, worker: dict, status: str) -> dict:
@@ -125,7 +98,7 @@ class Dispatcher:
             self.store.add_failure(worker["id"], task)
             changes["failed_by_workers"] = task["failed_by_workers"] + [worker["id"]]
         if status != "active":
-            self.touches.forget(task["id"])
+            self.liveness.forget(task["id"])
         logger.info("Task %s: %s -> %s (worker %s)", task["id"], task["status"], status,
                     worker["id"])
         return changes
@@ -143,7 +116,7 @@ class Dispatcher:
             if task["status"] != "active":
                 return _may(False, f'task is in non-runnable status "{task["status"]}"')
             self.store.update_task(task_id, last_touched=common.utc_timestamp())
-            self.touches.heard(task_id)
+            self.liveness.heard(task_id)
         return _may(True, "")
 
     def requeue_tasks_of(self, worker_id: str, reason: str) -> list[str]:
@@ -153,18 +126,18 @@ class Dispatcher:
             for task in held:
                 self.store.update_task(task["id"], status="queued", steps_completed=0,
                                        activity=f"Task was queued by Manager because {reason}")
-                self.touches.forget(task["id"])
+                self.liveness.forget(task["id"])
                 logger.info("Task %s re-queued: %s", task["id"], reason)
         return [task["id"] for task in held]
 
     def fail_untouched_tasks(self, timeout: float) -> list[str]:
         with self.store.transaction():
             active = {task["id"]: task for task in self.store.tasks(status="active")}
-            silent = self.touches.expired(active, timeout)
+            silent = self.liveness.expired(active, timeout)
             for task_id in silent:
                 self.store.update_task(task_id, status="failed",
                                        activity=f"Task timed out: untouched for {timeout:g} s")
-                self.touches.forget(task_id)
+                self.liveness.forget(task_id)
                 logger.warning("Task %s failed: untouched for %g s", task_id, timeout)
         return silent
 
@@ -176,7 +149,7 @@ class Dispatcher:
             task = self.existing(task_id)
             if task["status"] in SCHEDULABLE + ["active"]:
                 self.store.update_task(task_id, status="canceled", activity="Canceled")
-                self.touches.forget(task_id)
+                self.liveness.forget(task_id)
                 return "canceled"
             return task["status"]
 
@@ -194,36 +167,18 @@ class Dispatcher:
             status = "active" if other_worker_id else "queued"
             self.store.update_task(task_id, worker=other_worker_id, status=status)
             if other_worker_id:
-                self.touches.heard(task_id)
+                self.liveness.heard(task_id)
             else:
-                self.touches.forget(task_id)
+                self.liveness.forget(task_id)
         logger.info("Task %s (%s) reassigned to %r", task_id, task["status"], other_worker_id)
-
-    def forget_task(self, task_id: str) -> None:
-        with self.store.transaction():
-            self.existing(task_id)
-            self.store.delete_task(task_id)
-        self.touches.forget(task_id)
 
     def delete_job(self, job_id: str) -> None:
         """Delete a job and its tasks: updates of them are then 404."""
         with self.store.transaction():
             self.existing_job(job_id)
             for task in self.store.tasks(job=job_id):
-                self.touches.forget(task["id"])
+                self.liveness.forget(task["id"])
             self.store.delete_job(job_id)
-
-    def existing(self, task_id: str) -> dict:
-        task = self.store.task(task_id)
-        if task is None:
-            raise common.NotFound(f"Task {task_id} is unknown.")
-        return task
-
-    def existing_job(self, job_id: str) -> dict:
-        job = self.store.job(job_id)
-        if job is None:
-            raise common.NotFound(f"Job {job_id} is unknown.")
-        return job
 
     # Views
 
@@ -232,10 +187,6 @@ class Dispatcher:
         view["log"] = self.store.task_log(task_id)
         return view
 
-    def tasks_view(self, job_id: str | None = None) -> list[dict]:
-        filters = {"job": job_id} if job_id else {}
-        return [self.task_view(task["id"]) for task in self.store.tasks(**filters)]
-
     def job_view(self, job_id: str) -> dict:
         job = self.existing_job(job_id)
         tasks = self.store.tasks(job=job_id)
@@ -243,9 +194,6 @@ class Dispatcher:
         view.update(status=job_status(task["status"] for task in tasks),
                     task_ids=[task["id"] for task in tasks])
         return view
-
-    def jobs_view(self) -> list[dict]:
-        return [self.job_view(job["id"]) for job in self.store.jobs()]
 
 
 def _may(keep_running: bool, reason: str, status_change: bool = False) -> dict:
