@@ -35,6 +35,7 @@ variables for the worker's platform, as the real Manager does.
 
 A job's status is derived from its tasks (see :func:`job_status`).
 """
+import copy
 import typing
 
 from . import common, decoding
@@ -66,21 +67,19 @@ def validate_job(doc: typing.Any) -> dict:
 
 def _validate_job(doc: typing.Any) -> dict:
     decoding.json_object(doc, "job")
-    job = _fields(doc, _JOB_SPEC, ("name", "job_type", "tasks"), "")
+    job = known_fields(doc, _JOB_SPEC, ("name", "job_type", "tasks"), "")
     for key in ("project", "user"):
         value = job.setdefault(key, "")
         if value and not common.is_object_id(value):
             raise DecodeError(f"{key}: must be \"\" or a 24-hex id, not {value!r}")
     job.setdefault("priority", DEFAULT_PRIORITY)
-    tasks = doc["tasks"]
-    if not isinstance(tasks, list) or not tasks:
-        raise DecodeError(f"tasks: expected a non-empty array, got {decoding.describe(tasks)}")
-    job["tasks"] = [_validate_task(task, f"tasks[{index}].") for index, task in enumerate(tasks)]
-    check_dependencies(job["tasks"])
+    job["tasks"] = validate_tasks(doc["tasks"], _COMMAND_SPEC, {"settings": {}})
     return job
 
 
-def _fields(doc: dict, spec: dict, required: tuple, prefix: str) -> dict:
+def known_fields(doc: dict, spec: dict, required: tuple, prefix: str) -> dict:
+    """decoding.check_fields, refusing keys that spec does not name; a None
+    checker in spec marks a field known but checked by the caller."""
     unknown = sorted(set(doc) - set(spec))
     if unknown:
         raise DecodeError(f"{prefix}{unknown[0]}: unknown field (known: {', '.join(spec)})")
@@ -88,9 +87,21 @@ def _fields(doc: dict, spec: dict, required: tuple, prefix: str) -> dict:
     return decoding.check_fields(doc, checks, required, prefix)
 
 
-def _validate_task(doc: typing.Any, prefix: str) -> dict:
+def validate_tasks(tasks: typing.Any, command_spec: dict, command_defaults: dict) -> list[dict]:
+    """The ``tasks`` of a job, checked, with defaults filled in (the Flamenco 3 job
+    format differs from this one only in its commands' fields: command_spec and
+    the defaults of those that may be left out); raises DecodeError."""
+    if not isinstance(tasks, list) or not tasks:
+        raise DecodeError(f"tasks: expected a non-empty array, got {decoding.describe(tasks)}")
+    checked = [_validate_task(task, f"tasks[{index}].", command_spec, command_defaults)
+               for index, task in enumerate(tasks)]
+    check_dependencies(checked)
+    return checked
+
+
+def _validate_task(doc: typing.Any, prefix: str, command_spec: dict, command_defaults: dict) -> dict:
     decoding.json_object(doc, prefix.rstrip("."))
-    task = _fields(doc, _TASK_SPEC, ("name", "task_type", "commands"), prefix)
+    task = known_fields(doc, _TASK_SPEC, ("name", "task_type", "commands"), prefix)
     task.setdefault("priority", DEFAULT_PRIORITY)
     task.setdefault("parents", [])
     commands = doc["commands"]
@@ -100,8 +111,10 @@ def _validate_task(doc: typing.Any, prefix: str) -> dict:
     for index, command in enumerate(commands):
         where = f"{prefix}commands[{index}]"
         decoding.json_object(command, where)
-        checked = _fields(command, _COMMAND_SPEC, ("name",), where + ".")
-        task["commands"].append({"name": checked["name"], "settings": checked.get("settings", {})})
+        fields = known_fields(command, command_spec, ("name",), where + ".")
+        task["commands"].append({"name": fields["name"], **{
+            key: fields[key] if key in fields else copy.deepcopy(default)
+            for key, default in command_defaults.items()}})
     return task
 
 

@@ -25,12 +25,10 @@ from .. import decoding, jobs as jobs2
 from ..decoding import DecodeError
 from ..jobs import InvalidJob
 
-DEFAULT_PRIORITY = 50
+DEFAULT_PRIORITY = jobs2.DEFAULT_PRIORITY
 
 _JOB_SPEC = {"name": decoding.non_empty_string, "job_type": decoding.non_empty_string,
              "priority": decoding.integer, "tasks": None}
-_TASK_SPEC = {"name": decoding.non_empty_string, "task_type": decoding.non_empty_string,
-              "priority": decoding.integer, "parents": decoding.string_list, "commands": None}
 _COMMAND_SPEC = {"name": decoding.non_empty_string, "parameters": decoding.json_object,
                  "total_step_count": decoding.integer_in(0, 2**31 - 1)}
 
@@ -39,43 +37,13 @@ def validate_job(doc: typing.Any) -> dict:
     """Check a submitted job and return it with defaults filled in; InvalidJob else."""
     try:
         decoding.json_object(doc, "job")
-        job = _fields(doc, _JOB_SPEC, ("name", "job_type", "tasks"), "")
+        job = jobs2.known_fields(doc, _JOB_SPEC, ("name", "job_type", "tasks"), "")
         job.setdefault("priority", DEFAULT_PRIORITY)
-        tasks = doc["tasks"]
-        if not isinstance(tasks, list) or not tasks:
-            raise DecodeError(f"tasks: expected a non-empty array, got {decoding.describe(tasks)}")
-        job["tasks"] = [_task(item, f"tasks[{index}].") for index, item in enumerate(tasks)]
-        jobs2.check_dependencies(job["tasks"])
+        job["tasks"] = jobs2.validate_tasks(doc["tasks"], _COMMAND_SPEC,
+                                            {"parameters": {}, "total_step_count": 0})
     except DecodeError as ex:
         raise InvalidJob(str(ex)) from None
     return job
-
-
-def _fields(doc: dict, spec: dict, required: tuple, prefix: str) -> dict:
-    unknown = sorted(set(doc) - set(spec))
-    if unknown:
-        raise DecodeError(f"{prefix}{unknown[0]}: unknown field (known: {', '.join(spec)})")
-    checks = {name: check for name, check in spec.items() if check is not None}
-    return decoding.check_fields(doc, checks, required, prefix)
-
-
-def _task(doc: typing.Any, prefix: str) -> dict:
-    decoding.json_object(doc, prefix.rstrip("."))
-    checked = _fields(doc, _TASK_SPEC, ("name", "task_type", "commands"), prefix)
-    checked.setdefault("priority", DEFAULT_PRIORITY)
-    checked.setdefault("parents", [])
-    commands = doc["commands"]
-    if not isinstance(commands, list):
-        raise DecodeError(f"{prefix}commands: expected an array, got {decoding.describe(commands)}")
-    checked["commands"] = []
-    for index, command in enumerate(commands):
-        where = f"{prefix}commands[{index}]"
-        decoding.json_object(command, where)
-        fields = _fields(command, _COMMAND_SPEC, ("name",), where + ".")
-        checked["commands"].append({"name": fields["name"],
-                                    "parameters": fields.get("parameters", {}),
-                                    "total_step_count": fields.get("total_step_count", 0)})
-    return checked
 
 
 def build_rows(job: dict, created: str) -> tuple[dict, list[dict]]:
