@@ -26,7 +26,7 @@ class DecodeError(ValueError):
 
 
 def describe(value: typing.Any) -> str:
-    """A JSON value's type, for error messages."""
+    """A JSON value's type, for error messages (of v3/validate.py too)."""
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -37,6 +37,8 @@ def describe(value: typing.Any) -> str:
         return f"a number with a fraction ({value!r})"
     if isinstance(value, str):
         return "a string"
+    if isinstance(value, (bytes, bytearray)):  # the Flamenco 3 validator's binary bodies
+        return "bytes"
     if isinstance(value, list):
         return "an array"
     return "an object"

@@ -18,6 +18,7 @@ expected a string, got an integer``):
 import json
 import typing
 
+from ..decoding import describe
 from . import schema as schema_module
 
 _INT_RANGES = {"int32": (-(2**31), 2**31 - 1), "int64": (-(2**63), 2**63 - 1)}
@@ -32,24 +33,6 @@ class Invalid(ValueError):
         self.field = field
         self.problem = problem
         super().__init__(f"{field}: {problem}" if field else problem)
-
-
-def describe(value: typing.Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return f"a number ({value!r})"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, (bytes, bytearray)):
-        return "bytes"
-    if isinstance(value, list):
-        return "an array"
-    return "an object"
 
 
 def resolve(schema: dict, schemas: dict[str, dict] | None = None) -> dict:
