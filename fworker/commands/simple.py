@@ -45,14 +45,17 @@ class LogALot(Command):
 @register
 class Sleep(Command):
     name = "sleep"
+    # The setting naming the duration (Flamenco 3's is another: simple3.py).
+    seconds_setting = "time_in_seconds"
 
     def validate(self, settings: dict[str, typing.Any]) -> dict[str, typing.Any]:
-        return {"time_in_seconds": self.require_number(settings, "time_in_seconds", minimum=0)}
+        return {self.seconds_setting: self.require_number(settings, self.seconds_setting, minimum=0)}
 
     def execute(self, settings: dict[str, typing.Any]) -> None:
-        seconds = settings["time_in_seconds"]
+        seconds = settings[self.seconds_setting]
         self.ctx.log(f"sleeping {seconds} seconds")
         # gevent timers may fire a hair early; the command promises the full time.
+        # Abortable: killing the task's greenlet interrupts the wait.
         deadline = time.monotonic() + seconds
         while (left := deadline - time.monotonic()) > 0:
             self.ctx.sleep(left)

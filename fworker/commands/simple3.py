@@ -1,50 +1,29 @@
 """Flamenco 3's commands that need nothing but the worker: echo, sleep, exec,
-with Flamenco 3's parameter names (docs/COMMANDS.md).  They share the 2.x
-commands' machinery (``CommandContext``)."""
+with Flamenco 3's parameter names (docs/COMMANDS.md).  They are the 2.x
+commands of simple.py under the "v3" dialect, where the parameters differ."""
 from __future__ import annotations
 
-import shlex
-import time
 import typing
 
-from fworker.commands.base import Command, register
+from fworker.commands.base import register
+from fworker.commands.simple import Echo, Exec, Sleep
 
 
 @register
-class Echo3(Command):
-    name = "echo"
+class Echo3(Echo):
     dialects = ("v3",)
 
-    def validate(self, settings: dict[str, typing.Any]) -> dict[str, typing.Any]:
-        return {"message": self.require_str(settings, "message", allow_empty=True)}
-
-    def execute(self, settings: dict[str, typing.Any]) -> None:
-        self.ctx.log(settings["message"])
-
 
 @register
-class Sleep3(Command):
-    name = "sleep"
+class Sleep3(Sleep):
     dialects = ("v3",)
-
-    def validate(self, settings: dict[str, typing.Any]) -> dict[str, typing.Any]:
-        return {"duration_in_seconds": self.require_number(settings, "duration_in_seconds", minimum=0)}
-
-    def execute(self, settings: dict[str, typing.Any]) -> None:
-        seconds = settings["duration_in_seconds"]
-        self.ctx.log(f"sleeping {seconds} seconds")
-        # Abortable: killing the task's greenlet interrupts the wait.
-        deadline = time.monotonic() + seconds
-        while (left := deadline - time.monotonic()) > 0:
-            self.ctx.sleep(left)
-        self.ctx.log(f"slept {seconds} seconds")
+    seconds_setting = "duration_in_seconds"
 
 
 @register
-class Exec3(Command):
+class Exec3(Exec):
     """``exe`` with ``args`` as an argument list (no shell, no splitting)."""
 
-    name = "exec"
     dialects = ("v3",)
 
     def validate(self, settings: dict[str, typing.Any]) -> dict[str, typing.Any]:
@@ -53,8 +32,3 @@ class Exec3(Command):
         if not isinstance(args, list) or not all(isinstance(arg, str) for arg in args):
             raise self._invalid("args", "must be a list of strings")
         return {"args": [exe, *args]}
-
-    def execute(self, settings: dict[str, typing.Any]) -> None:
-        args = settings["args"]
-        self.ctx.activity(f"running {shlex.join(args)}")
-        self.ctx.run_process(args)
