@@ -1,12 +1,8 @@
 """The Flamenco 3 development Manager as a strict judge: authentication (403),
 validation naming the field (400), routing (404/405), previews (202/400/404/411/
 413/429), 503 with Retry-After, the request log, the job format, the CLI."""
-import os
 import signal
-import subprocess
-import sys
 
-import gevent
 import pytest
 import requests
 
@@ -14,6 +10,7 @@ from fworker.devmanager.jobs import InvalidJob
 from fworker.devmanager.v3 import jobs
 from fworker.devmanager.v3.schema import MAX_IMAGE_BYTES
 from tests.support.client3 import API, V3Client, one_task_job
+from tests.support.serving import serve_process
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 32
 JPEG = b"\xff\xd8\xff\xe0" + b"\0" * 32
@@ -289,23 +286,9 @@ def test_parents_hold_a_task_back_until_completed(dm, worker):
 # The CLI
 
 def test_cli_serve_v3_runs_until_sigterm(tmp_path):
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "fworker.devmanager.cli", "serve", "--v3",
-         "--db", str(tmp_path / "m.sqlite"), "--port", "0", "--worker-timeout", "5"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env=dict(os.environ, PYTHONUNBUFFERED="1"))
-    try:
-        with gevent.Timeout(30):
-            line = proc.stdout.readline()
-        assert "Flamenco 3 (api/v3)" in line and "serving on http://127.0.0.1:" in line, \
-            line + proc.stderr.read()
-        url = line.rsplit(" ", 1)[1].strip()
+    with serve_process("--v3", "--db", str(tmp_path / "m.sqlite"), "--port", "0",
+                       "--worker-timeout", "5") as (proc, line, url):
+        assert "Flamenco 3 (api/v3)" in line, line
         assert requests.get(url + "api/v3/version", timeout=10).status_code == 200
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        proc.stdout.close()
-        proc.stderr.close()

@@ -1,18 +1,15 @@
 """The developer's side of the development Manager: job validation, the
 /dev/ HTTP API, the HTML pages and the flamenco-dev-manager command."""
 import json
-import os
 import signal
-import subprocess
-import sys
 
-import gevent
 import pytest
 import requests
 
 from fworker.devmanager import InvalidJob, NotFound, cli, jobs
 from tests.support.client import WorkerClient
 from tests.support.jobs import job, task
+from tests.support.serving import serve_process
 
 
 def dev(manager, method, path, **kwargs):
@@ -225,23 +222,9 @@ def test_cli_help(args, capsys):
 def test_cli_serve_runs_until_sigterm(tmp_path):
     secret_file = tmp_path / "secret"
     secret_file.write_text("s" * 64 + "\n")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "fworker.devmanager.cli", "serve", "--db", str(tmp_path / "m.sqlite"),
-         "--port", "0", "--registration-secret-file", str(secret_file)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env=dict(os.environ, PYTHONUNBUFFERED="1"))
-    try:
-        with gevent.Timeout(30):
-            line = proc.stdout.readline()
-        assert "serving on http://127.0.0.1:" in line, line + proc.stderr.read()
-        url = line.rsplit(" ", 1)[1].strip()
+    with serve_process("--db", str(tmp_path / "m.sqlite"), "--port", "0",
+                       "--registration-secret-file", str(secret_file)) as (proc, _, url):
         response = requests.post(url + "register-worker", json={"secret": "x"}, timeout=10)
         assert response.status_code == 403  # the secret file was read
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        proc.stdout.close()
-        proc.stderr.close()
