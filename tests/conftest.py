@@ -19,7 +19,7 @@ from fworker.devmanager.v3 import DevManager3
 from tests.support.client import WorkerClient
 from tests.support.media import make_blender_media
 from tests.support.reporter import RecordingReporter
-from tests.support.workers import WorkerProcess
+from tests.support.workers import WorkerProcess, build_worker
 
 
 @pytest.fixture
@@ -84,6 +84,27 @@ def manager(make_manager):
 def client(manager):
     """A WorkerClient registered and signed on at ``manager``."""
     return WorkerClient(manager).join()
+
+
+@pytest.fixture
+def make_worker(manager, tmp_path):
+    """make_worker(**settings) -> a started in-process Worker talking to ``manager`` (the
+    2.x one here; a module overriding ``manager``, as test_edge3.py does with a Flamenco 3
+    one, gets its own); each one is shut down at the end of the test."""
+    built = []
+
+    def make(**settings):
+        root = tmp_path / f"w{len(built)}"
+        root.mkdir()
+        worker = build_worker(root, manager.url, **settings)
+        built.append(worker)
+        worker.start()
+        return worker
+
+    yield make
+    for worker in built:
+        worker.request_shutdown("end of test")
+        worker.shutdown()
 
 
 @pytest.fixture

@@ -12,31 +12,11 @@ from fworker.devmanager.v3 import jobs
 from fworker.runner import Outcome
 from fworker.states import State
 from tests.support.waiting import wait_until
-from tests.support.workers import build_worker
 
 
 @pytest.fixture
 def manager(make_manager3):
     return make_manager3()
-
-
-@pytest.fixture
-def make_worker(manager, tmp_path):
-    built = []
-
-    def make(start=True, **settings):
-        root = tmp_path / f"w{len(built)}"
-        root.mkdir()
-        worker = build_worker(root, manager.url, **settings)
-        built.append(worker)
-        if start:
-            worker.start()
-        return worker
-
-    yield make
-    for worker in built:
-        worker.request_shutdown("end of test")
-        worker.shutdown()
 
 
 def submit(manager, *commands, task_type="misc"):

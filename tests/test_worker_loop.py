@@ -2,34 +2,12 @@
 ``shutdown()`` against the development Manager over 127.0.0.1 (both run in greenlets
 here).  The fast paths; the subprocess tests cover signals, crashes and restarts."""
 import gevent
-import pytest
 
 from fworker.runner import Outcome
 from fworker.states import State
 from tests.support.client import count, worker_id
 from tests.support.jobs import echo, sleep, submit
 from tests.support.waiting import wait_until
-from tests.support.workers import build_worker
-
-
-@pytest.fixture
-def make_worker(manager, tmp_path):
-    """make_worker(**settings) -> a started in-process Worker talking to ``manager``;
-    each one is shut down at the end of the test."""
-    built = []
-
-    def make(**settings):
-        root = tmp_path / f"w{len(built)}"
-        root.mkdir()
-        worker = build_worker(root, manager.url, **settings)
-        built.append(worker)
-        worker.start()
-        return worker
-
-    yield make
-    for worker in built:
-        worker.request_shutdown("end of test")
-        worker.shutdown()
 
 
 def status_of(manager, task_id):
