@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import json
 import os
 import platform
@@ -27,6 +28,8 @@ import typing
 
 import psutil
 import requests
+
+from tests.support import waiting
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PY = sys.executable
@@ -76,16 +79,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_until(predicate: typing.Callable[[], typing.Any], timeout: float, what: str,
-               interval: float = 0.05) -> typing.Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(interval)
+# Polling the Manager's database less often than tests do: the harness shares the CPU.
+wait_until = functools.partial(waiting.wait_until, interval=0.05)
 
 
 def max_in_window(times: list[float], window: float) -> int:
