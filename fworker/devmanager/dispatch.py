@@ -97,6 +97,16 @@ class DispatcherBase:
 
     # Developer actions
 
+    def cancel_task(self, task_id: str) -> str:
+        """Cancel the task as the generation does; returns its new status."""
+        raise NotImplementedError
+
+    def cancel_job(self, job_id: str) -> None:
+        with self.store.transaction():
+            self.existing_job(job_id)
+            for task in self.store.tasks(job=job_id):
+                self.cancel_task(task["id"])
+
     def forget_task(self, task_id: str) -> None:
         with self.store.transaction():
             self.existing(task_id)
@@ -300,12 +310,6 @@ class Dispatcher(DispatcherBase):
                 self._set_status(task, "canceled", "Canceled before it ran")
                 return "canceled"
             return task["status"]
-
-    def cancel_job(self, job_id: str) -> None:
-        with self.store.transaction():
-            self.existing_job(job_id)
-            for task in self.store.tasks(job=job_id):
-                self.cancel_task(task["id"])
 
     def reassign_task(self, task_id: str, other_worker_id: str = "") -> None:
         """Make the task someone else's (or nobody's): its old worker gets 409.

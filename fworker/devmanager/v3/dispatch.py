@@ -153,12 +153,6 @@ class Dispatcher(DispatcherBase):
                 return "canceled"
             return task["status"]
 
-    def cancel_job(self, job_id: str) -> None:
-        with self.store.transaction():
-            self.existing_job(job_id)
-            for task in self.store.tasks(job=job_id):
-                self.cancel_task(task["id"])
-
     def reassign_task(self, task_id: str, other_worker_id: str = "") -> None:
         """Make the task another worker's (active for it) or nobody's (queued):
         the old worker then gets 409 on updates and "no" from may-i-run."""
