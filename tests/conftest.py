@@ -41,37 +41,34 @@ def run_command(recorder):
     return run
 
 
-@pytest.fixture
-def make_manager(tmp_path):
-    """make_manager(db_name="dev.sqlite", **DevManager kwargs) -> a started development
-    Manager, in this process, on a free loopback port; all of them are stopped at the
-    end of the test."""
+def _started_managers(manager_class, tmp_path, default_db):
+    """The body of make_manager and make_manager3: a factory of started Managers, all
+    stopped at the end."""
     started = []
 
-    def make(db_name="dev.sqlite", **kwargs):
-        manager = DevManager(str(tmp_path / db_name), **kwargs).start()
+    def make(db_name=default_db, **kwargs):
+        manager = manager_class(str(tmp_path / db_name), **kwargs).start()
         started.append(manager)
         return manager
 
     yield make
     for manager in started:
         manager.stop()
+
+
+@pytest.fixture
+def make_manager(tmp_path):
+    """make_manager(db_name="dev.sqlite", **DevManager kwargs) -> a started development
+    Manager, in this process, on a free loopback port; all of them are stopped at the
+    end of the test."""
+    yield from _started_managers(DevManager, tmp_path, "dev.sqlite")
 
 
 @pytest.fixture
 def make_manager3(tmp_path):
     """make_manager3(db_name="dev3.sqlite", **DevManager3 kwargs) -> a started Flamenco 3
     development Manager, like make_manager; all of them are stopped at the end."""
-    started = []
-
-    def make(db_name="dev3.sqlite", **kwargs):
-        manager = DevManager3(str(tmp_path / db_name), **kwargs).start()
-        started.append(manager)
-        return manager
-
-    yield make
-    for manager in started:
-        manager.stop()
+    yield from _started_managers(DevManager3, tmp_path, "dev3.sqlite")
 
 
 @pytest.fixture
