@@ -42,17 +42,11 @@ class LogALot(Command):
                 self.ctx.sleep(0)  # let the flusher and the may-i-run poller run
 
 
-@register
-class Sleep(Command):
-    name = "sleep"
-    # The setting naming the duration (Flamenco 3's is another: simple3.py).
-    seconds_setting = "time_in_seconds"
+class Sleeping(Command):
+    """The wait of both generations' sleep (simple3.py has Flamenco 3's), which name
+    their setting differently."""
 
-    def validate(self, settings: dict[str, typing.Any]) -> dict[str, typing.Any]:
-        return {self.seconds_setting: self.require_number(settings, self.seconds_setting, minimum=0)}
-
-    def execute(self, settings: dict[str, typing.Any]) -> None:
-        seconds = settings[self.seconds_setting]
+    def sleep_for(self, seconds: float) -> None:
         self.ctx.log(f"sleeping {seconds} seconds")
         # gevent timers may fire a hair early; the command promises the full time.
         # Abortable: killing the task's greenlet interrupts the wait.
@@ -63,15 +57,31 @@ class Sleep(Command):
 
 
 @register
-class Exec(Command):
+class Sleep(Sleeping):
+    name = "sleep"
+
+    def validate(self, settings: dict[str, typing.Any]) -> dict[str, typing.Any]:
+        return {"time_in_seconds": self.require_number(settings, "time_in_seconds", minimum=0)}
+
+    def execute(self, settings: dict[str, typing.Any]) -> None:
+        self.sleep_for(settings["time_in_seconds"])
+
+
+class RunningArgs(Command):
+    """Runs the argument list its validate() makes (no shell): the exec of both
+    generations (simple3.py has Flamenco 3's), whose parameters differ."""
+
+    def execute(self, settings: dict[str, typing.Any]) -> None:
+        args = settings["args"]
+        self.ctx.activity(f"running {shlex.join(args)}")
+        self.ctx.run_process(args)
+
+
+@register
+class Exec(RunningArgs):
     """Run a command line as a subprocess (split with shlex, no shell)."""
 
     name = "exec"
 
     def validate(self, settings: dict[str, typing.Any]) -> dict[str, typing.Any]:
         return {"args": self.require_cmdline(settings, "cmd")}
-
-    def execute(self, settings: dict[str, typing.Any]) -> None:
-        args = settings["args"]
-        self.ctx.activity(f"running {shlex.join(args)}")
-        self.ctx.run_process(args)

@@ -1,12 +1,12 @@
 """Flamenco 3's commands that need nothing but the worker: echo, sleep, exec,
-with Flamenco 3's parameter names (docs/COMMANDS.md).  They are the 2.x
-commands of simple.py under the "v3" dialect, where the parameters differ."""
+with Flamenco 3's parameter names (docs/COMMANDS.md).  What they do is the 2.x
+commands' of simple.py; only their parameters differ."""
 from __future__ import annotations
 
 import typing
 
 from fworker.commands.base import register
-from fworker.commands.simple import Echo, Exec, Sleep
+from fworker.commands.simple import Echo, RunningArgs, Sleeping
 
 
 @register
@@ -15,15 +15,22 @@ class Echo3(Echo):
 
 
 @register
-class Sleep3(Sleep):
+class Sleep3(Sleeping):
+    name = "sleep"
     dialects = ("v3",)
-    seconds_setting = "duration_in_seconds"
+
+    def validate(self, settings: dict[str, typing.Any]) -> dict[str, typing.Any]:
+        return {"duration_in_seconds": self.require_number(settings, "duration_in_seconds", minimum=0)}
+
+    def execute(self, settings: dict[str, typing.Any]) -> None:
+        self.sleep_for(settings["duration_in_seconds"])
 
 
 @register
-class Exec3(Exec):
+class Exec3(RunningArgs):
     """``exe`` with ``args`` as an argument list (no shell, no splitting)."""
 
+    name = "exec"
     dialects = ("v3",)
 
     def validate(self, settings: dict[str, typing.Any]) -> dict[str, typing.Any]:
