@@ -10,7 +10,7 @@ import argparse
 import logging
 import sys
 
-from fworker import childenv, config, configsafety, instance, logsetup, settingvalues
+from fworker import childenv, config, configsafety, instance, logsetup, settingsdoc, settingvalues
 from fworker.blenderargs import BlenderArgs
 from fworker.errors import AlreadyRunning, ConfigError, Fatal
 from fworker.statefiles import StateFiles
@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="flamenco-worker",
         description="Flamenco render-farm Worker: asks a Flamenco Manager for tasks and runs them.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=config.help_epilog() + "\n\nexit codes:\n" + EXIT_CODES,
+        epilog=settingsdoc.help_epilog() + "\n\nexit codes:\n" + EXIT_CODES,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {fworker.__version__}")
     parser.add_argument("-c", "--config", metavar="FILE", help="read FILE after the default configuration files")

@@ -28,7 +28,7 @@ import configobj
 from fworker import childenv, safetext, statefiles
 from fworker.blenderargs import BlenderArgs
 from fworker.errors import ConfigError
-from fworker.settingvalues import Setting, convert, format_value
+from fworker.settingvalues import Setting, convert
 
 SECTION = "flamenco-worker"
 # read.NAME / write.NAME = path: checked before each task (fworker.pretask).
@@ -406,91 +406,3 @@ def _check_together(settings: Settings) -> None:
         BlenderArgs.of(settings)
     except ValueError as ex:
         raise ConfigError(str(ex)) from None
-
-
-def sample_config() -> str:
-    """The documented sample configuration, ``etc/flamenco-worker.cfg``."""
-    lines = [
-        "# Flamenco Worker configuration (fworker).",
-        "#",
-        "# Read in this order, each overriding the one before: built-in defaults,",
-        "# ./flamenco-worker.cfg, ~/.flamenco-worker.cfg, then the file given with -c.",
-        "# Every setting is shown with its default; uncomment and edit to change it.",
-        "# Values with a comma or a '#' must be put in double quotes.",
-        "# Generated from fworker/config.py (python -m fworker.config > etc/flamenco-worker.cfg).",
-        "",
-        f"[{SECTION}]",
-    ]
-    for s in SETTINGS:
-        lines.append("")
-        for line in textwrap.wrap(s.help, 76):
-            lines.append(f"# {line}")
-        if s.unit:
-            lines.append(f"# Unit: {s.unit}.")
-        lines.append(f"# {s.name} = {format_value(s.default)}".rstrip())
-    lines += [
-        "",
-        f"[{PRE_TASK_SECTION}]",
-        "# Checked before asking for each task; on failure the worker goes to state",
-        "# 'error' and checks again after pre_task_check_interval. read.NAME paths must",
-        "# be readable, write.NAME paths writable (tested with a temporary file).",
-        "# read.textures = /mnt/shared/textures",
-        "# write.renders = /mnt/shared/renders",
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def help_epilog() -> str:
-    """Settings as listed at the end of ``--help``."""
-    rows = ["configuration keys (section [flamenco-worker]; see etc/flamenco-worker.cfg):"]
-    for s in SETTINGS:
-        default = format_value(s.default) or '""'
-        unit = f" {s.unit}" if s.unit else ""
-        rows.append(f"  {s.name} (default {default}{unit})")
-        rows.extend("      " + line for line in textwrap.wrap(s.help, 70))
-    return "\n".join(rows)
-
-
-def save_credentials(worker_id: str, secret: str, path: str | None = None) -> str:
-    """Write worker_id and worker_secret into ``path`` (default
-    ~/.flamenco-worker.cfg), keeping everything else in it, comments
-    included.  The new file is created 0600 and atomically renamed over the
-    old one, so the secret is never world-readable, not even for an instant."""
-    path = path or credentials_path()
-    try:
-        cfg = configobj.ConfigObj(path, encoding="utf-8", interpolation=False, indent_type="")
-    except (configobj.ConfigObjError, UnicodeDecodeError) as ex:
-        raise ConfigError(f"configuration file {path}: cannot be parsed to store credentials: {ex}") from None
-    if SECTION not in cfg:
-        cfg[SECTION] = {}
-    cfg[SECTION]["worker_id"] = worker_id
-    cfg[SECTION]["worker_secret"] = secret
-    cfg.filename = None
-    lines = [line if isinstance(line, bytes) else line.encode("utf-8") for line in cfg.write()]
-    _atomic_write(path, b"\n".join(lines) + b"\n")
-    return path
-
-
-def _atomic_write(path: str, data: bytes) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
-if __name__ == "__main__":
-    print(sample_config(), end="")

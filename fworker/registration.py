@@ -8,7 +8,7 @@ import time
 
 import jwt
 
-from fworker import config
+from fworker import config, credentials
 from fworker.errors import Fatal, RegistrationRefused, RetryLater
 from fworker.upstream import Upstream
 
@@ -69,7 +69,7 @@ class Registrar:
         self.upstream.set_credentials(worker_id, secret)
         self.worker_id, self._secret = worker_id, secret
         if self.credentials_path is not None:
-            path = config.save_credentials(worker_id, secret, self.credentials_path)
+            path = credentials.save_credentials(worker_id, secret, self.credentials_path)
             log.info("registered as worker %s; credentials stored in %s", worker_id, path)
         else:
             log.info("registered as worker %s (credentials not stored)", worker_id)

@@ -9,7 +9,7 @@ import typing
 
 import pytest
 
-from fworker import config
+from fworker import config, credentials, settingsdoc
 from fworker.errors import ConfigError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -22,12 +22,13 @@ def write(path, text):
 
 def test_sample_config_matches_the_settings_table():
     with open(os.path.join(REPO, "etc", "flamenco-worker.cfg"), encoding="utf-8") as f:
-        assert f.read() == config.sample_config(), "regenerate: python -m fworker.config > etc/flamenco-worker.cfg"
+        assert f.read() == settingsdoc.sample_config(), \
+            "regenerate: python -m fworker.settingsdoc > etc/flamenco-worker.cfg"
 
 
 def test_sample_config_with_every_line_uncommented_loads_as_the_defaults(tmp_path):
     lines = []
-    for line in config.sample_config().splitlines():
+    for line in settingsdoc.sample_config().splitlines():
         match = re.match(r"# (\w+) =", line)
         lines.append(line[2:] if match and match.group(1) in config.BY_NAME else line)
     path = write(tmp_path / "all.cfg", "\n".join(lines))
@@ -108,7 +109,7 @@ def test_save_credentials_keeps_other_content_and_is_private(tmp_path):
     path = tmp_path / "creds.cfg"
     path.write_text("# my comment\n[flamenco-worker]\n# about the url\nmanager_url = http://m/\n\n[other]\nx = 1\n")
     os.chmod(path, 0o644)
-    config.save_credentials("0123456789abcdef01234567", "s3cret", str(path))
+    credentials.save_credentials("0123456789abcdef01234567", "s3cret", str(path))
     text = path.read_text()
     assert "# my comment" in text and "# about the url" in text and "[other]" in text
     assert "worker_id = 0123456789abcdef01234567" in text and "worker_secret = s3cret" in text
@@ -118,7 +119,7 @@ def test_save_credentials_keeps_other_content_and_is_private(tmp_path):
 
 def test_save_credentials_creates_a_new_file_0600(tmp_path):
     path = tmp_path / "new.cfg"
-    config.save_credentials("0123456789abcdef01234567", "s3cret", str(path))
+    credentials.save_credentials("0123456789abcdef01234567", "s3cret", str(path))
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     s = config.load(files=[str(path)])
     assert (s.worker_id, s.worker_secret) == ("0123456789abcdef01234567", "s3cret")

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from fworker import config, configsafety
+from fworker import config, configsafety, credentials
 
 SAVED_ID, SAVED_SECRET = "0123456789abcdef01234567", "saved-secret"
 
@@ -25,7 +25,7 @@ def write(path, text, mode=0o600):
 
 
 def test_saved_credentials_win_over_a_c_files(home):
-    config.save_credentials(SAVED_ID, SAVED_SECRET)
+    credentials.save_credentials(SAVED_ID, SAVED_SECRET)
     extra = write(home / "extra.cfg", "worker_id = ffffffffffffffffffffffff\nworker_secret = stale\n")
     settings = config.load(extra)
     assert (settings.worker_id, settings.worker_secret) == (SAVED_ID, SAVED_SECRET)

@@ -6,7 +6,7 @@ import stat
 
 import pytest
 
-from fworker import childenv, cli, config, instance, statefiles
+from fworker import childenv, cli, config, credentials, instance, statefiles
 from fworker.blenderargs import BlenderArgs
 from fworker.errors import AlreadyRunning, ConfigError
 from fworker.queue import UpdateQueue
@@ -65,7 +65,7 @@ def test_an_instance_never_takes_the_shared_credentials_and_reads_its_own_file(c
     assert config.load(str(cfg)).worker_id == "default-id"
     own = statefiles.credentials_path("gpu0")
     assert own == str(home / ".flamenco-worker@gpu0.cfg")
-    config.save_credentials("gpu0-id", "gpu0-secret", own)
+    credentials.save_credentials("gpu0-id", "gpu0-secret", own)
     assert stat.S_IMODE(os.stat(own).st_mode) == 0o600
     gpu0 = config.load(str(cfg), instance="gpu0")
     assert (gpu0.worker_id, gpu0.worker_secret) == ("gpu0-id", "gpu0-secret")

@@ -25,7 +25,8 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("foundations", ["errors", "version", "safetext"]),
     ("parts", ["states", "events", "lines", "rows", "overflow", "spool", "cgroups", "proctree", "task",
                "settingvalues", "config", "pretask", "logsetup", "discovery", "cmdline", "hubmonitor",
-               "statefiles", "statelock", "configsafety", "childenv", "blenderargs", "instance"]),
+               "statefiles", "statelock", "configsafety", "settingsdoc", "credentials", "childenv",
+               "blenderargs", "instance"]),
     ("mechanisms", ["warmblender", "containment", "process", "leftovers", "queue", "upstream", "metrics", "tools", "preview",
                     # The seam's declaration: what the services call, whichever generation answers.
                     "edge.base"]),

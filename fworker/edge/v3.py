@@ -26,7 +26,7 @@ import uuid as uuidlib
 
 import configobj
 
-from fworker import config, statefiles
+from fworker import config, credentials, statefiles
 from fworker.edge.base import V3
 from fworker.errors import ConfigError, Fatal, RetryLater
 from fworker.task import BadTask, CommandSpec, Task
@@ -120,7 +120,7 @@ class V3Edge:
         self.upstream.set_credentials(worker_id, secret)
         self.worker_id, self._secret = worker_id, secret
         if self.path is not None:
-            config.save_credentials(worker_id, secret, self.path)
+            credentials.save_credentials(worker_id, secret, self.path)
             log.info("registered at the Flamenco 3 Manager as worker %s; credentials stored in %s",
                      worker_id, self.path)
         else:

@@ -19,7 +19,7 @@ import sys
 import gevent.pywsgi
 import pytest
 
-from fworker import config
+from fworker import config, credentials
 from fworker.errors import ConfigError, InvalidSettings, RetryLater
 from fworker.upstream import Upstream
 from tests.support.waiting import wait_until
@@ -43,7 +43,7 @@ def test_credentials_replace_a_0644_file_without_ever_being_readable_by_others(t
     monkeypatch.setattr(os, "replace", replace)
     umask = os.umask(0)  # the worst case: nothing filtered by the umask
     try:
-        config.save_credentials("0123456789abcdef01234567", "s3cret-value", str(path))
+        credentials.save_credentials("0123456789abcdef01234567", "s3cret-value", str(path))
     finally:
         os.umask(umask)
     assert seen == [(0o600, True)], "written complete and private before it is renamed"
