@@ -52,8 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="test mode: only task type test-blender-render, status 'testing'")
     parser.add_argument("--check-config", action="store_true",
                         help="validate the configuration, print the effective settings (secrets masked) and exit")
-    parser.add_argument("--demo", action="store_true",
-                        help="run a built-in development Manager with a demo job on 127.0.0.1 and work on it")
+    parser.add_argument("--demo", nargs="?", const="v2", choices=("v2", "v3", "both"), metavar="v2|v3|both",
+                        help="run a built-in development Manager (Flamenco 2.x, the default; v3: Flamenco 3; "
+                             "both: one after the other) with a demo job on 127.0.0.1 and work on it")
     parser.add_argument("--list-commands", action="store_true",
                         help="list every command (built-in or from a plug-in package) with its origin, and exit")
     return parser
