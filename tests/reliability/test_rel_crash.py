@@ -28,7 +28,8 @@ def assert_clean(result):
     assert result.orphans == 0 and result.worker_exit == 0
 
 
-def test_sigkill_mid_request_mid_outage_and_mid_backlog(tmp_path):
+@pytest.mark.parametrize("protocol", relharness.PROTOCOLS)
+def test_sigkill_mid_request_mid_outage_and_mid_backlog(protocol, tmp_path):
     steps = [
         Step(after=6, kind="kill", seconds=0.1),  # while queueing the first updates
         Step(after=14, kind="slow", path=r"/update$"),  # an update the Manager applies, answered late...
@@ -36,7 +37,7 @@ def test_sigkill_mid_request_mid_outage_and_mid_backlog(tmp_path):
         Step(after=22, kind="kill-in-outage", seconds=1.0),
         Step(after=30, kind="kill-after-outage", seconds=1.0),
     ]
-    result = relharness.run(101, tmp_path, steps=steps, lines=150)
+    result = relharness.run(101, tmp_path, steps=steps, lines=150, protocol=protocol)
     print(dict(result.faults), result.delivery)
     assert_clean(result)
     assert result.faults["kill"] + result.faults["kill-in-outage"] + result.faults["kill-after-outage"] >= 3

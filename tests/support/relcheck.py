@@ -11,6 +11,12 @@ or that run extended by what was queued meanwhile) only where the worker cannot 
 known that the previous one arrived: its response was lost (``slow``, ``drop``), or the
 worker was killed and restarted in between.  Anything else is a loss, a reordering or an
 unexplained duplicate.
+
+Against a Flamenco 3 Manager the queue holds the same (dialect-free) updates, and the edge
+encodes each coalesced run as a TaskUpdate when it sends it: ``check(..., encode_v3)``
+compares that encoding with the request.  An update carrying nothing a TaskUpdate has
+(progress percentages, metrics) is never sent on its own; it is left out of ``produced``
+and counted in ``unsendable``.
 """
 from __future__ import annotations
 
@@ -24,6 +30,7 @@ class Delivery:
     delivered: int = 0  # produced updates the Manager received (at least once)
     duplicates: int = 0  # produced updates the Manager received a second time
     lost: int = 0
+    unsendable: int = 0  # v3: updates with nothing a TaskUpdate carries (not in produced)
     problems: list[str] = dataclasses.field(default_factory=list)
 
 
@@ -48,16 +55,25 @@ class _Reading:
     duplicates: int
 
 
-def check(produced: list[tuple[str, dict]], applied: list[Request]) -> Delivery:
+Encoder = typing.Callable[[dict], dict]
+
+
+def check(produced: list[tuple[str, dict]], applied: list[Request], encode: Encoder | None = None) -> Delivery:
+    """``encode``: how the worker turns a coalesced update into a request body
+    (``encode_v3``); None: sent as it is (2.x)."""
     # The same request body can stand for runs of different lengths (an update
     # that repeats the newest activity changes nothing), so every reading is
     # followed until the requests rule it out.
+    unsendable = 0
+    if encode is not None:
+        sendable = [(task_id, payload) for task_id, payload in produced if encode(payload)]
+        unsendable, produced = len(produced) - len(sendable), sendable
     readings = [_Reading(0, 0, None, 0)]
-    result = Delivery(produced=len(produced))
+    result = Delivery(produced=len(produced), unsendable=unsendable)
     for request in applied:
         following: dict[tuple[int, int], _Reading] = {}
         for reading in readings:
-            for nxt in _next_readings(produced, reading, request):
+            for nxt in _next_readings(produced, reading, request, encode or _as_is):
                 following.setdefault((nxt.position, nxt.start), nxt)
         if not following:
             best = max(readings, key=lambda r: r.position)
@@ -76,13 +92,34 @@ def check(produced: list[tuple[str, dict]], applied: list[Request]) -> Delivery:
 _MAX_READINGS = 1000
 
 
+def _as_is(payload: dict) -> dict:
+    return payload
+
+
+def encode_v3(payload: dict) -> dict:
+    """A coalesced update as a Flamenco 3 TaskUpdate (docs/PROTOCOL.md §8): the status
+    as ``taskStatus`` (soft-failed is the Manager's to decide, never sent), the
+    activity, the log with every line ended (the Manager appends it as it comes), the
+    task-wide step count; nothing else."""
+    body: dict[str, typing.Any] = {}
+    if payload.get("task_status") not in (None, "soft-failed"):
+        body["taskStatus"] = payload["task_status"]
+    if "activity" in payload:
+        body["activity"] = payload["activity"]
+    if payload.get("log"):
+        body["log"] = payload["log"] if payload["log"].endswith("\n") else payload["log"] + "\n"
+    if "steps_completed" in payload:
+        body["steps_completed"] = payload["steps_completed"]
+    return body
+
+
 def _next_readings(produced: list[tuple[str, dict]], reading: _Reading,
-                   request: Request) -> typing.Iterator[_Reading]:
-    for end in _coalesced_ends(produced, reading.position, request):
+                   request: Request, encode: Encoder) -> typing.Iterator[_Reading]:
+    for end in _coalesced_ends(produced, reading.position, request, encode):
         yield _Reading(end, reading.position, request, reading.duplicates)
     previous = reading.request
     if previous is not None and _may_repeat(previous, request):
-        for end in _coalesced_ends(produced, reading.start, request, at_least=reading.position):
+        for end in _coalesced_ends(produced, reading.start, request, encode, at_least=reading.position):
             yield _Reading(end, reading.start, request, reading.duplicates + reading.position - reading.start)
 
 
@@ -99,7 +136,7 @@ _NEWEST = {"activity", "task_progress_percentage", "current_command_idx", "comma
 _FINAL = {"completed", "failed", "canceled"}
 
 
-def _coalesced_ends(produced: list[tuple[str, dict]], start: int, request: Request,
+def _coalesced_ends(produced: list[tuple[str, dict]], start: int, request: Request, encode: Encoder,
                     at_least: int = 0) -> typing.Iterator[int]:
     """Every end of a run from ``start`` whose coalescence is the request's body."""
     merged: dict[str, typing.Any] | None = None
@@ -111,7 +148,7 @@ def _coalesced_ends(produced: list[tuple[str, dict]], start: int, request: Reque
             merged = dict(payload)
         elif not _merge(merged, payload):
             return
-        if merged == request.body and index + 1 >= at_least:
+        if encode(merged) == request.body and index + 1 >= at_least:
             yield index + 1
 
 

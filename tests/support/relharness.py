@@ -6,6 +6,11 @@ counting tasks, and injects faults as the exchanges go by: the schedule says aft
 many requests each fault comes, so a seed gives the same schedule every time (the exact
 moment in the worker's life still varies a little, which is the point).  Afterwards it
 checks everything ``RunResult`` reports.  Used by the tests and by ``report.py``.
+
+``protocol`` picks the Manager: ``v2`` (the Flamenco 2.x development Manager) or ``v3``
+(the Flamenco 3 one, the worker forced to speak v3): the same tasks in each one's job
+format, the same faults on each one's update path, the delivery check comparing what the
+v3 edge sends (``relcheck.encode_v3``), and every request valid against the v3 schemas.
 """
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ import collections
 import dataclasses
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -27,6 +33,7 @@ import gevent
 import psutil
 
 from fworker.devmanager import DevManager
+from fworker.devmanager.v3 import DevManager3, jobs as jobs3
 from tests.support import jobs, relcheck
 from tests.support.faults import FaultProxy
 from tests.support.journal import journal, queued
@@ -46,6 +53,12 @@ SETTINGS = {**FAST, "http_timeout": str(HTTP_TIMEOUT), "abort_grace_period": "0.
 WEIGHTS = {"reset": 2, "html500": 2, "garbage": 1, "empty": 1, "wrongshape": 1, "slow": 1, "drop": 3,
            "refuse": 2, "kill": 1, "kill-in-outage": 1, "kill-after-outage": 1}
 KILLS = ("kill", "kill-in-outage", "kill-after-outage")
+
+# A Step's path standing for "task updates", whichever the Manager; per protocol, the
+# regular expression of the update requests' paths.
+UPDATES = r"/update$"
+UPDATE_PATHS = {"v2": UPDATES, "v3": r"^/api/v3/worker/task/[0-9a-f-]{36}$"}
+PROTOCOLS = ("v2", "v3")
 
 
 class JournaledWorker(WorkerProcess):
@@ -72,6 +85,7 @@ class Step:
 @dataclasses.dataclass
 class RunResult:
     seed: int
+    protocol: str = "v2"
     seconds: float = 0.0
     faults: collections.Counter = dataclasses.field(default_factory=collections.Counter)
     delivery: relcheck.Delivery = dataclasses.field(default_factory=relcheck.Delivery)
@@ -96,29 +110,38 @@ def schedule(seed: int, faults: int = 10, max_outage: float = 1.5, kills: int = 
             if kills <= 0:
                 continue
             kills -= 1
-        path = r"/update$" if rng.random() < 0.6 else ""
+        path = UPDATES if rng.random() < 0.6 else ""
         seconds = round(rng.uniform(0.1, 0.6 if kind == "kill" else max_outage), 2)
         steps.append(Step(after, kind, path, rng.randint(1, 3), seconds))
     return steps
 
 
-def job(tasks: int, lines: int, token: str) -> dict:
+def job(tasks: int, lines: int, token: str, protocol: str = "v2") -> dict:
     """Tasks that count ``lines`` lines; ``token`` marks their processes as this run's."""
+    if protocol == "v3":
+        counter = [jobs.PY, "-c", jobs.COUNTER, str(lines), "/nonexistent/stop", "0", token]
+        return jobs3.job("reliability", [jobs3.task(f"count-{i}", [
+            jobs3.echo(f"task {i} of {token}"), jobs3.exec_command(counter[0], counter[1:])])
+            for i in range(tasks)])
     return jobs.job(*(jobs.task(f"count-{i}", [jobs.echo(f"task {i} of {token}"), jobs.counter(lines, marker=token)])
                       for i in range(tasks)), name="reliability")
 
 
 class Run:
-    def __init__(self, seed: int, root, steps: list[Step], tasks: int, lines: int):
-        self.seed, self.root, self.steps = seed, root, steps
+    def __init__(self, seed: int, root, steps: list[Step], tasks: int, lines: int, protocol: str = "v2"):
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"protocol {protocol!r}: expected one of {PROTOCOLS}")
+        self.seed, self.root, self.steps, self.protocol = seed, root, steps, protocol
         self.token = f"reliability-{seed}-{uuid.uuid4().hex[:8]}"
-        self.result = RunResult(seed)
-        self.manager = DevManager(str(root / "manager.sqlite")).start()
+        self.result = RunResult(seed, protocol)
+        database = str(root / "manager.sqlite")
+        self.manager = DevManager3(database).start() if protocol == "v3" else DevManager(database).start()
         self.proxy = FaultProxy(self.manager.url, slow_delay=HTTP_TIMEOUT * 1.3,
                                   client_timeout=HTTP_TIMEOUT).up()
-        self.task_ids = self.manager.submit_job(job(tasks, lines, self.token))["task_ids"]
+        self.task_ids = self.manager.submit_job(job(tasks, lines, self.token, protocol))["task_ids"]
+        self.settings = {**SETTINGS, "manager_protocol": protocol}
         (root / "w").mkdir(exist_ok=True)
-        self.worker = JournaledWorker(root / "w", self.proxy.url, SETTINGS).start()
+        self.worker = JournaledWorker(root / "w", self.proxy.url, self.settings).start()
         self.done = False
         self.down_gaps: list[float] = []
 
@@ -175,11 +198,12 @@ class Run:
             self.proxy.outage(step.seconds).join()
             ended = self.proxy.outages[-1][1]
             deadline = time.monotonic() + 10 * HTTP_TIMEOUT
-            while not any(x.started > ended for x in self.proxy.updates()) and time.monotonic() < deadline:
+            while not any(x.started > ended for x in self._updates()) and time.monotonic() < deadline:
                 gevent.sleep(0.005)  # polling for the first update after the outage
             self._kill_and_restart(step.kind, 0.1)  # while it sends the backlog
         else:
-            self.proxy.inject(step.kind, step.path, times=step.times)
+            path = UPDATE_PATHS[self.protocol] if step.path == UPDATES else step.path
+            self.proxy.inject(step.kind, path, times=step.times)
 
     def _kill_and_restart(self, label: str, seconds: float) -> None:
         self.proxy.mark(label, fault=True)
@@ -189,7 +213,7 @@ class Run:
         gevent.sleep(seconds)  # the worker stays dead this long: part of the fault
         self.proxy.mark("restart")
         self.down_gaps.append(time.monotonic() - killed_at)
-        self.worker = JournaledWorker(self.root / "w", self.proxy.url, SETTINGS).start()
+        self.worker = JournaledWorker(self.root / "w", self.proxy.url, self.settings).start()
 
     def _finish(self) -> None:
         result, worker = self.result, self.worker
@@ -209,38 +233,64 @@ class Run:
         result.faults = collections.Counter(self.proxy.injected)
         outages = [end - start for start, end in self.proxy.outages] + self.down_gaps
         result.longest_outage = round(max(outages, default=0.0), 2)
-        result.delivery = relcheck.check(journal(worker.queue_db), self._applied())
+        encode = relcheck.encode_v3 if self.protocol == "v3" else None
+        result.delivery = relcheck.check(journal(worker.queue_db), self._applied(), encode)
         self._check_manager_records()
+        if self.protocol == "v3":
+            self._check_v3()
 
     def _applied(self) -> list[relcheck.Request]:
         restarts = [at for at, label in self.proxy.marks if label == "restart"]
         applied = []
-        for x in self.proxy.updates():
+        for x in self._updates():
             if x.manager_status is None:
                 continue
             if x.manager_status != 204:
                 self.result.problems.append(f"the Manager refused update #{x.index}: {x.manager_status}")
                 continue
             generation = sum(1 for at in restarts if at < x.started)
-            applied.append(relcheck.Request(x.index, x.path.split("/")[2], x.body, x.response_lost, generation))
+            task_id = x.path.rsplit("/", 1)[1] if self.protocol == "v3" else x.path.split("/")[2]
+            applied.append(relcheck.Request(x.index, task_id, x.body, x.response_lost, generation))
         return applied
 
     def _check_manager_records(self) -> None:
         """The Manager keeps every update it accepted, duplicates included."""
         rows = sorted((row for task_id in self.task_ids for row in self.manager.store.task_update_rows(task_id)),
                       key=lambda row: row["seq"])
-        forwarded = [x.body for x in self.proxy.updates() if x.manager_status == 204]
+        forwarded = [x.body for x in self._updates() if x.manager_status == 204]
         if [row["body"] for row in rows] != forwarded:
             self.result.problems.append("the Manager's records differ from what the proxy forwarded")
 
+    def _updates(self) -> list:
+        """The proxy's exchanges that are task updates of this run's protocol."""
+        if self.protocol == "v2":
+            return self.proxy.updates()
+        path = re.compile(UPDATE_PATHS["v3"])
+        return [x for x in self.proxy.exchanges if x.method == "POST" and path.search(x.path)]
+
+    def _check_v3(self) -> None:
+        """Flamenco 3 only: every request valid against the schemas, and each task's
+        steps counted to its total by the last update the worker sent for it."""
+        invalid = self.manager.invalid_requests()
+        if invalid:
+            self.result.problems.append(f"{len(invalid)} requests invalid against the v3 schemas: {invalid[:3]}")
+        for task_id in self.task_ids:
+            task = self.manager.task(task_id)
+            steps = [body["steps_completed"] for body in self.manager.task_updates(task_id)
+                     if "steps_completed" in body]
+            if not steps or steps[-1] != task["steps_total"]:
+                self.result.problems.append(f"task {task_id}: steps sent {steps}, "
+                                            f"expected to end at {task['steps_total']}")
+
 
 def run(seed: int, root, *, faults: int = 10, max_outage: float = 1.5, kills: int = 1, tasks: int = 2,
-        lines: int = 120, deadline: float = 60.0, steps: list[Step] | None = None) -> RunResult:
-    """One run; ``steps`` replaces the seeded schedule."""
+        lines: int = 120, deadline: float = 60.0, steps: list[Step] | None = None,
+        protocol: str = "v2") -> RunResult:
+    """One run; ``steps`` replaces the seeded schedule; ``protocol``: v2 or v3."""
     root.mkdir(parents=True, exist_ok=True)
     if steps is None:
         steps = schedule(seed, faults, max_outage, kills)
-    scenario = Run(seed, root, steps, tasks, lines)
+    scenario = Run(seed, root, steps, tasks, lines, protocol)
     try:
         return scenario.execute(deadline)
     finally:
