@@ -9,6 +9,10 @@ and nothing else.
 Latency: lone tasks submitted one at a time to an idle worker: queued on the
 Manager -> `completed` received, and dispatch (the Manager gives the task
 out) -> the worker starts the first command (its `command_started` event).
+
+Both again against the Flamenco 3 development Manager (the same one-`echo`
+tasks in its job format, the worker speaking v3), in the same run: its
+baseline is the worker's figure against the 2.x Manager.
 """
 from __future__ import annotations
 
@@ -28,21 +32,31 @@ SETTINGS = {
 }
 
 
-def echo_job(n: int, name: str = "echo") -> dict:
+# The worker's settings against the Flamenco 3 Manager: its echo tasks are "misc".
+SETTINGS_V3 = {**SETTINGS, "task_types": "misc"}
+UPDATE_PATHS = ("/tasks/*/update", "/api/v3/worker/task/*")
+
+
+def echo_job(n: int, name: str = "echo", protocol: str = "v2") -> dict:
+    if protocol == "v3":
+        from fworker.devmanager.v3 import jobs as jobs3
+
+        return jobs3.job(name, [jobs3.task(f"t{i}", [jobs3.echo(f"hello {i}")]) for i in range(n)])
     return {"name": name, "job_type": "debug", "priority": 50, "tasks": [
         {"name": f"t{i}", "task_type": "debug",
          "commands": [{"name": "echo", "settings": {"message": f"hello {i}"}}]} for i in range(n)]}
 
 
-def _throughput_worker(ctx, n: int, run: int) -> dict:
-    wd = common.Workdir(f"tasks-w{run}")
-    profiling = ctx.profile and run == 0
+def _throughput_worker(ctx, n: int, run: int, protocol: str = "v2") -> dict:
+    wd = common.Workdir(f"tasks-w{run}-{protocol}")
+    profiling = ctx.profile and run == 0 and protocol == "v2"
     with common.manager_and_worker(
-            wd.path, wd.sub("worker"), SETTINGS, events=True,
+            wd.path, wd.sub("worker"), SETTINGS_V3 if protocol == "v3" else SETTINGS, events=True,
             manager_profile=ctx.profile_path("tasks-manager") if profiling else None,
-            worker_profile=ctx.profile_path("tasks-worker") if profiling else None) as (manager, worker):
+            worker_profile=ctx.profile_path("tasks-worker") if profiling else None,
+            protocol=protocol) as (manager, worker):
         cpu0 = common.cpu_seconds(worker.ps)
-        job = manager.submit(echo_job(n))
+        job = manager.submit(echo_job(n, protocol=protocol))
         with common.Sampler(worker.ps, 0.1) as sampler:
             common.wait_until(lambda: manager.done(job["job_id"], n), 60 + n, "all tasks done", interval=0.1)
         cpu = common.cpu_seconds(worker.ps) - cpu0
@@ -55,7 +69,7 @@ def _throughput_worker(ctx, n: int, run: int) -> dict:
     dispatch_to_cmd = [started[t] - gives[t] for t in gives if t in started]
     dispatch_to_done = [completed[t] - gives[t] for t in gives if t in completed]
     requests_ = common.trace_rows(trace, "req")
-    updates = [r for r in requests_ if r[4] == "/tasks/*/update"]
+    updates = [r for r in requests_ if r[3] == "POST" and r[4] in UPDATE_PATHS]
     service = sum(r[2] for r in requests_ if r[1] >= first and r[1] <= last)
     return {
         "tasks": len(completed), "seconds": last - first, "tasks_per_s": (len(completed) - 1) / (last - first),
@@ -92,12 +106,14 @@ def _throughput_bare(ctx, n: int, run: int) -> dict:
             "fetch_p50_ms": 1000 * common.median(bare["fetch_times"])}
 
 
-def _latency(ctx, count: int) -> dict:
+def _latency(ctx, count: int, protocol: str = "v2") -> dict:
     """Lone tasks, one at a time, to an idle worker."""
-    wd = common.Workdir("tasks-lat")
-    with common.manager_and_worker(wd.path, wd.sub("worker"), SETTINGS, events=True) as (manager, worker):
+    wd = common.Workdir(f"tasks-lat-{protocol}")
+    settings = SETTINGS_V3 if protocol == "v3" else SETTINGS
+    with common.manager_and_worker(wd.path, wd.sub("worker"), settings, events=True,
+                                   protocol=protocol) as (manager, worker):
         for i in range(count):
-            job = manager.submit(echo_job(1, f"lone-{i}"))
+            job = manager.submit(echo_job(1, f"lone-{i}", protocol))
             common.wait_until(lambda job=job: manager.done(job["job_id"], 1), 30, "the task done", interval=0.005)
             time.sleep(0.05)
     trace, events = manager.trace(), worker.events()
@@ -138,8 +154,16 @@ def run(ctx) -> dict:
         worker_runs.append(_throughput_worker(ctx, n, r))
         ctx.log(f"  worker: {worker_runs[-1]['tasks_per_s']:.1f} tasks/s, dispatch->first command p50 "
                 f"{worker_runs[-1]['dispatch_to_first_command_p50_ms']:.1f} ms")
+    v3_runs = []
+    for r in range(runs):
+        ctx.log(f"tasks: run {r + 1}/{runs}: worker, {n} tasks, Flamenco 3 development Manager")
+        v3_runs.append(_throughput_worker(ctx, n, r, "v3"))
+        ctx.log(f"  worker (v3): {v3_runs[-1]['tasks_per_s']:.1f} tasks/s, dispatch->first command p50 "
+                f"{v3_runs[-1]['dispatch_to_first_command_p50_ms']:.1f} ms")
     ctx.log(f"tasks: {lone} lone tasks, one at a time")
     latency = _latency(ctx, lone)
+    ctx.log(f"tasks: {lone} lone tasks, one at a time, Flamenco 3 development Manager")
+    latency_v3 = _latency(ctx, lone, "v3")
     rate = common.median([w["tasks_per_s"] for w in worker_runs])
     bare_rate = common.median([b["tasks_per_s"] for b in bare_runs])
     d2c = common.median([w["dispatch_to_first_command_p50_ms"] for w in worker_runs])
@@ -159,6 +183,26 @@ def run(ctx) -> dict:
              "baseline": common.median([b["fetch_p50_ms"] for b in bare_runs]),
              "baseline_what": "one bare POST /task round trip",
              "target": "(reported)", "met": None},
+            *_v3_metrics(v3_runs, latency_v3, rate),
         ],
-        "runs": {"worker": worker_runs, "bare": bare_runs, "latency": latency},
+        "runs": {"worker": worker_runs, "bare": bare_runs, "latency": latency,
+                 "worker_v3": v3_runs, "latency_v3": latency_v3},
     }
+
+
+def _v3_metrics(runs: list[dict], latency: dict, rate_v2: float) -> list[dict]:
+    """The same figures against the Flamenco 3 development Manager."""
+    rate = common.median([w["tasks_per_s"] for w in runs])
+    d2c = common.median([w["dispatch_to_first_command_p50_ms"] for w in runs])
+    lone = latency["dispatch_to_first_command_p50_ms"]
+    return [
+        {"metric": "Flamenco 3: tasks/s, one worker (echo tasks)", "value": rate, "unit": "tasks/s",
+         "baseline": rate_v2, "baseline_what": "the same worker against the 2.x Manager",
+         "ratio": rate / rate_v2, "target": ">= 50 tasks/s", "met": rate >= 50},
+        {"metric": "Flamenco 3: dispatch -> first command, p50 (during throughput run)", "value": d2c,
+         "unit": "ms", "target": "< 20 ms", "met": d2c < 20},
+        {"metric": "Flamenco 3: dispatch -> first command, p50 (lone task)", "value": lone, "unit": "ms",
+         "target": "< 20 ms", "met": lone < 20},
+        {"metric": "Flamenco 3: queued -> completed received, p50 (lone task)",
+         "value": latency["queued_to_completed_p50_ms"], "unit": "ms", "target": "(reported)", "met": None},
+    ]

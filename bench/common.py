@@ -138,8 +138,11 @@ def py_spy(output: str) -> list[str]:
 
 class Manager:
     def __init__(self, workdir: str, port: int | None = None, worker_timeout: float = 60.0,
-                 profile: str | None = None):
+                 profile: str | None = None, protocol: str = "v2"):
+        """``protocol``: ``v2`` (the Flamenco 2.x development Manager) or ``v3``
+        (the Flamenco 3 one; its jobs in its own format, fworker/devmanager/v3/jobs.py)."""
         self.profile = profile
+        self.protocol = protocol
         self.workdir = workdir
         self.db = os.path.join(workdir, "manager.sqlite")
         self.trace_path = os.path.join(workdir, "manager-trace.jsonl")
@@ -154,6 +157,8 @@ class Manager:
         self._log = open(os.path.join(self.workdir, "manager.log"), "ab")  # noqa: SIM115  (kept open by the object; its close() closes it)
         args = [PY, "-m", "bench.tracemanager", "--db", self.db, "--port", str(self.port),
                 "--trace", self.trace_path, "--worker-timeout", str(self.worker_timeout)]
+        if self.protocol == "v3":
+            args.append("--v3")
         if self.profile:
             args = py_spy(self.profile) + args
         self.session = requests.Session()
@@ -327,12 +332,15 @@ class WorkerProc:
 
 @contextlib.contextmanager
 def manager_and_worker(manager_dir: str, worker_dir: str, settings: dict, *, events: bool = False,
-                       manager_profile: str | None = None,
-                       worker_profile: str | None = None) -> typing.Iterator[tuple[Manager, WorkerProc]]:
+                       manager_profile: str | None = None, worker_profile: str | None = None,
+                       protocol: str = "v2") -> typing.Iterator[tuple[Manager, WorkerProc]]:
     """A development Manager and one worker, awake (signed on and asking for
     tasks); both stopped on the way out, whatever happened.  Their traces,
-    events and logs can still be read afterwards."""
-    manager = Manager(manager_dir, profile=manager_profile)
+    events and logs can still be read afterwards.  ``protocol``: which
+    development Manager (v2 or v3); the worker is told to speak it."""
+    manager = Manager(manager_dir, profile=manager_profile, protocol=protocol)
+    if protocol == "v3":
+        settings = {**settings, "manager_protocol": protocol}
     worker = WorkerProc(worker_dir, manager.url, settings, events=events, profile=worker_profile)
     try:
         manager.start()

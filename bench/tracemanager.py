@@ -1,6 +1,6 @@
 """The development Manager as a separate process, with a trace of what it did.
 
-    python -m bench.tracemanager --db FILE --port N --trace FILE.jsonl
+    python -m bench.tracemanager --db FILE --port N --trace FILE.jsonl [--v3]
 
 This is ``flamenco-dev-manager serve`` plus instrumentation that lives here,
 in the benchmark, and wraps (never changes) the Manager's objects: the time of
@@ -8,7 +8,10 @@ every request and how long it took, every task given to a worker, every task
 update accepted.  Times are ``time.monotonic()`` (CLOCK_MONOTONIC, shared by
 every process on the machine), so they compare with the worker's and the
 benchmark's own clocks.  The trace is written as JSON lines, flushed every
-half second and at exit (SIGTERM/SIGINT).
+half second and at exit (SIGTERM/SIGINT).  ``--v3``: the Flamenco 3
+development Manager (``flamenco-dev-manager serve --v3``), traced alike: an
+update's status is its ``taskStatus``, its outcome the first of the two values
+the v3 dispatcher returns.
 """
 import fworker  # noqa: F401  (gevent's monkey patching first)
 
@@ -25,6 +28,7 @@ import gevent
 import gevent.event
 
 from fworker.devmanager import DevManager
+from fworker.devmanager.v3 import DevManager3
 
 
 class Trace:
@@ -58,11 +62,12 @@ def _worker_of(environ: dict) -> str:
 
 
 def _kind(path: str) -> str:
-    """/tasks/<id>/update -> /tasks/*/update: a path without its ids."""
-    return "/".join("*" if len(part) == 24 else part for part in path.split("/"))
+    """/tasks/<id>/update -> /tasks/*/update: a path without its ids (2.x ids,
+    Flamenco 3 UUIDs)."""
+    return "/".join("*" if len(part) in (24, 36) else part for part in path.split("/"))
 
 
-def instrument(manager: DevManager, trace: Trace) -> None:
+def instrument(manager: DevManager | DevManager3, trace: Trace) -> None:
     app = manager.app
 
     def traced_app(environ, start_response):
@@ -88,16 +93,18 @@ def instrument(manager: DevManager, trace: Trace) -> None:
         trace.add("give", time.monotonic(), task["id"], worker["id"])
         return result
 
-    def traced_apply(worker, task_id, body, fields):
-        outcome = apply_update(worker, task_id, body, fields)
+    def traced_apply(worker, task_id, body, *fields):
+        # 2.x: (worker, task_id, body, fields) -> outcome; v3: (worker, task_id, body) -> (outcome, message)
+        result = apply_update(worker, task_id, body, *fields)
+        outcome = result[0] if isinstance(result, tuple) else result
         text = body.get("log")
         lines = text.count("\n") + 1 if isinstance(text, str) and text else 0
         first = text[:80] if lines else ""
-        trace.add("update", time.monotonic(), task_id, outcome, body.get("task_status"),
+        trace.add("update", time.monotonic(), task_id, outcome, body.get("task_status", body.get("taskStatus")),
                   body.get("current_command_idx"), (body.get("activity") or "")[:60], lines, first,
                   len(text) if isinstance(text, str) else 0, body.get("command_progress_percentage"),
                   body.get("task_progress_percentage"))
-        return outcome
+        return result
 
     def traced_submit(job):
         result = submit(job)
@@ -113,9 +120,11 @@ def main(argv=None) -> int:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--trace", required=True)
     parser.add_argument("--worker-timeout", type=float, default=60.0)
+    parser.add_argument("--v3", action="store_true", help="the Flamenco 3 development Manager")
     args = parser.parse_args(argv)
     trace = Trace(args.trace)
-    manager = DevManager(args.db, host="127.0.0.1", port=args.port, worker_timeout=args.worker_timeout)
+    kind = DevManager3 if args.v3 else DevManager
+    manager = kind(args.db, host="127.0.0.1", port=args.port, worker_timeout=args.worker_timeout)
     instrument(manager, trace)
     stopping = gevent.event.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
