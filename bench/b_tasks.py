@@ -39,9 +39,8 @@ UPDATE_PATHS = ("/tasks/*/update", "/api/v3/worker/task/*")
 
 def echo_job(n: int, name: str = "echo", protocol: str = "v2") -> dict:
     if protocol == "v3":
-        from fworker.devmanager.v3 import jobs as jobs3
-
-        return jobs3.job(name, [jobs3.task(f"t{i}", [jobs3.echo(f"hello {i}")]) for i in range(n)])
+        return common.v3_job(name, [(f"t{i}", "misc", [common.v3_command("echo", message=f"hello {i}")])
+                                    for i in range(n)])
     return {"name": name, "job_type": "debug", "priority": 50, "tasks": [
         {"name": f"t{i}", "task_type": "debug",
          "commands": [{"name": "echo", "settings": {"message": f"hello {i}"}}]} for i in range(n)]}

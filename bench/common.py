@@ -238,6 +238,19 @@ class Manager:
         return rows
 
 
+# Jobs of the Flamenco 3 development Manager, in its format (fworker/devmanager/v3/jobs.py),
+# written out here: importing fworker would monkey-patch this process (its Sampler thread).
+
+def v3_command(name: str, total_step_count: int = 0, **parameters: typing.Any) -> dict:
+    return {"name": name, "parameters": parameters, "total_step_count": total_step_count}
+
+
+def v3_job(name: str, tasks: list[tuple[str, str, list[dict]]]) -> dict:
+    """A job of (task name, task type, commands)."""
+    return {"name": name, "job_type": "bench", "priority": 50, "tasks": [
+        {"name": task, "task_type": task_type, "commands": commands} for task, task_type, commands in tasks]}
+
+
 # Worker processes.
 
 class WorkerProc:
