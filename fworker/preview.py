@@ -102,7 +102,8 @@ def _convert(path: str, ffmpeg: str, *, exr: bool, timeout: float, limit: int) -
     folder = tempfile.mkdtemp(prefix="fworker-preview-")
     out = os.path.join(folder, "preview.jpg")
     said: list[str] = []
-    child = ChildProcess(jpeg_args(ffmpeg, path, out, exr=exr), grace=1.0, logger=log,
+    # Not the task's: the task's end must not stop a conversion half-way (its own time limit does).
+    child = ChildProcess(jpeg_args(ffmpeg, path, out, exr=exr), grace=1.0, logger=log, task_child=False,
                          on_lines=lambda lines: said.extend(lines[:20 - len(said)]))
     timer = gevent.Timeout(timeout)
     timer.start()

@@ -140,10 +140,13 @@ class ChildProcess:
                  env: dict[str, str] | None = None, grace: float = 10.0,
                  logger: logging.Logger | None = None, max_line_bytes: int = 65536,
                  output_timeout: float = 0.0, owner: str | None = None,
-                 spool_dir: str | None = None):
+                 spool_dir: str | None = None, task_child: bool = True):
         self.args = list(args)
         self._on_lines = on_lines
         self.spool_dir = spool_dir  # where output waiting to be handled may go (fworker.spool)
+        # False: the worker's own helper (a preview conversion), not part of the running task:
+        # outside its cgroup, and not stopped with it when the task ends.
+        self._task_child = task_child
         self.output_timeout, self._owner = output_timeout, owner
         self.pid: int | None = None
         self._cwd, self._env = cwd, env
@@ -167,7 +170,7 @@ class ChildProcess:
             env[TOKEN_VAR] = self._token
             if self._owner:
                 env[OWNER_VAR] = self._owner
-            scope = containment.current()
+            scope = containment.current() if self._task_child else None
             self._tree.cgroup = scope.child_cgroup() if scope is not None else None
             procs_file = self._tree.cgroup.procs_file if self._tree.cgroup is not None else None
             starting = gevent.spawn(
@@ -187,6 +190,8 @@ class ChildProcess:
 
     def _started(self, popen: gevent.subprocess.Popen) -> None:
         self._popen, self.pid = popen, popen.pid
+        if not self._task_child:
+            containment.exclude(self.pid)
         grow_pipe(popen.stdout.fileno())
         self._tree.started(self.pid)
         self._check_cgroup()

@@ -90,11 +90,14 @@ class OutputThrottle:
         self.upstream = upstream
         self.interval = interval
         self._paths: list[str] = []
+        self._task_id = ""  # the task the pending paths are of
         self._last_sent = float("-inf")
         self._sender: gevent.Greenlet | None = None
         self.sent_calls = 0
 
-    def add(self, paths: list[str]) -> None:
+    def add(self, paths: list[str], task_id: str = "") -> None:
+        if task_id != self._task_id:
+            self._paths, self._task_id = [], task_id  # another task's images are not this one's news
         # A path reported again moves to the end: it is the newest now.
         kept = [p for p in self._paths if p not in paths]
         self._paths = (kept + list(dict.fromkeys(paths)))[-self.KEEP:]
@@ -118,7 +121,7 @@ class OutputThrottle:
     def _send(self) -> None:
         paths, self._paths = self._paths, []
         try:
-            answer = self.upstream.output_produced(paths)
+            answer = self.upstream.output_produced(self._task_id, paths)
         except RetryLater as ex:
             # Fire and forget: a missed preview is not worth a retry queue.
             log.warning("could not report produced output %s: %s", paths, ex)
@@ -128,5 +131,5 @@ class OutputThrottle:
             # not let the next one reach the Manager right behind it.
             self._last_sent = time.monotonic()
         self.sent_calls += 1
-        if answer.status != 204:
+        if answer.status not in (202, 204):
             log.warning("output-produced: Manager answered %d %s", answer.status, answer.text.strip()[:200])

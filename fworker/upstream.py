@@ -87,16 +87,23 @@ class Upstream:
         self._secret = secret
 
     def request(self, method: str, path: str, *, json: typing.Any = None, auth: bool = True,
-                headers: dict[str, str] | None = None, deadline: float | None = None) -> Answer:
+                headers: dict[str, str] | None = None, deadline: float | None = None,
+                data: bytes | None = None, content_type: str = "") -> Answer:
         """One request, all of it within ``deadline`` seconds (at most the
-        ``timeout`` given at construction)."""
+        ``timeout`` given at construction).  ``data``: a raw body (an image),
+        sent with ``content_type`` and its Content-Length, instead of ``json``."""
         url = urllib.parse.urljoin(self.manager_url, path.lstrip("/"))
+        if data is not None:
+            if json is not None:
+                raise ValueError("request(): json and data are exclusive")
+            headers = {**(headers or {}), "Content-Type": content_type or "application/octet-stream",
+                       "Content-Length": str(len(data))}
         seconds = self.timeout if deadline is None else min(deadline, self.timeout)
         timer = gevent.Timeout(seconds)
         try:
             with timer:
                 status, content_type, content, encoding, wait = self._exchange(
-                    method, url, path, json=json, headers=headers, timeout=seconds,
+                    method, url, path, json=json, data=data, headers=headers, timeout=seconds,
                     auth=(self.worker_id, self._secret) if auth and self.worker_id else None)
         except gevent.Timeout as ex:
             if ex is not timer:

@@ -10,6 +10,7 @@ checks through ``fworker.errorstate``.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import signal
@@ -293,7 +294,8 @@ class Worker:
     def run_task(self, task: Task) -> Outcome:
         log.info("task %s (%s, %s): %d command(s)", task.id, task.name, task.task_type, len(task.commands))
         local_log = self.task_logs.open(task.id)
-        self.runner = TaskRunner(task, self.queue, self.settings, on_output=self.output.add,
+        on_output = functools.partial(self.output.add, task_id=task.id)
+        self.runner = TaskRunner(task, self.queue, self.settings, on_output=on_output,
                                  events=self.events, local_log=local_log, dialect=self.edge.dialect,
                                  announced=self.edge.task_types())
         self.stats.task_id, self.stats.task_progress = task.id, 0
@@ -423,6 +425,7 @@ class Worker:
         gevent.killall(self.helpers, timeout=5)
         warmblender.stop_all("the worker shuts down")
         self.output.flush()
+        self.edge.close()
         if len(self.queue):
             log.warning("%d update(s) not sent; they stay queued in %s for the next start",
                         len(self.queue), self.queue.path)

@@ -74,7 +74,7 @@ class OutputManager:
         self.delay = delay
         self.calls = []
 
-    def output_produced(self, paths):
+    def output_produced(self, task_id, paths):
         self.calls.append((time.monotonic(), list(paths)))
         gevent.sleep(self.delay)
         return Answer(204, None, "")

@@ -11,7 +11,8 @@ whose status codes and bodies are those the core has always judged:
   drop all of its queued updates too), 400 refused, 401 sign on again;
 - ``may_i_run``: 200 ``{may_keep_running, reason, status_requested}``;
 - ``status_change``: 204, or 200 ``{status_requested}``;
-- ``ack_status_change(status)``: 204 when the Manager heard it.
+- ``ack_status_change(status)``: 204 when the Manager heard it;
+- ``output_produced``: 204 (or 202) taken.
 
 A status request is in the core's words (``fworker.states``): ``awake``,
 ``asleep``, ``shutdown``; an edge translates its Manager's names.
@@ -67,7 +68,12 @@ class Edge(typing.Protocol):
 
     def ack_status_change(self, status: str) -> Answer: ...
 
-    def output_produced(self, paths: list[str]) -> Answer: ...
+    def output_produced(self, task_id: str, paths: list[str]) -> Answer:
+        """Images task ``task_id`` produced, newest last (2.x: their paths;
+        v3: the newest as a preview image, uploaded in the background)."""
+
+    def close(self) -> None:
+        """The worker stops: end what the edge runs by itself (preview uploads)."""
 
     def task_types(self) -> list[str]:
         """The task types this worker announces to this Manager."""

@@ -70,5 +70,8 @@ class V2Edge:
     def ack_status_change(self, status: str) -> Answer:
         return self.upstream.ack_status_change(status)
 
-    def output_produced(self, paths: list[str]) -> Answer:
+    def output_produced(self, task_id: str, paths: list[str]) -> Answer:
         return self.upstream.output_produced(paths)
+
+    def close(self) -> None:
+        """Nothing runs by itself here."""

@@ -18,6 +18,7 @@ their own, never in the 2.x one: ``credentials_file``.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import secrets
@@ -26,9 +27,10 @@ import uuid as uuidlib
 
 import configobj
 
-from fworker import config, credentials, statefiles
+from fworker import config, credentials, statefiles, tools
 from fworker.edge.base import V3
 from fworker.errors import ConfigError, Fatal, RetryLater
+from fworker.preview import PreviewUploader
 from fworker.task import BadTask, CommandSpec, Task
 from fworker.upstream import BRIEF_DEADLINE, Answer, Upstream, platform_name
 from fworker.version import __version__
@@ -95,6 +97,9 @@ class V3Edge:
         self.name = settings.effective_nickname()
         self._task_types = announced_task_types(settings)
         self.exit_code = 0
+        self._uploaders: dict[str, PreviewUploader] = {}
+        # A command's plain `ffmpeg` is the configured one; without it PNG and JPEG go as they are.
+        self._ffmpeg = tools.locate("ffmpeg", settings.ffmpeg_exe)[0]
         self.worker_id, self._secret = read_credentials(self.path) if self.path else ("", "")
         if self.worker_id and self._secret:
             upstream.set_credentials(self.worker_id, self._secret)
@@ -183,10 +188,34 @@ class V3Edge:
         return Answer(200, {"may_keep_running": body["mayKeepRunning"], "reason": str(body.get("reason") or ""),
                             "status_requested": None}, answer.text)
 
-    def output_produced(self, paths: list[str]) -> Answer:
-        # Previews on v3 are images sent as such, not paths (docs/PROTOCOL.md §8).
-        log.debug("output produced (no preview sent to a Flamenco 3 Manager yet): %s", paths)
+    def output_produced(self, task_id: str, paths: list[str]) -> Answer:
+        """The newest image goes to the preview uploader, which converts and
+        sends it in a greenlet of its own (at most one per
+        ``output_produced_interval``): never waited for here."""
+        if not paths or not task_id:
+            return Answer(204, None, "")
+        uploader = self._uploaders.get(task_id)
+        if uploader is None:
+            # One per task, so that an image is always sent for the task that made it;
+            # the previous task's upload, if one is still under way, is not worth waiting for.
+            self.close()
+            uploader = PreviewUploader(functools.partial(self._send_preview, task_id), self._ffmpeg,
+                                       self.settings.output_produced_interval).start()
+            self._uploaders[task_id] = uploader
+        uploader.offer(paths[-1])
         return Answer(204, None, "")
+
+    def _send_preview(self, task_id: str, data: bytes, content_type: str) -> int:
+        answer = self.upstream.request("POST", API + f"task/{task_id}/output-produced", data=data,
+                                       content_type=content_type, deadline=BRIEF_DEADLINE)
+        if answer.status not in (202, 204):
+            log.debug("output-produced of task %s: %d %s", task_id, answer.status, answer.text.strip()[:200])
+        return answer.status
+
+    def close(self) -> None:
+        for uploader in self._uploaders.values():
+            uploader.stop()
+        self._uploaders.clear()
 
     # Worker states.
 
