@@ -12,7 +12,7 @@ import sys
 
 from fworker import childenv, config, configsafety, instance, logsetup, settingsdoc, settingvalues
 from fworker.blenderargs import BlenderArgs
-from fworker.errors import AlreadyRunning, ConfigError, Fatal
+from fworker.errors import AlreadyRunning, ConfigError, Fatal, RetryLater
 from fworker.statefiles import StateFiles
 
 log = logging.getLogger("fworker")
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_worker(settings: config.Settings, args: argparse.Namespace, state: StateFiles) -> int:
-    from fworker.wiring import build_worker, capabilities
+    from fworker.wiring import announced, build_worker, capabilities
 
     capable = capabilities(settings, test_mode=args.test)
     try:
@@ -116,9 +116,51 @@ def run_worker(settings: config.Settings, args: argparse.Namespace, state: State
             print(f"flamenco-worker: {refused}", file=sys.stderr)
         raise refused from None
     worker.install_signal_handlers()
+    _, three = announced(settings, capable, args.test)
+    rows = ([("task types (v3)", " ".join(three))] if three is not None else []) + capable.rows()
+    forced = settings.manager_protocol != "auto"
     log.info("%s", logsetup.banner(worker.settings, fworker.__version__, worker.settings.worker_id or None,
-                                   worker.queue.path, capable.rows()))
+                                   worker.queue.path, rows,
+                                   protocol=f"{settings.manager_protocol} (forced by manager_protocol)" if forced
+                                   else "auto: the Manager is asked at start (GET /api/v3/version)"))
+
+    def manager_known() -> None:
+        # The banner's last line, once the Manager said which generation it is.
+        edge = worker.edge
+        log.info("protocol: %s%s%s; announcing task types: %s", edge.dialect,
+                 f" (Flamenco Manager {edge.manager_version})" if edge.manager_version else "",
+                 " (forced by manager_protocol)" if forced else "", " ".join(edge.task_types()))
+
+    worker.on_manager_known = manager_known
     return worker.run()
+
+
+# --check-config asks the Manager which generation it is, briefly: it checks, it does not wait.
+CHECK_DEADLINE = 5.0
+
+
+def protocol_check(settings: config.Settings) -> str:
+    """The dialect the worker would speak, for ``--check-config``: as forced, or as
+    the Manager answers ``GET /api/v3/version`` within ``CHECK_DEADLINE``."""
+    from fworker.edge import detect
+    from fworker.upstream import Upstream
+
+    if settings.manager_protocol != "auto":
+        return f"{settings.manager_protocol} (forced by manager_protocol)"
+    if not settings.manager_url:
+        return "auto (no manager_url: the Manager found on the network is asked at start)"
+    upstream = Upstream(settings.manager_url, timeout=CHECK_DEADLINE, tls_verify=settings.tls_verify,
+                        tls_ca_bundle=settings.tls_ca_bundle)
+    asked = f"asked {upstream.manager_url.rstrip('/')}/api/v3/version"
+    try:
+        dialect, version = detect.ask_version(upstream)
+    except RetryLater as ex:
+        return f"auto ({asked}: {ex}; the worker asks again at start)"
+    finally:
+        upstream.session.close()
+    if dialect == "v3":
+        return f"v3 (auto: {asked}: Flamenco {version})"
+    return f"v2 (auto: {asked}: no Flamenco 3 answer, so Flamenco Manager 2.x)"
 
 
 def print_config(settings: config.Settings, state: StateFiles) -> int:
@@ -132,10 +174,14 @@ def print_config(settings: config.Settings, state: StateFiles) -> int:
         print(f"{what}: {path or '(not used)'}")
     print(f"child environment: {childenv.describe(settings.child_env)}")
     print(f"blender render arguments: {BlenderArgs.of(settings).describe()}")
-    from fworker.wiring import capabilities  # late: loads plug-ins and asks the tools their versions
+    from fworker.wiring import announced, capabilities  # late: loads plug-ins and asks the tools their versions
 
     capable = capabilities(settings)
-    print("task types announced: " + " ".join(capable.announced))
+    two, three = announced(settings, capable)
+    print("task types announced: " + " ".join(two))
+    if three is not None:
+        print("task types announced to a Flamenco 3 Manager: " + " ".join(three))
+    print("manager protocol: " + protocol_check(settings))
     for name, text in capable.rows():
         print(f"{name}: {text}")
     return 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import socket
 import time
+import typing
 
 from fworker.errors import Fatal
 
@@ -39,8 +40,11 @@ def parse_response(data: bytes) -> str | None:
     return headers.get("location") or None
 
 
-def discover(timeout: float = 5.0, target: tuple[str, int] = SSDP_ADDRESS) -> str:
-    """Search until an answer arrives or ``timeout`` passes (then Fatal)."""
+def discover(timeout: float = 5.0, target: tuple[str, int] = SSDP_ADDRESS,
+             accept: typing.Callable[[str], bool] | None = None) -> str:
+    """Search until an answer arrives or ``timeout`` passes (then Fatal).
+    ``accept(url)``: whether a candidate will do (both Manager generations answer
+    the same search; the caller asks which one it is); a refused one is skipped."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_UDP)
     try:
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 2)
@@ -55,8 +59,11 @@ def discover(timeout: float = 5.0, target: tuple[str, int] = SSDP_ADDRESS) -> st
                 break
             location = parse_response(data)
             if location:
-                log.info("found a Flamenco Manager at %s (answer from %s)", location, sender[0])
-                return location if location.endswith("/") else location + "/"
+                url = location if location.endswith("/") else location + "/"
+                if accept is not None and not accept(url):
+                    continue
+                log.info("found a Flamenco Manager at %s (answer from %s)", url, sender[0])
+                return url
             log.debug("ignoring an SSDP answer from %s", sender[0])
     except OSError as ex:
         raise Fatal(f"cannot search for a Flamenco Manager with SSDP: {ex}; set manager_url") from None

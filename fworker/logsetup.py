@@ -233,13 +233,15 @@ class SafeFormatter(logging.Formatter):
 
 
 def banner(settings: Settings, version: str, worker_id: str | None, queue_path: str,
-           tools: typing.Sequence[tuple[str, str]] = ()) -> str:
+           tools: typing.Sequence[tuple[str, str]] = (), protocol: str = "") -> str:
     """The start-up banner: what this worker is and where it talks to, and
     ``tools``, (name, text) rows on the tools it found and the task types it
-    leaves out (``fworker.tools.Capabilities.rows``).
+    leaves out (``fworker.tools.Capabilities.rows``), and ``protocol``, the
+    dialect chosen and the Manager's version (shown when given).
     Never contains a secret, not even a password inside manager_url."""
     rows = [
         ("Manager", safetext.mask_url(settings.manager_url or "(discovered on the network)")),
+        *([("protocol", protocol)] if protocol else []),
         ("worker id", worker_id or "(not registered yet)"),
         ("nickname", settings.effective_nickname()),
         ("task types", " ".join(settings.task_types)),

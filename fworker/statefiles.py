@@ -89,6 +89,22 @@ def credentials_path(instance: str = DEFAULT_INSTANCE, protocol: Protocol = Prot
     return for_instance(os.path.join(home(), _CREDENTIALS[protocol]), instance)
 
 
+def credentials_beside(v2_path: str, protocol: Protocol) -> str:
+    """The ``protocol`` credentials file that goes with the 2.x one at ``v2_path``.
+    A 2.x file of the home folder's names (any instance) gives
+    ``credentials_path(instance, protocol)``; a file named by a program (the
+    embedding API, tests) gets a sibling: ``creds.cfg`` → ``creds-v3.cfg``."""
+    if protocol is Protocol.V2:
+        return v2_path
+    folder, name = os.path.split(v2_path)
+    stem, ext = os.path.splitext(_CREDENTIALS[Protocol.V2])
+    found = re.fullmatch(re.escape(stem) + r"(?:@(.+))?" + re.escape(ext), name)
+    if found and os.path.abspath(folder) == os.path.abspath(home()):
+        return credentials_path(found.group(1) or DEFAULT_INSTANCE, protocol)
+    own_stem, own_ext = os.path.splitext(v2_path)
+    return f"{own_stem}-v{protocol.value}{own_ext or '.cfg'}"
+
+
 def queue_path(configured: str, instance: str = DEFAULT_INSTANCE) -> str:
     """The absolute path of the update queue (``task_update_queue_db``;
     relative to the current folder)."""

@@ -57,10 +57,13 @@ class Worker:
 
     hub_monitor: HubMonitor | None = None  # from start() on
     _asking: Killable | None = None  # the loop's exchange with the Manager in flight (see _ask)
+    # Called once start() knows the Manager's generation (the command line logs its banner then).
+    on_manager_known: typing.Callable[[], None] | None = None
 
     def __init__(self, settings: config.Settings, *, credentials_path: str | None, reregister: bool = False,
-                 single: bool = False, test_mode: bool = False):
+                 single: bool = False, test_mode: bool = False, v3_task_types: tuple[str, ...] | None = None):
         self.settings = settings
+        self.v3_task_types = v3_task_types  # None: fworker.edge.v3.announced_task_types(settings)
         self.reregister = reregister
         self.single = single
         self.test_mode = test_mode
@@ -70,7 +73,8 @@ class Worker:
         # The Manager's generation is known once start() asked it (manager_protocol
         # = auto); until then the 2.x edge, which sends nothing by itself.
         forced = settings.manager_protocol if settings.manager_protocol != "auto" else "v2"
-        self.edge: Edge = detect.make_edge(forced, self.upstream, settings, credentials_path)
+        self.edge: Edge = detect.make_edge(forced, self.upstream, settings, credentials_path,
+                                             v3_task_types=v3_task_types)
         self.queue = UpdateQueue(settings.task_update_queue_db)
         self.backoff = Backoff(settings.backoff_initial, settings.backoff_max)
         self.events = EventBus()
@@ -176,11 +180,14 @@ class Worker:
             return
         dialect, version = chosen[-1]
         if dialect != self.edge.dialect or version:
-            self._use_edge(detect.make_edge(dialect, self.upstream, self.settings, self.credentials_path, version))
+            self._use_edge(detect.make_edge(dialect, self.upstream, self.settings, self.credentials_path, version,
+                                             v3_task_types=self.v3_task_types))
         else:
             self._use_edge(self.edge)
         log.info("Manager %s: protocol %s%s", self.settings.manager_url, dialect,
                  f", version {version}" if version else "")
+        if self.on_manager_known is not None:
+            self.on_manager_known()
         self._spawn_linked(self.flusher.run, "queue flusher")
         requested: list[str | None] = []
         if self._retrying("sign-on", lambda: requested.append(self.edge.establish(self.reregister))):

@@ -46,3 +46,26 @@ def test_ignores_other_services_and_fails_clearly_on_silence(udp):
 ])
 def test_parse_response(data, expected):
     assert discovery.parse_response(data) == expected
+
+
+def test_a_v2_and_a_v3_manager_both_answer_and_forced_v3_skips_the_2x_one(udp, make_manager, make_manager3):
+    """Both generations answer the same search; /api/v3/version tells them apart."""
+    from fworker import config, wiring
+
+    two, three = make_manager("m2.sqlite"), make_manager3()
+
+    def answers(sock):
+        _data, sender = sock.recvfrom(65536)
+        for url in (two.url, three.url):
+            sock.sendto(f"HTTP/1.1 200 OK\r\nST: urn:flamenco:manager:0\r\nLOCATION: {url}\r\n\r\n".encode(), sender)
+
+    def found(protocol):
+        g = gevent.spawn(answers, udp)
+        settings = config.load(files=[], overrides={"manager_protocol": protocol})
+        url = discovery.discover(10.0, udp.getsockname(), accept=lambda u: wiring.confirm_candidate(settings, u))
+        g.get(timeout=5)
+        return url.rstrip("/")
+
+    assert found("v3") == three.url.rstrip("/")
+    assert found("auto") == two.url.rstrip("/"), "auto takes the first answer, whichever generation"
+    assert three.invalid_requests() == []

@@ -39,6 +39,17 @@ def test_the_default_instance_keeps_the_names_existing_installations_use(home, t
     assert config.default_files() == [str(tmp_path / "flamenco-worker.cfg"), files.credentials_v2]
 
 
+def test_the_v3_credentials_go_with_the_2x_file_of_either_instance_or_beside_a_programs_file(home, tmp_path):
+    for instance in (DEFAULT_INSTANCE, "gpu0"):
+        v2 = statefiles.credentials_path(instance, Protocol.V2)
+        assert statefiles.credentials_beside(v2, Protocol.V3) == statefiles.credentials_path(instance, Protocol.V3)
+        assert statefiles.credentials_beside(v2, Protocol.V2) == v2
+    own = str(tmp_path / "w" / "credentials.cfg")
+    assert statefiles.credentials_beside(own, Protocol.V3) == str(tmp_path / "w" / "credentials-v3.cfg")
+    elsewhere = str(tmp_path / ".flamenco-worker.cfg")  # the home folder's name, not in the home folder
+    assert statefiles.credentials_beside(elsewhere, Protocol.V3) == str(tmp_path / ".flamenco-worker-v3.cfg")
+
+
 def test_the_settings_table_and_the_names_agree_on_the_defaults():
     assert config.BY_NAME["task_update_queue_db"].default == statefiles.QUEUE_FILE
     assert config.BY_NAME["log_file"].default == statefiles.LOG_FILE

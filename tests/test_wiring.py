@@ -41,7 +41,8 @@ def test_without_a_manager_url_the_manager_is_discovered_first(settings, monkeyp
     # SSDP needs a Manager answering on the local network: the search itself
     # is tested in test_discovery; here only that the wiring asks for it.
     asked = []
-    monkeypatch.setattr(wiring.discovery, "discover", lambda timeout: asked.append(timeout) or "http://found:8080/")
+    monkeypatch.setattr(wiring.discovery, "discover",
+                        lambda timeout, accept: asked.append(timeout) or "http://found:8080/")
     unset = settings.replace(manager_url="", discovery_timeout=0.5)
     worker = built(unset)
     assert asked == [0.5]

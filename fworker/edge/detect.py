@@ -41,9 +41,12 @@ def choose(upstream: Upstream, settings: config.Settings) -> tuple[str, str]:
 
 
 def make_edge(dialect: str, upstream: Upstream, settings: config.Settings, credentials_path: str | None,
-              manager_version: str = "") -> Edge:
-    cls = V3Edge if dialect == V3 else V2Edge
-    return cls(upstream, settings, credentials_path, manager_version)
+              manager_version: str = "", *, v3_task_types: tuple[str, ...] | None = None) -> Edge:
+    """``v3_task_types``: what a Flamenco 3 Manager is told this worker runs
+    (the tools allowing); None: ``fworker.edge.v3.announced_task_types``."""
+    if dialect == V3:
+        return V3Edge(upstream, settings, credentials_path, manager_version, task_types=v3_task_types)
+    return V2Edge(upstream, settings, credentials_path, manager_version)
 
 
 def is_v3(upstream: Upstream) -> bool:

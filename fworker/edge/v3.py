@@ -56,8 +56,7 @@ def credentials_file(v2_path: str, instance: str = statefiles.DEFAULT_INSTANCE) 
     (``~/.flamenco-worker-v3@gpu0.cfg``)."""
     if v2_path == statefiles.credentials_path(instance):
         return statefiles.credentials_path(instance, statefiles.Protocol.V3)
-    stem, ext = os.path.splitext(v2_path)
-    return f"{stem}-v3{ext or '.cfg'}"
+    return statefiles.credentials_beside(v2_path, statefiles.Protocol.V3)
 
 
 def read_credentials(path: str) -> tuple[str, str]:
@@ -89,13 +88,13 @@ class V3Edge:
     drops_task_on_404 = True
 
     def __init__(self, upstream: Upstream, settings: config.Settings, credentials_path: str | None,
-                 manager_version: str = ""):
+                 manager_version: str = "", *, task_types: typing.Sequence[str] | None = None):
         self.upstream = upstream
         self.settings = settings
         self.manager_version = manager_version
         self.path = credentials_file(credentials_path, settings.instance) if credentials_path else None
         self.name = settings.effective_nickname()
-        self._task_types = announced_task_types(settings)
+        self._task_types = list(task_types) if task_types is not None else announced_task_types(settings)
         self.exit_code = 0
         self._uploaders: dict[str, PreviewUploader] = {}
         # A command's plain `ffmpeg` is the configured one; without it PNG and JPEG go as they are.
