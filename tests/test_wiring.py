@@ -56,3 +56,23 @@ def test_only_the_wiring_builds_workers():
             if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) == "Worker":
                 builders.append(path.relative_to(PACKAGE).as_posix())
     assert builders == ["wiring.py"]
+
+
+@pytest.mark.parametrize("protocol, v3_types", [
+    ("auto", ("file-management", "misc")),
+    ("v3", ("file-management", "misc")),
+    ("v2", None),
+])
+def test_flamenco_3s_default_task_types_are_filtered_by_the_tools_too(tmp_path, protocol, v3_types):
+    missing = str(tmp_path / "nope")
+    s = config.load(files=[], overrides={"manager_url": "http://127.0.0.1:9/", "manager_protocol": protocol,
+                                         "blender_exe": missing, "ffmpeg_exe": missing,
+                                         "task_update_queue_db": str(tmp_path / "q.sqlite")})
+    capable = wiring.capabilities(s)
+    two, three = wiring.announced(s, capable)
+    assert two == ("sleep", "file-management", "debug")
+    assert three == v3_types
+    worker = built(s, capable=capable)
+    assert worker.v3_task_types == v3_types and worker.settings.task_types == two
+    if v3_types is not None:
+        assert "blender" in capable.dropped and "ffmpeg" in capable.dropped
