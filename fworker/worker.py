@@ -1,4 +1,5 @@
 """The worker's life cycle: start up, ask for tasks, run them, shut down.
+(The conversation with the Manager between tasks is ``fworker.conversation``.)
 
 ``Worker.run()`` loops over ``run_once()`` (one fetch, or one task, or one
 poll while taking no work) until a shutdown is requested; tests can call
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import random
 import signal
 import time
 import typing
@@ -21,9 +21,10 @@ import gevent
 import gevent.event
 
 from fworker import config, logsetup, metrics, warmblender
+from fworker.conversation import IDLE_MAX, Conversation
 from fworker.edge import detect
 from fworker.edge.base import V3, Edge
-from fworker.errors import RetryLater, retry_after
+from fworker.errors import RetryLater
 from fworker.errorstate import PreTaskGate
 from fworker.events import EventBus
 from fworker.flusher import Flusher
@@ -33,30 +34,24 @@ from fworker.queue import UpdateQueue
 from fworker.runner import Abort, Outcome, TaskRunner
 from fworker.states import State
 from fworker.statuschange import StatusChanges
-from fworker.task import BadTask, Task
+from fworker.task import Task
 from fworker.taskwatch import MayIRunPoller, OutputThrottle
-from fworker.upstream import Backoff, Killable, Upstream
+from fworker.upstream import Backoff, Upstream
 
 log = logging.getLogger(__name__)
 
-# The Manager marks an awake worker that is silent for a minute as timed out
-# and takes its tasks back: an idle worker asks at least this often, whatever
-# fetch_task_interval says, leaving room for a slow answer or two.
-IDLE_MAX = 20.0
 # A Flamenco 3 Manager expects may-i-run about every 10 s (the Go worker's rate).
 MAY_I_RUN_MAX = 10.0
 
 _OUTCOME_COUNTERS = {Outcome.COMPLETED: "tasks_completed", Outcome.FAILED: "tasks_failed",
                      Outcome.RETURNED: "tasks_returned"}
-T = typing.TypeVar("T")
 
 
-class Worker:
+class Worker(Conversation):
     """One worker on ``settings`` as given (fworker.wiring.build_worker
     applies plug-ins, discovery and the test mode's task types first)."""
 
     hub_monitor: HubMonitor | None = None  # from start() on
-    _asking: Killable | None = None  # the loop's exchange with the Manager in flight (see _ask)
     # Called once start() knows the Manager's generation (the command line logs its banner then).
     on_manager_known: typing.Callable[[], None] | None = None
 
@@ -220,81 +215,6 @@ class Worker:
                 log.info("%d update(s) still to be sent; taking no new task until they are", len(self.queue))
         else:
             self._fetch()
-
-    def _enter_requested(self, requested: str | None, reason: str) -> None:
-        """After a sign-on: the state the Manager asked for (v3), acknowledged
-        even if the worker is in it already; else the working state."""
-        if requested is None:
-            self.machine.change(self._working_state(), reason)
-        elif requested == "awake" and self.test_mode:
-            self.machine.change(State.TESTING, reason)
-        else:
-            self.status.apply(requested, f"Manager ({reason})")
-
-    def _fetch(self) -> None:
-        # The backoff only starts over once the Manager answered as the
-        # protocol says (a valid task, 204, a well-formed 423): any other
-        # answer, however quick, must not make the worker ask at full speed.
-        try:
-            answer = self._ask(self.edge.fetch_task)
-        except RetryLater as ex:
-            return self._back_off(ex)
-        self.machine.catch_up()
-        if answer.status == 200:
-            return self._accept(answer.body)
-        if answer.status == 204:
-            self.backoff.reset()
-            return self._wait(self._idle_delay())
-        if answer.status == 423 and self.status.apply(_requested(answer.body), "Manager (on task fetch)"):
-            self.backoff.reset()
-            if self.machine.working:
-                # Still asked to work (a repeated request): no hammering.
-                self._wait(self._idle_delay())
-            return None
-        if answer.status == 401:
-            # Signing on is not a success until /task works again: a Manager
-            # that takes the sign-on and refuses the task is asked less and less.
-            self._back_off(RetryLater("the Manager refused this worker's credentials (401)"))
-            return self._sign_on_again()
-        if answer.status == 409 and self.edge.dialect == V3:
-            # The Manager does not think this worker is awake (it timed us out,
-            # or missed the acknowledgement): say so again, then ask again.
-            log.warning("the Manager says this worker is not awake (409); acknowledging %s again", self.machine.state)
-            self.machine.change(self.machine.state, "Manager answered 409", asked=True)
-            return self._back_off(RetryLater("409: the Manager did not think this worker was awake"))
-        self._back_off(RetryLater(f"asking for a task: Manager answered {answer.status} {answer.text.strip()[:200]!r}"))
-
-    def _poll_status_change(self) -> None:
-        """Asleep or in error: no work, but keep talking, so the Manager can
-        wake (or shut down) this worker and does not think it gone."""
-        try:
-            answer = self._ask(self.status.poll)
-        except RetryLater as ex:
-            return self._back_off(ex, "polling for status changes")
-        self.machine.catch_up()
-        if answer.status == 401:
-            self._back_off(RetryLater("the Manager refused this worker's credentials (401)"),
-                           "polling for status changes")
-            return self._sign_on_again()
-        if answer.status == 204 or (answer.status == 200 and _requested(answer.body)):
-            self.backoff.reset()
-            if not self.machine.working:
-                self._wait(self._idle_delay())
-            return None
-        self._back_off(RetryLater(f"Manager answered {answer.status} {answer.text.strip()[:200]!r}"),
-                       "polling for status changes")
-
-    def _accept(self, body: typing.Any) -> None:
-        try:
-            task = self.edge.parse_task(body)
-        except BadTask as ex:
-            log.error("the Manager sent a malformed task: %s", ex)
-            if ex.task_id is not None:
-                self.queue.push(ex.task_id, {"task_status": "failed", "activity": f"malformed task: {ex}",
-                                             "log": f"worker refused a malformed task: {ex}"})
-            return self._back_off(RetryLater(str(ex)))
-        self.backoff.reset()
-        self.run_task(task)
 
     # Running a task.
 
@@ -467,50 +387,6 @@ class Worker:
         self._reauth = True
         self.wakeup.set()
 
-    def _sign_on_again(self) -> None:
-        log.warning("the Manager does not recognise this worker's credentials; signing on again")
-        requested: list[str | None] = []
-        if self._retrying("sign-on", lambda: requested.append(self.edge.sign_on())) and requested[-1] is not None:
-            self._enter_requested(requested[-1], "signed on again")
-
-    def _retrying(self, what: str, fn: typing.Callable[[], None]) -> bool:
-        """Call ``fn`` until it works (True) or a shutdown is requested (False).
-        Its success does not reset the backoff: only the next working fetch
-        or poll shows that the Manager accepts what ``fn`` did."""
-        while self.shutdown_reason is None:
-            try:
-                self._ask(fn)
-                return True
-            except RetryLater as ex:
-                self._back_off(ex, what)
-        return False
-
-    def _back_off(self, ex: Exception, what: str = "asking for a task") -> None:
-        if self.shutdown_reason is not None:
-            return  # the loop ends: no wait, and no retry to announce
-        delay = max(self.backoff.next_delay(), retry_after(ex))
-        log.warning("%s failed, retrying in %.1fs: %s", what, delay, ex)
-        self._wait(delay)
-
-    def _ask(self, fn: typing.Callable[[], T]) -> T:
-        """``fn()``, the loop's exchange with the Manager, killable by a shutdown
-        request: the request's deadline bounds it, but SIGTERM need not wait."""
-        if self.shutdown_reason is not None:
-            raise RetryLater("not asking the Manager: shutting down")
-        self._asking = asking = Killable(fn)
-        try:
-            return asking.result()
-        finally:
-            self._asking = None
-
-    def _idle_delay(self) -> float:
-        return _jitter(min(self.settings.fetch_task_interval, IDLE_MAX))
-
-    def _wait(self, seconds: float) -> None:
-        """Sleep, but wake at once for a shutdown request or a local signal."""
-        self.wakeup.wait(seconds)
-        self.wakeup.clear()
-
 
 def silence_limit(settings: config.Settings) -> float:
     """How long the Manager may stay silent (or a queued update wait) before
@@ -520,13 +396,3 @@ def silence_limit(settings: config.Settings) -> float:
     between = max(min(settings.fetch_task_interval, IDLE_MAX), settings.may_i_run_interval, settings.backoff_max)
     return 2 * (between + settings.http_timeout)
 
-
-def _requested(body: typing.Any) -> str | None:
-    """The status a 423 or status-change answer asks for; None if it is malformed."""
-    requested = body.get("status_requested") if isinstance(body, dict) else None
-    return requested if isinstance(requested, str) and requested else None
-
-
-def _jitter(seconds: float) -> float:
-    # Spread the requests of many idle workers instead of letting them beat in step.
-    return seconds * random.uniform(0.8, 1.2)

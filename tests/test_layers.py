@@ -35,7 +35,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     # What differs between Manager generations, behind one seam (fworker/edge/base.py).
     ("edge", ["edge", "edge.*"]),
     ("task running", ["runner"]),
-    ("worker", ["worker"]),
+    ("worker", ["conversation", "worker"]),
     ("wiring", ["wiring"]),
     # Only the entry points may use the development Manager (the demo runs one).
     ("development Manager", ["devmanager", "devmanager.*"]),
