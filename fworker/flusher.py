@@ -36,7 +36,7 @@ DRAIN_POLL = 0.1
 
 class Batch(typing.NamedTuple):
     task_id: str
-    payload: dict
+    payload: dict[str, typing.Any]
     ids: list[int]
 
 
@@ -102,7 +102,7 @@ class _Run:
         return Batch(self.task_id, payload, self.ids)
 
 
-def _merged_metrics(old: dict, new: dict) -> dict:
+def _merged_metrics(old: dict[str, typing.Any], new: dict[str, typing.Any]) -> dict[str, typing.Any]:
     # As the Manager merges them: newer keys win, timing phases by name.
     merged = {**old, **new}
     if isinstance(old.get("timing"), dict) and isinstance(new.get("timing"), dict):

@@ -119,7 +119,7 @@ class TaskRunner:
                 self.logger.error("%s", problem)
                 self.reporter.worker_line(f"worker: {problem}")
 
-    def _prepare(self) -> list[tuple[commands.Command, dict]]:
+    def _prepare(self) -> list[tuple[commands.Command, dict[str, typing.Any]]]:
         """Look up and validate every command before running any, so a typo in
         the last command does not waste a render in the first."""
         refused = None if self.announced is None else unannounced_type(self.task, self.announced)
@@ -135,7 +135,7 @@ class TaskRunner:
                 raise TaskFailed(f"commands[{index}]: {ex}") from None
         return prepared
 
-    def _run_command(self, index: int, cmd: commands.Command, settings: dict) -> None:
+    def _run_command(self, index: int, cmd: commands.Command, settings: dict[str, typing.Any]) -> None:
         self.current_command = cmd.name
         self.logger.info("starting command %d/%d: %s", index + 1, len(self.task.commands), cmd.name)
         self.reporter.command_started(index, cmd.name)

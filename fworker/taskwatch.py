@@ -33,7 +33,7 @@ class MayIRunPoller:
         self.on_request = on_request
         self.stopped = False
         self.restarts = 0
-        self._greenlet: gevent.Greenlet | None = None
+        self._greenlet: gevent.Greenlet[..., typing.Any] | None = None
 
     def start(self) -> MayIRunPoller:
         self._greenlet = gevent.spawn(self.run)
@@ -46,7 +46,7 @@ class MayIRunPoller:
             self._greenlet.unlink_all()
             self._greenlet.kill()
 
-    def _died(self, greenlet: gevent.Greenlet) -> None:
+    def _died(self, greenlet: gevent.Greenlet[..., typing.Any]) -> None:
         log.error("may-i-run poller of task %s crashed: %r; starting it again", self.task_id, greenlet.exception)
         if not self.stopped:
             self.restarts += 1
@@ -92,7 +92,7 @@ class OutputThrottle:
         self._paths: list[str] = []
         self._task_id = ""  # the task the pending paths are of
         self._last_sent = float("-inf")
-        self._sender: gevent.Greenlet | None = None
+        self._sender: gevent.Greenlet[..., typing.Any] | None = None
         self.sent_calls = 0
 
     def add(self, paths: list[str], task_id: str = "") -> None:

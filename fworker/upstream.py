@@ -168,7 +168,7 @@ class Upstream:
     def fetch_task(self) -> Answer:
         return self.request("POST", "task")
 
-    def send_update(self, task_id: str, payload: dict) -> Answer:
+    def send_update(self, task_id: str, payload: dict[str, typing.Any]) -> Answer:
         return self.request("POST", f"tasks/{task_id}/update", json=payload)
 
     def return_task(self, task_id: str) -> Answer:

@@ -92,12 +92,12 @@ class Worker(Conversation):
         self.signals_received = 0
         self.local_request: State | None = None  # from SIGUSR1/SIGUSR2, applied by the loop
         self.runner: TaskRunner | None = None
-        self.runner_greenlet: gevent.Greenlet | None = None
+        self.runner_greenlet: gevent.Greenlet[..., typing.Any] | None = None
         self.last_outcome: Outcome | None = None
         self._aborting = False  # the running task is being stopped already
         self.pre_task = PreTaskGate(settings, self.machine, self._working_state())
         self._stopped = False
-        self.helpers: list[gevent.Greenlet] = []  # linked greenlets beside the loop (the flusher)
+        self.helpers: list[gevent.Greenlet[..., typing.Any]] = []  # linked greenlets beside the loop (the flusher)
 
     # Requests from outside the loop: they only record and wake.
 
@@ -253,7 +253,7 @@ class Worker(Conversation):
             self.request_shutdown("single mode: one task done")
         return outcome
 
-    def _supervise(self, greenlet: gevent.Greenlet) -> Outcome:
+    def _supervise(self, greenlet: gevent.Greenlet[..., typing.Any]) -> Outcome:
         """Wait for the runner; stop it if the worker is asked to shut down."""
         while not greenlet.ready():
             self.wakeup.wait()
@@ -378,7 +378,7 @@ class Worker(Conversation):
         greenlet.link(lambda g: self._greenlet_died(g, what))
         self.helpers.append(greenlet)
 
-    def _greenlet_died(self, greenlet: gevent.Greenlet, what: str) -> None:
+    def _greenlet_died(self, greenlet: gevent.Greenlet[..., typing.Any], what: str) -> None:
         log.error("the %s stopped unexpectedly: %r; shutting down", what, greenlet.exception)
         self.request_shutdown(f"{what} died")
 

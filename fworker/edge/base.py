@@ -57,7 +57,7 @@ class Edge(typing.Protocol):
     def parse_task(self, body: typing.Any) -> Task:
         """The task in the neutral form; ``fworker.task.BadTask`` if malformed."""
 
-    def send_update(self, task_id: str, payload: dict) -> Answer:
+    def send_update(self, task_id: str, payload: dict[str, typing.Any]) -> Answer:
         """Send one queued (neutral) update, encoded for this Manager."""
 
     def return_task(self, task_id: str) -> Answer: ...

@@ -47,7 +47,7 @@ class V2Edge:
     def parse_task(self, body: typing.Any) -> Task:
         return parse_task(body)
 
-    def send_update(self, task_id: str, payload: dict) -> Answer:
+    def send_update(self, task_id: str, payload: dict[str, typing.Any]) -> Answer:
         if _NOT_FOR_V2.intersection(payload):
             payload = {key: value for key, value in payload.items() if key not in _NOT_FOR_V2}
         return self.upstream.send_update(task_id, payload)

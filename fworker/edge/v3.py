@@ -167,7 +167,7 @@ class V3Edge:
     def parse_task(self, body: typing.Any) -> Task:
         return parse_assigned_task(body)
 
-    def send_update(self, task_id: str, payload: dict) -> Answer:
+    def send_update(self, task_id: str, payload: dict[str, typing.Any]) -> Answer:
         body = encode_update(payload)
         if not body:
             # Progress percentages and metrics: a Flamenco 3 Manager has no place for them.
@@ -243,7 +243,7 @@ class V3Edge:
         return _REQUESTS.get(requested, requested)
 
 
-def encode_update(payload: dict) -> dict:
+def encode_update(payload: dict[str, typing.Any]) -> dict[str, typing.Any]:
     """A queued (neutral) update as a Flamenco 3 TaskUpdate."""
     body: dict[str, typing.Any] = {}
     status = payload.get("task_status")
