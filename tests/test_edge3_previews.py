@@ -68,3 +68,27 @@ def test_a_helper_process_started_during_a_task_is_not_the_tasks():
         scope.close()
         gevent.killall(running, timeout=10)
         kill_marked(mark)
+
+
+def test_a_busy_managers_429_drops_the_image_and_nothing_is_resent(make_manager3, tmp_path):
+    manager = make_manager3(preview_delay=600.0)  # an accepted image holds its place in the queue
+    manager.previews.size = 1
+    done = manager.submit_job(jobs.job("job", [jobs.task("t0", [jobs.echo("x")], "misc")]))
+    task_id = done["task_ids"][0]
+    image = tmp_path / "frame.jpg"
+    image.write_bytes(b"\xff\xd8\xff\xe0" + b"\0" * 100 + b"\xff\xd9")  # JPEG: sent as it is
+    worker = build_worker(tmp_path, manager.url, output_produced_interval="0.05")
+    try:
+        worker.start()
+        worker.edge.output_produced(task_id, [str(image)])
+        wait_until(manager.previews_received, what="the first image taken")
+        worker.edge.output_produced(task_id, [str(image)])
+        uploader = worker.edge._uploaders[task_id]
+        wait_until(lambda: uploader.dropped == 1, what="the second image dropped on 429")
+        assert uploader.sent == 1 and "busy" in uploader.last_outcome
+    finally:
+        worker.request_shutdown("end of test")
+        worker.shutdown()
+    answers = [r["status"] for r in manager.requests if r["operation"] == "taskOutputProduced"]
+    assert answers == [202, 429], "a refused image is not sent again"
+    assert manager.invalid_requests() == []
