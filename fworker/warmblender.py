@@ -11,8 +11,9 @@ It belongs to the worker, not to a task: it is registered here as a *resident*
 the sweeps that stop what a task left running leave residents alone: the leftovers sweep
 (``fworker.leftovers``) asks ``is_resident``, and a task's containment
 (``fworker.containment.exclude``) is told when it starts.  Nothing else escapes through
-that: a process the warm Blender starts is stopped with it after the task.  It still carries the worker's owner mark, so a worker killed with SIGKILL leaves
-nothing that its next start does not find.
+that: a process the warm Blender starts is stopped with it after the task.  It still
+carries the worker's owner mark, so a worker killed with SIGKILL leaves nothing that its
+next start does not find.
 
 Bounds (``Limits``): stopped after ``max_tasks`` tasks, when its memory grows past
 ``max_rss_mb`` after a task, when idle for ``idle_timeout``, and by ``stop_all()`` (the
@@ -90,6 +91,10 @@ class Key:
 
 
 LineSink = typing.Callable[[list[str]], None]
+# One line of the conversation, either way: a JSON object.
+Message = dict[str, typing.Any]
+# A file as it was when loaded: path, size, mtime (ns), inode; only the path when missing.
+FileStamp = tuple[str, int, int, int] | tuple[str, None]
 
 
 def current() -> WarmBlender | None:
@@ -110,23 +115,23 @@ class WarmBlender:
         self._env = dict(os.environ if env is None else env)
         self.tasks = 0
         self.dependencies: list[str] = []
-        self.fingerprint: tuple = ()  # of the file and its dependencies, when loaded
+        self.fingerprint: tuple[FileStamp, ...] = ()  # of the file and its dependencies, when loaded
         self.unsafe = ""
         self.pid: int | None = None
         self._owner, self._log = owner, logger
         self._token = uuid.uuid4().hex
-        self._popen: gevent.subprocess.Popen | None = None
+        self._popen: gevent.subprocess.Popen[bytes] | None = None
         self._ps: psutil.Process | None = None
-        self._idle: gevent.Greenlet | None = None
+        self._idle: gevent.Greenlet[..., typing.Any] | None = None
         self._splitter: BatchSplitter | None = None
-        self._replies: list[dict] = []
+        self._replies: list[Message] = []
         self._sink: LineSink = self._debug_lines
 
     # Life cycle
 
-    def start(self, sink: LineSink, output_timeout: float = 0.0) -> dict:
+    def start(self, sink: LineSink, output_timeout: float = 0.0) -> Message:
         """Start Blender and wait for the loaded file; its output goes to ``sink``."""
-        global _current
+        global _current  # noqa: PLW0603  (the one warm Blender of this worker process)
         if _current is not None and _current is not self:
             _current.stop("another warm Blender starts")
         _current = self
@@ -160,7 +165,7 @@ class WarmBlender:
         self.unsafe = str(ready.get("unsafe") or "")
         return ready
 
-    def render(self, request: dict, sink: LineSink, output_timeout: float = 0.0) -> dict:
+    def render(self, request: Message, sink: LineSink, output_timeout: float = 0.0) -> Message:
         """Send one task's request, its output to ``sink``; Blender's reply."""
         self._cancel_idle()
         reply = self._exchange(request, sink, output_timeout)
@@ -201,7 +206,7 @@ class WarmBlender:
 
     def stop(self, reason: str) -> None:
         """Stop its whole tree (SIGTERM, grace, SIGKILL).  Idempotent."""
-        global _current
+        global _current  # noqa: PLW0603  (the one warm Blender of this worker process)
         if _current is self:
             _current = None
         self._cancel_idle()
@@ -221,6 +226,8 @@ class WarmBlender:
         except gevent.subprocess.TimeoutExpired:
             self._log.warning("warm Blender pid %s survived SIGKILL", self.pid)
         for stream in (popen.stdin, popen.stdout):
+            if stream is None:  # both are pipes; this only tells mypy
+                continue
             try:
                 stream.close()
             except OSError:
@@ -228,7 +235,7 @@ class WarmBlender:
 
     # The conversation
 
-    def _exchange(self, request: dict | None, sink: LineSink, output_timeout: float) -> dict:
+    def _exchange(self, request: Message | None, sink: LineSink, output_timeout: float) -> Message:
         """Send ``request`` (None: only listen), read output until the reply.  Anything
         that interrupts this (a kill of the caller, a timeout) stops Blender."""
         self._sink = sink
@@ -244,16 +251,22 @@ class WarmBlender:
         finally:
             self._sink = self._debug_lines
 
-    def _send(self, request: dict) -> None:
+    def _send(self, request: Message) -> None:
+        stdin = self._popen.stdin if self._popen is not None else None
+        if stdin is None:
+            raise WarmFailed("the warm Blender has been stopped")
         data = (json.dumps(request) + "\n").encode()
         try:
-            self._popen.stdin.write(data)
-            self._popen.stdin.flush()
+            stdin.write(data)
+            stdin.flush()
         except (BrokenPipeError, OSError) as ex:
             raise WarmFailed(f"the warm Blender is gone ({ex})") from None
 
     def _read_some(self, output_timeout: float) -> None:
-        fd = self._popen.stdout.fileno()
+        popen, splitter = self._popen, self._splitter
+        if popen is None or popen.stdout is None or splitter is None:
+            raise WarmFailed("the warm Blender has been stopped")
+        fd = popen.stdout.fileno()
         if output_timeout > 0:
             gevent.socket.wait_read(fd, timeout=output_timeout, timeout_exc=OutputSilence(
                 f"the warm Blender printed nothing for {output_timeout:g} s"))
@@ -264,10 +277,10 @@ class WarmBlender:
         except BlockingIOError:
             return
         if not data:
-            self._splitter.close()
-            code = self._popen.wait()
+            splitter.close()
+            code = popen.wait()
             raise WarmFailed(f"the warm Blender exited ({_exit_text(code)})")
-        self._splitter.feed(data)
+        splitter.feed(data)
 
     def _on_lines(self, lines: list[str]) -> None:
         prefix = self._token + " "

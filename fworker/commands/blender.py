@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 SCRIPTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "blender_scripts")
 PYTHON_EXIT_CODE = 42  # what --python-exit-code makes Blender exit with on a script error
 FORMATS = {"OPEN_EXR": "EXR", "OPEN_EXR_MULTILAYER": "MULTILAYER"}  # Blender's -F spells them so
+# A command's settings, validated: strings, numbers, command lines, by key.
+Settings = dict[str, typing.Any]
 
 
 class BlenderRun:
@@ -150,11 +152,11 @@ class BlenderRender(Command):
     name = "blender_render"
     needs = ("blender",)
 
-    def validate(self, settings: dict) -> dict:
+    def validate(self, settings: Settings) -> Settings:
         frames = settings.get("frames")
         if isinstance(frames, int) and not isinstance(frames, bool):
             frames = str(frames)  # a single frame may come as a number
-        valid = {
+        valid: Settings = {
             "blender_cmd": self.require_cmdline(settings, "blender_cmd"),
             "filepath": self.require_str(settings, "filepath"),
             "render_output": self.optional_str(settings, "render_output", None, allow_empty=False),
@@ -171,7 +173,7 @@ class BlenderRender(Command):
             raise self._invalid("format", f"is not an image format name like 'PNG': {valid['format']!r}")
         return valid
 
-    def execute(self, settings: dict) -> None:
+    def execute(self, settings: Settings) -> None:
         filepath = settings["filepath"]
         wait_for_file(self, "filepath", filepath)
         args = [*settings["blender_cmd"], "--enable-autoexec", "-noaudio", "--background", filepath]
@@ -196,7 +198,7 @@ class BlenderRender(Command):
             run.require_output(f"frames {frames} were requested")
         self.ctx.progress(100)
 
-    def extra_args(self, settings: dict) -> list[str]:
+    def extra_args(self, settings: Settings) -> list[str]:
         """Arguments after '--', for the render scripts (none here)."""
         return []
 
@@ -227,7 +229,7 @@ def _read_text(path: str) -> str:
 class BlenderRenderProgressive(BlenderRender):
     name = "blender_render_progressive"
 
-    def validate(self, settings: dict) -> dict:
+    def validate(self, settings: Settings) -> Settings:
         if "cycles_chunk" in settings:
             raise self._invalid("cycles_chunk", "is obsolete and no longer supported: progressive renders "
                                 "are given as cycles_num_chunks, cycles_chunk_start and cycles_chunk_end")
@@ -242,7 +244,7 @@ class BlenderRenderProgressive(BlenderRender):
                                 f"({valid['cycles_chunk_end']} > {valid['cycles_num_chunks']})")
         return valid
 
-    def extra_args(self, settings: dict) -> list[str]:
+    def extra_args(self, settings: Settings) -> list[str]:
         return ["--", "--cycles-resumable-num-chunks", str(settings["cycles_num_chunks"]),
                 "--cycles-resumable-start-chunk", str(settings["cycles_chunk_start"]),
                 "--cycles-resumable-end-chunk", str(settings["cycles_chunk_end"])]
@@ -254,8 +256,8 @@ class MergeProgressiveRenders(Command):
     needs = ("blender",)
     sequence = False
 
-    def validate(self, settings: dict) -> dict:
-        valid = {"blender_cmd": self.require_cmdline(settings, "blender_cmd")}
+    def validate(self, settings: Settings) -> Settings:
+        valid: Settings = {"blender_cmd": self.require_cmdline(settings, "blender_cmd")}
         for key in ("input1", "input2", "output"):
             valid[key] = self.require_str(settings, key)
             if self.sequence and "#" not in valid[key]:
@@ -266,10 +268,10 @@ class MergeProgressiveRenders(Command):
             raise self._invalid("weight2", "and weight1 are both 0: there is nothing to average")
         return valid
 
-    def inputs(self, settings: dict) -> list[tuple[str, str]]:
+    def inputs(self, settings: Settings) -> list[tuple[str, str]]:
         return [("input1", settings["input1"]), ("input2", settings["input2"])]
 
-    def execute(self, settings: dict) -> None:
+    def execute(self, settings: Settings) -> None:
         inputs = self.inputs(settings)
         # One trip to the thread pool for the whole list (a sequence may be long).
         missing = self.ctx.blocking(
@@ -291,7 +293,7 @@ class MergeProgressiveRenders(Command):
                                 f"Blender produced {len(output.outputs)}")
         self.ctx.progress(100)
 
-    def frame_args(self, settings: dict) -> list[str]:
+    def frame_args(self, settings: Settings) -> list[str]:
         return []
 
 
@@ -300,7 +302,7 @@ class MergeProgressiveRenderSequence(MergeProgressiveRenders):
     name = "merge_progressive_render_sequence"
     sequence = True
 
-    def validate(self, settings: dict) -> dict:
+    def validate(self, settings: Settings) -> Settings:
         valid = super().validate(settings)
         valid["frame_start"] = self.require_int(settings, "frame_start")
         valid["frame_end"] = self.require_int(settings, "frame_end")
@@ -309,11 +311,11 @@ class MergeProgressiveRenderSequence(MergeProgressiveRenders):
                                 f"({valid['frame_end']} < {valid['frame_start']})")
         return valid
 
-    def inputs(self, settings: dict) -> list[tuple[str, str]]:
+    def inputs(self, settings: Settings) -> list[tuple[str, str]]:
         frames = range(settings["frame_start"], settings["frame_end"] + 1)
         return [(key, frame_path(settings[key], frame)) for frame in frames for key in ("input1", "input2")]
 
-    def frame_args(self, settings: dict) -> list[str]:
+    def frame_args(self, settings: Settings) -> list[str]:
         return [f"--frame-start={settings['frame_start']}", f"--frame-end={settings['frame_end']}"]
 
 
@@ -322,8 +324,8 @@ class BlenderRenderAudio(Command):
     name = "blender_render_audio"
     needs = ("blender",)
 
-    def validate(self, settings: dict) -> dict:
-        valid = {
+    def validate(self, settings: Settings) -> Settings:
+        valid: Settings = {
             "blender_cmd": self.require_cmdline(settings, "blender_cmd"),
             "filepath": self.require_str(settings, "filepath"),
             "render_output": self.require_str(settings, "render_output"),
@@ -335,7 +337,7 @@ class BlenderRenderAudio(Command):
             raise self._invalid("frame_end", f"must not be below frame_start ({end} < {start})")
         return valid
 
-    def execute(self, settings: dict) -> None:
+    def execute(self, settings: Settings) -> None:
         wait_for_file(self, "filepath", settings["filepath"])
         output = settings["render_output"]
         make_folder_for(self.ctx, os.path.abspath(output))
@@ -356,14 +358,15 @@ class ExrSequenceToJpeg(Command):
     name = "exr_sequence_to_jpeg"
     needs = ("blender",)
 
-    def validate(self, settings: dict) -> dict:
+    def validate(self, settings: Settings) -> Settings:
         given = [key for key in ("exr_glob", "exr_directory") if settings.get(key) is not None]
         if len(given) != 1:
             raise self._invalid("exr_glob", "or the legacy exr_directory must be given, exactly one of them "
                                 f"(got {' and '.join(given) or 'neither'})")
         value = self.require_str(settings, given[0])
         exr_glob = value if given[0] == "exr_glob" else os.path.join(glob.escape(value), "*.exr")
-        pattern = self.optional_str(settings, "output_pattern", "preview-######.jpg", allow_empty=False)
+        pattern = typing.cast(str, self.optional_str(settings, "output_pattern", "preview-######.jpg",
+                                                     allow_empty=False))  # never None: it has a default
         if "#" not in pattern or "/" in pattern or os.sep in pattern:
             raise self._invalid("output_pattern", f"must be a file name with '#' for the frame number, "
                                 f"like 'preview-######.jpg', not {pattern!r}")
@@ -371,7 +374,7 @@ class ExrSequenceToJpeg(Command):
                 "filepath": self.require_str(settings, "filepath"),
                 "exr_glob": exr_glob, "output_pattern": pattern}
 
-    def execute(self, settings: dict) -> None:
+    def execute(self, settings: Settings) -> None:
         wait_for_file(self, "filepath", settings["filepath"])
         files = self.ctx.blocking(glob.glob, settings["exr_glob"])
         if not files:

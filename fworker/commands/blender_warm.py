@@ -37,18 +37,21 @@ TASK_VALUES = {"--python-expr": "flags", "-o": "output", "--render-output": "out
 # After '--': Cycles reads these once, when Blender starts.
 PYTHON_ARGS = {"--cycles-device": 1, "--cycles-print-stats": 0}
 RENDER_FLAGS = ("use_file_extension", "use_overwrite", "use_placeholder")
+# One step of the request, in command-line order: ("flags", {flag: bool}) or (what, value).
+Op = tuple[str, str | dict[str, bool]]
 
 
 @dataclasses.dataclass(frozen=True)
 class Plan:
     key: warmblender.Key
     launch: list[str]
-    ops: list[tuple[str, typing.Any]]
+    ops: list[Op]
 
 
 def analyse(args: list[str]) -> Plan | str:
     """The warm plan for a Blender command line, or why it needs a fresh Blender."""
-    launch, ops, blend, tail = [args[0]], [], None, []
+    launch, blend, tail = [args[0]], None, []
+    ops: list[Op] = []
     i = 1
     while i < len(args):
         arg = args[i]
@@ -136,9 +139,9 @@ def _path(node: ast.AST, names: dict[str, str]) -> str:
     return ""
 
 
-def fingerprint(paths: list[str]) -> tuple:
+def fingerprint(paths: list[str]) -> tuple[warmblender.FileStamp, ...]:
     """Size, mtime and inode of each file (None when missing): its change is a new file."""
-    found = []
+    found: list[warmblender.FileStamp] = []
     for path in paths:
         try:
             st = os.stat(path)
@@ -228,7 +231,7 @@ def _changed(warm: warmblender.WarmBlender) -> str:
     """What changed of the file or what it reads, or ''."""
     paths = [entry[0] for entry in warm.fingerprint]
     now = fingerprint(paths)
-    for old, new in zip(warm.fingerprint, now):
+    for old, new in zip(warm.fingerprint, now, strict=True):  # one stamp a path, in order
         if old != new:
             what = "the file" if old[0] == warm.key.filepath else f"{old[0]}, which it reads,"
             return f"{what} changed"

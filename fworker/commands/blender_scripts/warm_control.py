@@ -215,7 +215,7 @@ def main():
             result = render(request)
         except Declined as ex:
             result = {"kind": "declined", "why": str(ex)}
-        except Exception as ex:  # reported to the worker, which stops this Blender
+        except Exception as ex:  # noqa: BLE001  (any error is reported to the worker, which stops this Blender)
             import traceback
             traceback.print_exc()
             sys.stdout.flush()
