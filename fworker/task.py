@@ -64,21 +64,25 @@ def parse_task(body: typing.Any) -> Task:
         commands = []
     if not isinstance(commands, list):
         raise BadTask(f"task {task_id}: field 'commands' must be a list, not {type(commands).__name__}", task_id)
-    specs = []
-    for index, cmd in enumerate(commands):
-        where = f"task {task_id}: commands[{index}]"
-        if not isinstance(cmd, dict):
-            raise BadTask(f"{where} must be an object, not {type(cmd).__name__}", task_id)
-        name = cmd.get("name")
-        if not isinstance(name, str) or not name:
-            raise BadTask(f"{where} has no command name (got {_shown(name)})", task_id)
-        settings = cmd.get("settings")
-        if settings is None:
-            settings = {}
-        if not isinstance(settings, dict):
-            raise BadTask(f"{where} ({name}): 'settings' must be an object, not {type(settings).__name__}", task_id)
-        specs.append(CommandSpec(name, settings))
+    specs = [command_spec(task_id, index, cmd, "settings") for index, cmd in enumerate(commands)]
     return Task(task_id, text("name"), text("job"), text("task_type"), tuple(specs), body)
+
+
+def command_spec(task_id: str, index: int, cmd: typing.Any, settings_key: str) -> CommandSpec:
+    """One entry of a task's ``commands``, checked: an object with a name and an
+    object of settings under ``settings_key`` (2.x "settings", Flamenco 3 "parameters")."""
+    where = f"task {task_id}: commands[{index}]"
+    if not isinstance(cmd, dict):
+        raise BadTask(f"{where} must be an object, not {type(cmd).__name__}", task_id)
+    name = cmd.get("name")
+    if not isinstance(name, str) or not name:
+        raise BadTask(f"{where} has no command name (got {_shown(name)})", task_id)
+    settings = cmd.get(settings_key)
+    if settings is None:
+        settings = {}
+    if not isinstance(settings, dict):
+        raise BadTask(f"{where} ({name}): {settings_key!r} must be an object, not {type(settings).__name__}", task_id)
+    return CommandSpec(name, settings)
 
 
 def unannounced_type(task: Task, announced: typing.Iterable[str]) -> str | None:

@@ -18,6 +18,7 @@ their own, never in the 2.x one: ``credentials_file``.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
@@ -31,7 +32,7 @@ from fworker import config, credentials, statefiles, tools
 from fworker.edge.base import V3
 from fworker.errors import ConfigError, Fatal, RetryLater
 from fworker.preview import PreviewUploader
-from fworker.task import BadTask, CommandSpec, Task
+from fworker.task import BadTask, CommandSpec, Task, command_spec
 from fworker.upstream import BRIEF_DEADLINE, Answer, Upstream, platform_name
 from fworker.version import __version__
 
@@ -289,21 +290,12 @@ def parse_assigned_task(body: typing.Any) -> Task:
 
 
 def _command(task_id: str, index: int, cmd: typing.Any) -> CommandSpec:
-    where = f"task {task_id}: commands[{index}]"
-    if not isinstance(cmd, dict):
-        raise BadTask(f"{where} must be an object, not {type(cmd).__name__}", task_id)
-    name = cmd.get("name")
-    if not isinstance(name, str) or not name:
-        raise BadTask(f"{where} has no command name (got {_shown(name)})", task_id)
-    parameters = cmd.get("parameters")
-    if parameters is None:
-        parameters = {}
-    if not isinstance(parameters, dict):
-        raise BadTask(f"{where} ({name}): 'parameters' must be an object, not {type(parameters).__name__}", task_id)
+    spec = command_spec(task_id, index, cmd, "parameters")
     steps = cmd.get("total_step_count", 0)
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
-        raise BadTask(f"{where} ({name}): 'total_step_count' must be a whole number, not {_shown(steps)}", task_id)
-    return CommandSpec(name, parameters, steps)
+        raise BadTask(f"task {task_id}: commands[{index}] ({spec.name}): 'total_step_count' must be a whole number, "
+                      f"not {_shown(steps)}", task_id)
+    return dataclasses.replace(spec, total_step_count=steps)
 
 
 def _is_uuid(text: str) -> bool:
