@@ -15,10 +15,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import threading
 import time
-
-import psutil
 
 from bench import common
 
@@ -35,39 +32,6 @@ def make_scene(folder: str, levels: int, image: int) -> str:
     return os.path.join(folder, "scene a.blend")
 
 
-class TreeSampler:
-    """Peak of the summed RSS of a process and its descendants."""
-
-    def __init__(self, ps: psutil.Process, interval: float = 0.05):
-        self.ps, self.interval, self.peak = ps, interval, 0
-        self.samples: list[int] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> TreeSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join(5)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            total = 0
-            try:
-                for proc in [self.ps, *self.ps.children(recursive=True)]:
-                    try:
-                        total += proc.memory_info().rss
-                    except psutil.Error:
-                        continue
-            except psutil.Error:
-                return
-            self.samples.append(total)
-            self.peak = max(self.peak, total)
-            self._stop.wait(self.interval)
-
-
 def _job(blender: str, scene: str, out_dir: str, tasks: int) -> dict:
     return {"name": "warm", "job_type": "blender", "tasks": [{
         "name": f"frame {i}", "task_type": "blender", "commands": [{"name": "blender_render", "settings": {
@@ -79,7 +43,7 @@ def _mode(wd: common.Workdir, name: str, blender: str, scene: str, tasks: int, w
     settings = dict(SETTINGS, warm_blender="true" if warm else "false", warm_blender_max_tasks=1000)
     out_dir = wd.sub(f"out-{name}")
     with common.manager_and_worker(wd.sub(f"manager-{name}"), wd.sub(f"worker-{name}"), settings) as (manager, worker):
-        with TreeSampler(worker.ps) as sampler:
+        with common.Sampler(worker.ps, tree=True) as sampler:
             t0 = time.monotonic()
             job = manager.submit(_job(blender, scene, out_dir, tasks))
             common.wait_until(lambda: manager.done(job["job_id"], tasks), 3600, f"the {name} job", interval=0.05)
@@ -89,11 +53,12 @@ def _mode(wd: common.Workdir, name: str, blender: str, scene: str, tasks: int, w
     assert saved == tasks, f"{name}: {saved} frames saved for {tasks} tasks"
     # Memory over the run: the peak of the first half and of the last quarter (flat:
     # no higher at the end than it was in the first half, load included).
-    quarter = max(1, len(sampler.samples) // 4)
+    samples = [rss for _, rss in sampler.series]
+    quarter = max(1, len(samples) // 4)
     return {"wall_s": wall, "per_task_s": wall / tasks, "peak_tree_rss": sampler.peak,
             "worker_peak_rss": worker_peak,
-            "first_half_peak": max(sampler.samples[:2 * quarter], default=0),
-            "last_quarter_peak": max(sampler.samples[-quarter:], default=0)}
+            "first_half_peak": max(samples[:2 * quarter], default=0),
+            "last_quarter_peak": max(samples[-quarter:], default=0)}
 
 
 def run(ctx) -> dict:

@@ -366,12 +366,13 @@ def manager_and_worker(manager_dir: str, worker_dir: str, settings: dict, *, eve
 
 
 class Sampler:
-    """Samples RSS of a process (and optionally of its children) every
+    """Samples RSS of a process (``tree``: summed with all its descendants') every
     ``interval`` seconds in a thread; ``peak`` and ``series`` afterwards."""
 
-    def __init__(self, ps: psutil.Process, interval: float = 0.05):
+    def __init__(self, ps: psutil.Process, interval: float = 0.05, *, tree: bool = False):
         self.ps = ps
         self.interval = interval
+        self.tree = tree
         self.series: list[tuple[float, int]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -387,10 +388,19 @@ class Sampler:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                self.series.append((time.monotonic(), self.ps.memory_info().rss))
+                self.series.append((time.monotonic(), self._rss()))
             except psutil.Error:
                 return
             self._stop.wait(self.interval)
+
+    def _rss(self) -> int:
+        total = self.ps.memory_info().rss  # the process itself gone: the sampling ends
+        for proc in self.ps.children(recursive=True) if self.tree else ():
+            try:
+                total += proc.memory_info().rss
+            except psutil.Error:
+                continue  # a descendant that just ended
+        return total
 
     @property
     def peak(self) -> int:
