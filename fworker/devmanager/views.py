@@ -56,6 +56,28 @@ def _task_link(task_id: str) -> str:
     return f'<a href="/dev/view/tasks/{html.escape(task_id)}">{html.escape(task_id)}</a>'
 
 
+def task_page(dispatcher: typing.Any, task_id: str,
+              extra: typing.Callable[[], list[str]] = list) -> Response:
+    """One task's page, for both Managers' dispatchers (``task_view`` and the
+    store's ``task_update_rows``): its fields, ``extra`` sections, updates and log."""
+    try:
+        task = dispatcher.task_view(task_id)
+    except common.NotFound as ex:
+        return text_response(404, str(ex))
+    fields = [[_text(key), _text(value)] for key, value in task.items() if key != "log"]
+    updates = [[_text(row["seq"]), _text(row["received"]), _text(row["worker"]),
+                f"<pre>{_text(json.dumps(row['body'], indent=1))}</pre>"]
+               for row in dispatcher.store.task_update_rows(task_id)]
+    body = "\n".join([
+        '<p><a href="/">All workers, jobs and tasks</a></p>',
+        _table(["field", "value"], fields),
+        *extra(),
+        "<h2>Updates</h2>", _table(["#", "received", "worker", "body"], updates),
+        "<h2>Log</h2>", f"<pre>{_text(task['log'])}</pre>",
+    ])
+    return html_response(_page(f"Task {task['name']}", body))
+
+
 class Views:
     def __init__(self, roster: Roster, dispatcher: Dispatcher):
         self.roster = roster
@@ -125,19 +147,5 @@ class Views:
         return html_response(_page("Flamenco development Manager", body))
 
     def task_page(self, request: Request, task_id: str) -> Response:
-        try:
-            task = self.dispatcher.task_view(task_id)
-        except common.NotFound as ex:
-            return text_response(404, str(ex))
-        fields = [[_text(key), _text(value)] for key, value in task.items() if key != "log"]
-        updates = [[_text(row["seq"]), _text(row["received"]), _text(row["worker"]),
-                    f"<pre>{_text(json.dumps(row['body'], indent=1))}</pre>"]
-                   for row in self.dispatcher.store.task_update_rows(task_id)]
-        body = "\n".join([
-            '<p><a href="/">All workers, jobs and tasks</a></p>',
-            _table(["field", "value"], fields),
-            "<h2>Newest image</h2>", self._image_cell(task_id, 240) or "<p>None.</p>",
-            "<h2>Updates</h2>", _table(["#", "received", "worker", "body"], updates),
-            "<h2>Log</h2>", f"<pre>{_text(task['log'])}</pre>",
-        ])
-        return html_response(_page(f"Task {task['name']}", body))
+        return task_page(self.dispatcher, task_id,
+                         lambda: ["<h2>Newest image</h2>", self._image_cell(task_id, 240) or "<p>None.</p>"])

@@ -1,12 +1,10 @@
 """Plain HTML pages of the Flamenco 3 development Manager, built with the 2.x
 pages' helpers: ``/`` lists workers, jobs, tasks and the requests that broke
 the document; ``/dev/view/tasks/{id}`` shows one task with its updates and log."""
-import json
 import typing
 
-from .. import common
-from ..views import _page, _table, _task_link, _text
-from ..web import Request, Response, html_response, text_response
+from ..views import _page, _table, _task_link, _text, task_page
+from ..web import Request, Response, html_response
 from .dispatch import Dispatcher
 from .roster import Roster
 
@@ -49,18 +47,4 @@ class Views:
         return html_response(_page("Flamenco 3 development Manager", body))
 
     def task_page(self, request: Request, task_id: str) -> Response:
-        try:
-            task = self.dispatcher.task_view(task_id)
-        except common.NotFound as ex:
-            return text_response(404, str(ex))
-        fields = [[_text(key), _text(value)] for key, value in task.items() if key != "log"]
-        updates = [[_text(row["seq"]), _text(row["received"]), _text(row["worker"]),
-                    f"<pre>{_text(json.dumps(row['body'], indent=1))}</pre>"]
-                   for row in self.dispatcher.store.task_update_rows(task_id)]
-        body = "\n".join([
-            '<p><a href="/">All workers, jobs and tasks</a></p>',
-            _table(["field", "value"], fields),
-            "<h2>Updates</h2>", _table(["#", "received", "worker", "body"], updates),
-            "<h2>Log</h2>", f"<pre>{_text(task['log'])}</pre>",
-        ])
-        return html_response(_page(f"Task {task['name']}", body))
+        return task_page(self.dispatcher, task_id)
