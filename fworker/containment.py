@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 # Why cgroups cannot be used here, once known (None: not probed yet, "": usable).
 _unavailable: str | None = None
+_directory: str | None = None  # where task cgroups go, once found
 _current: TaskScope | None = None
 # Children of this process that are not a task's (a program embedding the worker).
 _excluded: set[psutil.Process] = set()
@@ -48,10 +49,13 @@ def mechanism() -> str:
 
 
 def _parent_directory() -> str | None:
-    """Where task cgroups go, or None (``_unavailable`` says why)."""
-    global _unavailable  # noqa: PLW0603  (why cgroups cannot be used: found once per process)
+    """Where task cgroups go, or None (``_unavailable`` says why).  Found once per
+    process: it is asked at least twice a task."""
+    global _unavailable, _directory  # noqa: PLW0603  (whether and where cgroups are used: found once per process)
     if _unavailable:
         return None
+    if _directory is not None:
+        return _directory
     try:
         directory = cgroups.own_directory()
     except cgroups.Unavailable as exc:
@@ -60,6 +64,7 @@ def _parent_directory() -> str | None:
     if not os.access(directory, os.W_OK):
         _unavailable = f"{directory} is not writable by this user (no delegated subtree)"
         return None
+    _directory = directory
     return directory
 
 

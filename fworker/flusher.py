@@ -191,10 +191,10 @@ class Flusher:
         elif answer.status == 404 and self.upstream.drops_task_on_404:
             # Flamenco 3: the task (its job) is gone; each of its queued updates would
             # get the same 404, and retrying any of them would block the queue forever.
-            self.queue.delete(batch.ids)
+            # delete_task takes this batch's rows with the rest of the task's.
             dropped = self.queue.delete_task(batch.task_id)
             log.warning("the Manager no longer knows task %s (404 %s); dropped %d queued update(s) of it",
-                        batch.task_id, answer.text.strip()[:200], len(batch.ids) + dropped)
+                        batch.task_id, answer.text.strip()[:200], dropped)
             self.on_task_lost(batch.task_id, answer.text.strip())
         elif answer.status in (404, 409):
             log.warning("Manager will never accept updates of task %s (%d %s); dropping %d update(s)",

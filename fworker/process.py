@@ -32,7 +32,7 @@ import gevent.lock
 import gevent.subprocess
 import psutil
 
-from fworker import cgroups, containment, proctree
+from fworker import cgroups, childenv, containment, proctree
 from fworker.lines import BatchSplitter, LineSplitter
 from fworker.proctree import OWNER_VAR, PRCTL, TOKEN_VAR, Descendants, DieWithParent
 from fworker.spool import Spool, grow_pipe
@@ -166,7 +166,8 @@ class ChildProcess:
         with self._abort_lock:  # an abort() meanwhile waits for the pid, then kills it
             if self._popen is not None or self._aborted:
                 raise RuntimeError(f"{self._name()}: already started or aborted")
-            env = dict(os.environ if self._env is None else self._env)
+            # No environment given: the cleaned one every child gets (no worker variables).
+            env = childenv.environment() if self._env is None else dict(self._env)
             env[TOKEN_VAR] = self._token
             if self._owner:
                 env[OWNER_VAR] = self._owner

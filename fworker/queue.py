@@ -289,10 +289,14 @@ class UpdateQueue:
         self.memory.remove(dropped)
         try:
             with self._transaction() as conn:
+                ids = [row[0] for row in conn.execute(f"SELECT id FROM task_updates WHERE task_id = ? AND {_OURS}",
+                                                      (task_id, self.dialect))]
                 deleted = conn.execute(f"DELETE FROM task_updates WHERE task_id = ? AND {_OURS}",
                                        (task_id, self.dialect)).rowcount
         except WRITE_ERRORS as ex:
             raise RetryLater(f"cannot drop the updates of task {task_id} from {self.path}: {ex}") from ex
+        # Rows already counted as delivered-but-undeleted must not be subtracted twice.
+        self._undeleted.difference_update(ids)
         self._depth = max(0, self._depth - deleted)
         return deleted + len(dropped)
 

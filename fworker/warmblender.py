@@ -187,8 +187,8 @@ class WarmBlender:
             self.stop(f"the file cannot be kept loaded: {self.unsafe}")
         elif self.tasks >= self.limits.max_tasks:
             self.stop(f"it rendered {self.tasks} tasks (warm_blender_max_tasks)")
-        elif self.limits.max_rss_mb and self.rss_mb() > self.limits.max_rss_mb:
-            self.stop(f"it uses {self.rss_mb():.0f} MB (warm_blender_max_memory_mb "
+        elif self.limits.max_rss_mb and (rss := self.rss_mb()) > self.limits.max_rss_mb:
+            self.stop(f"it uses {rss:.0f} MB (warm_blender_max_memory_mb "
                       f"{self.limits.max_rss_mb:g})")
         elif self.limits.idle_timeout > 0:
             self._idle = gevent.spawn_later(self.limits.idle_timeout, self.stop, "idle")
@@ -303,19 +303,15 @@ class WarmBlender:
         for line in lines:
             self._log.debug("warm Blender pid %s: %s", self.pid, line)
 
+    # The /proc children files, not psutil's children(recursive=True): that reads the
+    # parent of every process on the machine, and stop() asks every polling round.
     def _descendants(self) -> list[psutil.Process]:
-        try:
-            return self._ps.children(recursive=True) if self._ps is not None else []
-        except psutil.Error:
-            return []
+        return [proc for proc in self._members() if proc is not self._ps]
 
     def _members(self) -> list[psutil.Process]:
         if self._ps is None or not proctree.alive(self._ps):
             return []
-        try:
-            return [self._ps, *self._ps.children(recursive=True)]
-        except psutil.Error:
-            return [self._ps]
+        return proctree.subtrees([self._ps])
 
     def _group(self, procs: list[psutil.Process]) -> int | None:
         return self.pid if self._ps is not None and proctree.alive(self._ps) else None
