@@ -12,9 +12,13 @@ next matching requests (``inject``), or take it off the network for a while (``d
 - ``wrongshape``: ``200`` with JSON of the wrong shape (a list); not forwarded;
 - ``slow``: forwarded (the Manager applies it), answered only after ``delay`` seconds,
   longer than the worker waits: the worker never sees the answer and sends it again;
-- ``drop``: forwarded, then the connection is closed without an answer.
+- ``drop``: forwarded, then the connection is closed without an answer;
+- ``trickle``: forwarded, then answered ``200`` a byte at a time, four bytes a second,
+  for longer than any request's deadline (a Manager behind a choking link);
+- ``huge``: ``200`` announcing a 50 MB body (sent lazily, in chunks, for as long as the
+  client reads); not forwarded.
 
-Only ``slow`` and ``drop`` lose a response to a request the Manager applied, so only after
+Only ``slow``, ``drop`` and ``trickle`` lose a response to a request the Manager applied, so only after
 them may the Manager see a request again (``Exchange.response_lost``).  So does any
 answer the client gave up waiting for, whatever the reason: the proxy looks whether the
 client closed its connection before the answer went out, and, with ``client_timeout``
@@ -42,7 +46,9 @@ from gevent import pywsgi
 
 log = logging.getLogger(__name__)
 
-KINDS = ("refuse", "reset", "html500", "garbage", "empty", "wrongshape", "slow", "drop")
+KINDS = ("refuse", "reset", "html500", "garbage", "empty", "wrongshape", "slow", "drop", "trickle", "huge")
+HUGE = 50 * 1000 * 1000
+TRICKLE_BYTES, TRICKLE_PERIOD = 120, 0.25
 _NOT_FORWARDED = {
     "html500": (500, "text/html", (b"<html><head><title>500 Internal Server Error</title></head>"
                                    b"<body><h1>Internal Server Error</h1><hr>nginx</body></html>\n")),
@@ -228,11 +234,19 @@ class FaultProxy:
                 raise _Drop()
             if rule.kind in _NOT_FORWARDED:
                 return self._reply(x, start_response, *_NOT_FORWARDED[rule.kind])
+            if rule.kind == "huge":
+                x.client_status = 200
+                start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(HUGE))])
+                return _chunks(HUGE)
         status, headers, content = self._forward(x, environ, raw)
-        if rule is not None:  # slow or drop: the Manager applied it, the client will not know
+        if rule is not None:  # slow, drop or trickle: the Manager applied it, the client will not know
             x.response_lost = True
             if rule.kind == "drop":
                 raise _Drop()
+            if rule.kind == "trickle":
+                x.client_status = 200
+                start_response("200 OK", [("Content-Type", "application/json")])
+                return _trickle()
             gevent.sleep(rule.delay)
         content = self._rewritten(method, path, content)
         if _client_gone(environ.get("faults.socket")):
@@ -292,6 +306,18 @@ def _client_gone(sock: socket.socket | None) -> bool:
         return bool(readable) and sock.recv(1, socket.MSG_PEEK) == b""
     except OSError:  # reset by the client: gone as well
         return True
+
+
+def _chunks(size: int, chunk: int = 1 << 20) -> typing.Iterator[bytes]:
+    block = b" " * chunk
+    for start in range(0, size, chunk):
+        yield block[:min(chunk, size - start)]
+
+
+def _trickle() -> typing.Iterator[bytes]:
+    for _ in range(TRICKLE_BYTES):
+        yield b" "
+        gevent.sleep(TRICKLE_PERIOD)  # the pace is the fault
 
 
 def _decode(raw: bytes) -> typing.Any:

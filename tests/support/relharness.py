@@ -34,7 +34,7 @@ import psutil
 
 from fworker.devmanager import DevManager
 from fworker.devmanager.v3 import DevManager3, jobs as jobs3
-from tests.support import jobs, relcheck
+from tests.support import faults, jobs, relcheck
 from tests.support.faults import FaultProxy
 from tests.support.journal import journal, queued
 from tests.support.waiting import wait_until
@@ -99,10 +99,13 @@ class RunResult:
         return not self.problems and not self.delivery.problems and not self.delivery.lost and not self.orphans
 
 
-def schedule(seed: int, faults: int = 10, max_outage: float = 1.5, kills: int = 1) -> list[Step]:
+def schedule(seed: int, faults: int = 10, max_outage: float = 1.5, kills: int = 1,
+             weights: dict[str, int] | None = None) -> list[Step]:
+    """``weights``: how often each kind is drawn (default ``WEIGHTS``); a kind the
+    harness does not know is for a ``Run`` subclass's ``inject_other``."""
     rng = random.Random(seed)
     steps, after = [], 0
-    kinds, weights = zip(*WEIGHTS.items(), strict=True)
+    kinds, weights = zip(*(weights or WEIGHTS).items(), strict=True)
     while len(steps) < faults:
         after += rng.randint(2, 12)
         kind = rng.choices(kinds, weights)[0]
@@ -128,6 +131,10 @@ def job(tasks: int, lines: int, token: str, protocol: str = "v2") -> dict:
 
 
 class Run:
+    """One run.  Subclasses (the soak's) add tasks (``make_job``, ``expected``), set
+    things up before the worker starts (``prepare``), inject faults of their own
+    (``inject_other``) and check more at the end (``check_more``)."""
+
     def __init__(self, seed: int, root, steps: list[Step], tasks: int, lines: int, protocol: str = "v2"):
         if protocol not in PROTOCOLS:
             raise ValueError(f"protocol {protocol!r}: expected one of {PROTOCOLS}")
@@ -138,20 +145,39 @@ class Run:
         self.manager = DevManager3(database).start() if protocol == "v3" else DevManager(database).start()
         self.proxy = FaultProxy(self.manager.url, slow_delay=HTTP_TIMEOUT * 1.3,
                                   client_timeout=HTTP_TIMEOUT).up()
-        self.task_ids = self.manager.submit_job(job(tasks, lines, self.token, protocol))["task_ids"]
+        self.task_ids = self.manager.submit_job(self.make_job(tasks, lines))["task_ids"]
+        # The status each task must end in, by ID (completed unless a subclass says otherwise).
+        self.expected = dict.fromkeys(self.task_ids, "completed")
         self.settings = {**SETTINGS, "manager_protocol": protocol}
         (root / "w").mkdir(exist_ok=True)
+        self.prepare()
         self.worker = JournaledWorker(root / "w", self.proxy.url, self.settings).start()
         self.done = False
         self.down_gaps: list[float] = []
+
+    def make_job(self, tasks: int, lines: int) -> dict:
+        return job(tasks, lines, self.token, self.protocol)
+
+    def prepare(self) -> None:
+        """Called once the job is submitted, before the worker starts."""
+
+    def inject_other(self, step: Step) -> None:
+        raise ValueError(f"fault kind {step.kind!r} is not one the harness knows")
+
+    def before_stop(self) -> None:
+        """Called at the end, the queue drained, before the worker is told to stop."""
+
+    def check_more(self) -> None:
+        """Called at the end, after the worker stopped and delivery was checked."""
 
     def execute(self, deadline: float) -> RunResult:
         started = time.monotonic()
         injector = gevent.spawn(self._inject_all)
         try:
-            wait_until(self._all_completed, deadline, what="every task completed")
+            wait_until(self._all_final, deadline, what="every task in its expected final status")
         except AssertionError as ex:
-            self.result.problems.append(f"tasks not all completed: {ex}; statuses {self._statuses()}")
+            self.result.problems.append(f"tasks not all as expected: {ex}; statuses {self._statuses()}, "
+                                        f"expected {list(self.expected.values())}")
         finally:
             self.done = True
             injector.join(timeout=HTTP_TIMEOUT * 10)
@@ -169,8 +195,8 @@ class Run:
         for proc in _marked(self.token):  # only after a failed run: the test already failed
             proc.kill()
 
-    def _all_completed(self) -> bool:
-        return all(status == "completed" for status in self._statuses())
+    def _all_final(self) -> bool:
+        return self._statuses() == list(self.expected.values())
 
     def _statuses(self) -> list[str]:
         return [self.manager.task(task_id)["status"] for task_id in self.task_ids]
@@ -194,6 +220,8 @@ class Run:
             gevent.sleep(step.seconds / 2)  # updates pile up in the queue meanwhile
             self._kill_and_restart(step.kind, step.seconds / 2)
             self.proxy.up()
+        elif step.kind not in KILLS and step.kind not in faults.KINDS:
+            self.inject_other(step)
         elif step.kind == "kill-after-outage":
             self.proxy.outage(step.seconds).join()
             ended = self.proxy.outages[-1][1]
@@ -225,6 +253,7 @@ class Run:
         if worker.proc.poll() is not None:
             result.problems.append(f"the worker died (exit {worker.proc.returncode}):\n{worker.output[-3000:]}")
         else:
+            self.before_stop()
             worker.send(signal.SIGTERM)  # waits until it handles SIGTERM (WorkerProcess.send)
             result.worker_exit = worker.wait(timeout=30)
             if result.worker_exit != 0:
@@ -238,6 +267,7 @@ class Run:
         self._check_manager_records()
         if self.protocol == "v3":
             self._check_v3()
+        self.check_more()
 
     def _applied(self) -> list[relcheck.Request]:
         restarts = [at for at, label in self.proxy.marks if label == "restart"]
@@ -274,7 +304,7 @@ class Run:
         invalid = self.manager.invalid_requests()
         if invalid:
             self.result.problems.append(f"{len(invalid)} requests invalid against the v3 schemas: {invalid[:3]}")
-        for task_id in self.task_ids:
+        for task_id in (t for t in self.task_ids if self.expected[t] == "completed"):
             task = self.manager.task(task_id)
             steps = [body["steps_completed"] for body in self.manager.task_updates(task_id)
                      if "steps_completed" in body]
