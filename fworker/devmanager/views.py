@@ -17,7 +17,7 @@ import os
 import typing
 
 from . import common
-from .dispatch import Dispatcher
+from .dispatch import Dispatcher, DispatcherBase
 from .roster import Roster
 from .web import Request, Response, html_response, text_response
 
@@ -48,7 +48,7 @@ _IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"
 _IMAGE_MAX = 64 * 1024 * 1024  # a preview, not an archive
 
 
-def _text(value: typing.Any) -> str:
+def _text(value: object) -> str:
     return html.escape(str(value))
 
 
@@ -56,7 +56,7 @@ def _task_link(task_id: str) -> str:
     return f'<a href="/dev/view/tasks/{html.escape(task_id)}">{html.escape(task_id)}</a>'
 
 
-def task_page(dispatcher: typing.Any, task_id: str,
+def task_page(dispatcher: DispatcherBase, task_id: str,
               extra: typing.Callable[[], list[str]] = list) -> Response:
     """One task's page, for both Managers' dispatchers (``task_view`` and the
     store's ``task_update_rows``): its fields, ``extra`` sections, updates and log."""

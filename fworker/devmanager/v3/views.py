@@ -3,6 +3,7 @@ pages' helpers: ``/`` lists workers, jobs, tasks and the requests that broke
 the document; ``/dev/view/tasks/{id}`` shows one task with its updates and log."""
 import typing
 
+from ..common import Row
 from ..views import _page, _table, _task_link, _text, task_page
 from ..web import Request, Response, html_response
 from .dispatch import Dispatcher
@@ -11,7 +12,7 @@ from .roster import Roster
 
 class Views:
     def __init__(self, roster: Roster, dispatcher: Dispatcher,
-                 requests_log: typing.Callable[[], list[dict]]):
+                 requests_log: typing.Callable[[], list[Row]]):
         self.roster = roster
         self.dispatcher = dispatcher
         self.requests_log = requests_log
