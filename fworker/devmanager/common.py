@@ -18,6 +18,13 @@ class NotFound(LookupError):
     """A worker, job or task id that the Manager does not know."""
 
 
+def found(row: Row | None, what: str) -> Row:
+    """row, or NotFound naming what was looked for ("Task 1234...")."""
+    if row is None:
+        raise NotFound(f"{what} is unknown.")
+    return row
+
+
 def new_id() -> str:
     """A fresh 24-character lowercase hex id.
 

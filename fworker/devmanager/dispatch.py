@@ -127,16 +127,10 @@ class DispatcherBase:
         self.liveness.forget(task_id)
 
     def existing(self, task_id: str) -> Row:
-        task = self.store.task(task_id)
-        if task is None:
-            raise common.NotFound(f"Task {task_id} is unknown.")
-        return task
+        return common.found(self.store.task(task_id), f"Task {task_id}")
 
     def existing_job(self, job_id: str) -> Row:
-        job = self.store.job(job_id)
-        if job is None:
-            raise common.NotFound(f"Job {job_id} is unknown.")
-        return job
+        return common.found(self.store.job(job_id), f"Job {job_id}")
 
     # Views for the Python API, the dev API and the HTML pages
 

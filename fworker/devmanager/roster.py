@@ -83,10 +83,7 @@ class RosterBase:
     # Views
 
     def existing(self, worker_id: str) -> Row:
-        worker = self.store.worker(worker_id)
-        if worker is None:
-            raise common.NotFound(f"Worker {worker_id} is unknown.")
-        return worker
+        return common.found(self.store.worker(worker_id), f"Worker {worker_id}")
 
     def worker_view(self, worker_id: str) -> Row:
         worker = self.existing(worker_id)

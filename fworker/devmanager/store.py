@@ -172,9 +172,13 @@ class Store:
 
     # Workers
 
-    def add_worker(self, row: Row) -> None:
+    def _add_in_order(self, table: str, row: Row) -> None:
+        """Insert row with the next ``seq`` of table (its arrival order)."""
         with self.transaction():
-            self._insert("workers", dict(row, seq=self._next_seq("workers")))
+            self._insert(table, dict(row, seq=self._next_seq(table)))
+
+    def add_worker(self, row: Row) -> None:
+        self._add_in_order("workers", row)
 
     def worker(self, worker_id: str) -> Row | None:
         return self._get("workers", id=worker_id)
@@ -192,8 +196,7 @@ class Store:
     # Jobs and tasks
 
     def add_job(self, row: Row) -> None:
-        with self.transaction():
-            self._insert("jobs", dict(row, seq=self._next_seq("jobs")))
+        self._add_in_order("jobs", row)
 
     def job(self, job_id: str) -> Row | None:
         return self._get("jobs", id=job_id)
@@ -202,8 +205,7 @@ class Store:
         return self._find("jobs")
 
     def add_task(self, row: Row) -> None:
-        with self.transaction():
-            self._insert("tasks", dict(row, seq=self._next_seq("tasks")))
+        self._add_in_order("tasks", row)
 
     def task(self, task_id: str) -> Row | None:
         return self._get("tasks", id=task_id)
