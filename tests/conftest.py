@@ -17,6 +17,7 @@ from fworker.devmanager.roster import Roster
 from fworker.devmanager.store import Store
 from fworker.devmanager.v3 import DevManager3
 from tests.support.client import WorkerClient
+from tests.support.client3 import V3Client
 from tests.support.media import make_blender_media
 from tests.support.reporter import RecordingReporter
 from tests.support.workers import WorkerProcess, build_worker
@@ -81,6 +82,18 @@ def manager(make_manager):
 def client(manager):
     """A WorkerClient registered and signed on at ``manager``."""
     return WorkerClient(manager).join()
+
+
+@pytest.fixture
+def manager3(make_manager3):
+    """The Flamenco 3 development Manager, in this process, on a free loopback port."""
+    return make_manager3()
+
+
+@pytest.fixture
+def client3(manager3):
+    """A V3Client registered, signed on and awake at ``manager3``."""
+    return V3Client(manager3).join()
 
 
 @pytest.fixture

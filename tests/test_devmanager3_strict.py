@@ -17,52 +17,42 @@ JPEG = b"\xff\xd8\xff\xe0" + b"\0" * 32
 
 
 @pytest.fixture
-def dm(make_manager3):
-    return make_manager3()
-
-
-@pytest.fixture
-def worker(dm):
-    return V3Client(dm).join()
-
-
-@pytest.fixture
-def active_task(dm, worker):
-    dm.submit_job(one_task_job())
-    return worker.take()
+def active_task(manager3, client3):
+    manager3.submit_job(one_task_job())
+    return client3.take()
 
 
 # 403
 
-def test_missing_credentials_are_403_and_break_the_document(dm, worker):
-    response = worker.call("POST", API + "task", auth=False)
+def test_missing_credentials_are_403_and_break_the_document(manager3, client3):
+    response = client3.call("POST", API + "task", auth=False)
     assert response.status_code == 403 and "message" in response.json()
-    assert dm.invalid_requests()[-1]["error"].startswith("Authorization")
+    assert manager3.invalid_requests()[-1]["error"].startswith("Authorization")
 
 
 @pytest.mark.parametrize("credentials", ["wrong-secret", "unknown-worker", "not-a-uuid"])
-def test_wrong_or_unknown_credentials_are_403(dm, worker, credentials):
-    user, password = worker.uuid, worker.secret
+def test_wrong_or_unknown_credentials_are_403(manager3, client3, credentials):
+    user, password = client3.uuid, client3.secret
     if credentials == "wrong-secret":
         password = "x" + password
     elif credentials == "unknown-worker":
         user = "5f0e7bb0-0000-4000-8000-000000000000"
     else:
         user = "nobody"
-    response = requests.post(dm.url + API + "task", auth=(user, password), timeout=10)
+    response = requests.post(manager3.url + API + "task", auth=(user, password), timeout=10)
     assert response.status_code == 403
     assert response.json()["message"].startswith("security requirements failed")
 
 
-def test_the_secret_is_stored_hashed(dm, worker):
-    row = dm.store.worker(worker.uuid)
-    assert worker.secret not in str(row) and row["secret_hash"].startswith("pbkdf2_sha256$")
-    assert "secret_hash" not in dm.worker(worker.uuid)
+def test_the_secret_is_stored_hashed(manager3, client3):
+    row = manager3.store.worker(client3.uuid)
+    assert client3.secret not in str(row) and row["secret_hash"].startswith("pbkdf2_sha256$")
+    assert "secret_hash" not in manager3.worker(client3.uuid)
 
 
-def test_a_forgotten_worker_gets_403(dm, worker):
-    dm.forget_worker(worker.uuid)
-    assert worker.ask().status_code == 403
+def test_a_forgotten_worker_gets_403(manager3, client3):
+    manager3.forget_worker(client3.uuid)
+    assert client3.ask().status_code == 403
 
 
 # 400: validation names the field
@@ -92,14 +82,14 @@ def test_a_forgotten_worker_gets_403(dm, worker):
     ("task/{task}", {"steps_completed": True}, "steps_completed"),
     ("task/{task}", [], ""),
 ])
-def test_invalid_bodies_are_400_naming_the_field(dm, worker, active_task, path, body, field):
-    response = worker.call("POST", API + path.format(task=active_task), json=body,
+def test_invalid_bodies_are_400_naming_the_field(manager3, client3, active_task, path, body, field):
+    response = client3.call("POST", API + path.format(task=active_task), json=body,
                            auth=path != "register-worker")
     assert response.status_code == 400, response.text
     assert response.json()["message"].startswith(f"request body has an error: {field}")
-    logged = dm.invalid_requests()[-1]
+    logged = manager3.invalid_requests()[-1]
     assert logged["status"] == 400 and logged["error"].startswith(field)
-    assert dm.task_updates(active_task) == []
+    assert manager3.task_updates(active_task) == []
 
 
 @pytest.mark.parametrize("headers,data", [
@@ -108,59 +98,59 @@ def test_invalid_bodies_are_400_naming_the_field(dm, worker, active_task, path, 
     ({"Content-Type": "application/json"}, b""),
     ({"Content-Type": "application/json"}, b"{not json"),
 ])
-def test_undeclared_content_type_and_missing_body_are_400(dm, worker, headers, data):
-    response = worker.call("POST", API + "state-changed", data=data, headers=headers)
+def test_undeclared_content_type_and_missing_body_are_400(manager3, client3, headers, data):
+    response = client3.call("POST", API + "state-changed", data=data, headers=headers)
     assert response.status_code == 400 and "message" in response.json()
-    assert dm.worker(worker.uuid)["status"] == "awake"
+    assert manager3.worker(client3.uuid)["status"] == "awake"
 
 
-def test_undeclared_fields_are_ignored(dm, worker, active_task):
-    assert worker.update(active_task, log="x\n", task_progress_percentage=5).status_code == 204
-    assert dm.invalid_requests() == []
+def test_undeclared_fields_are_ignored(manager3, client3, active_task):
+    assert client3.update(active_task, log="x\n", task_progress_percentage=5).status_code == 204
+    assert manager3.invalid_requests() == []
 
 
-def test_unknown_paths_and_methods(dm, worker):
-    assert worker.call("GET", "api/v3/worker/nope").status_code == 404
-    response = worker.call("GET", API + "task")
+def test_unknown_paths_and_methods(manager3, client3):
+    assert client3.call("GET", "api/v3/worker/nope").status_code == 404
+    response = client3.call("GET", API + "task")
     assert response.status_code == 405 and response.json() == {"message": "Method Not Allowed"}
-    assert len(dm.invalid_requests()) == 2
+    assert len(manager3.invalid_requests()) == 2
 
 
 # Previews
 
-def test_preview_is_accepted_and_recorded(dm, worker, active_task):
-    assert worker.preview(active_task, PNG).status_code == 202
-    assert worker.preview(active_task, JPEG, "image/jpeg").status_code == 202
-    received = dm.previews_received()
+def test_preview_is_accepted_and_recorded(manager3, client3, active_task):
+    assert client3.preview(active_task, PNG).status_code == 202
+    assert client3.preview(active_task, JPEG, "image/jpeg").status_code == 202
+    received = manager3.previews_received()
     assert [(p["mime"], p["size"], p["image_ok"]) for p in received] == [
         ("image/png", len(PNG), True), ("image/jpeg", len(JPEG), True)]
-    image = requests.get(f"{dm.url}dev/jobs/{received[0]['job']}/last-rendered", timeout=10)
+    image = requests.get(f"{manager3.url}dev/jobs/{received[0]['job']}/last-rendered", timeout=10)
     assert image.content == JPEG and image.headers["Content-Type"] == "image/jpeg"
 
 
-def test_preview_that_is_not_the_declared_format_is_flagged(dm, worker, active_task):
-    assert worker.preview(active_task, JPEG, "image/png").status_code == 202
-    assert dm.previews_received()[0]["image_ok"] is False
+def test_preview_that_is_not_the_declared_format_is_flagged(manager3, client3, active_task):
+    assert client3.preview(active_task, JPEG, "image/png").status_code == 202
+    assert manager3.previews_received()[0]["image_ok"] is False
 
 
-def test_preview_of_another_type_is_400(dm, worker, active_task):
-    response = worker.preview(active_task, b"GIF89a...", "image/gif")
+def test_preview_of_another_type_is_400(manager3, client3, active_task):
+    response = client3.preview(active_task, b"GIF89a...", "image/gif")
     assert response.status_code == 400 and "Content-Type" in response.json()["message"]
 
 
-def test_preview_without_content_length_is_411(dm, worker, active_task):
-    response = worker.preview(active_task, iter([PNG]))  # a generator: sent chunked
+def test_preview_without_content_length_is_411(manager3, client3, active_task):
+    response = client3.preview(active_task, iter([PNG]))  # a generator: sent chunked
     assert response.status_code == 411 and response.json()["code"] == 411
 
 
-def test_preview_over_25_mib_is_413(dm, worker, active_task):
-    response = worker.preview(active_task, PNG + b"\0" * (MAX_IMAGE_BYTES + 1 - len(PNG)))
+def test_preview_over_25_mib_is_413(manager3, client3, active_task):
+    response = client3.preview(active_task, PNG + b"\0" * (MAX_IMAGE_BYTES + 1 - len(PNG)))
     assert response.status_code == 413
-    assert worker.preview(active_task, PNG + b"\0" * (MAX_IMAGE_BYTES - len(PNG))).status_code == 202
+    assert client3.preview(active_task, PNG + b"\0" * (MAX_IMAGE_BYTES - len(PNG))).status_code == 202
 
 
-def test_preview_of_an_unknown_task_is_404(worker):
-    assert worker.preview("5f0e7bb0-0000-4000-8000-000000000000", PNG).status_code == 404
+def test_preview_of_an_unknown_task_is_404(client3):
+    assert client3.preview("5f0e7bb0-0000-4000-8000-000000000000", PNG).status_code == 404
 
 
 def test_too_many_previews_at_once_are_429(make_manager3):
@@ -175,51 +165,51 @@ def test_too_many_previews_at_once_are_429(make_manager3):
 
 # 503
 
-def test_injected_busy_answers_503_with_retry_after(dm, worker):
-    dm.inject_busy(count=2, path="/api/v3/worker/task", retry_after=3)
+def test_injected_busy_answers_503_with_retry_after(manager3, client3):
+    manager3.inject_busy(count=2, path="/api/v3/worker/task", retry_after=3)
     for _ in range(2):
-        response = worker.ask()
+        response = client3.ask()
         assert response.status_code == 503 and response.headers["Retry-After"] == "3"
         assert response.json() == {"code": 503, "message": "too busy, try again later"}
-    assert worker.state().status_code == 204  # another path: not affected
-    assert worker.ask().status_code == 204
+    assert client3.state().status_code == 204  # another path: not affected
+    assert client3.ask().status_code == 204
 
 
-def test_busy_can_be_injected_over_the_dev_api(dm, worker):
-    response = requests.post(dm.url + "dev/faults", json={"count": 1}, timeout=10)
+def test_busy_can_be_injected_over_the_dev_api(manager3, client3):
+    response = requests.post(manager3.url + "dev/faults", json={"count": 1}, timeout=10)
     assert response.status_code == 201
-    assert worker.state().status_code == 503
-    assert worker.state().status_code == 204
+    assert client3.state().status_code == 503
+    assert client3.state().status_code == 204
 
 
 # The developer API
 
-def test_dev_requests_lists_every_api_request_with_its_validation(dm, worker):
-    worker.call("POST", API + "state-changed", json={"status": "nope"})
-    rows = requests.get(dm.url + "dev/requests", timeout=10).json()
+def test_dev_requests_lists_every_api_request_with_its_validation(manager3, client3):
+    client3.call("POST", API + "state-changed", json={"status": "nope"})
+    rows = requests.get(manager3.url + "dev/requests", timeout=10).json()
     assert [row["operation"] for row in rows] == ["registerWorker", "signOn",
                                                   "workerStateChanged", "workerStateChanged"]
     assert [row["valid"] for row in rows] == [True, True, True, False]
-    invalid = requests.get(dm.url + "dev/requests?invalid=1", timeout=10).json()
+    invalid = requests.get(manager3.url + "dev/requests?invalid=1", timeout=10).json()
     assert len(invalid) == 1 and invalid[0]["error"].startswith("status: 'nope'")
 
 
-def test_dev_api_drives_jobs_workers_and_pages(dm, worker):
-    submitted = requests.post(dm.url + "dev/jobs", json=one_task_job(), timeout=10)
+def test_dev_api_drives_jobs_workers_and_pages(manager3, client3):
+    submitted = requests.post(manager3.url + "dev/jobs", json=one_task_job(), timeout=10)
     assert submitted.status_code == 201
     task_id = submitted.json()["task_ids"][0]
-    response = requests.post(f"{dm.url}dev/workers/{worker.uuid}/status",
+    response = requests.post(f"{manager3.url}dev/workers/{client3.uuid}/status",
                              json={"status": "asleep", "lazy": True}, timeout=10)
     assert response.json()["status_requested"] == "asleep"
     assert response.json()["lazy_status_request"] is True
-    assert requests.get(f"{dm.url}dev/tasks/{task_id}", timeout=10).json()["status"] == "queued"
-    assert requests.post(f"{dm.url}dev/tasks/{task_id}/cancel", timeout=10).json()["status"] \
+    assert requests.get(f"{manager3.url}dev/tasks/{task_id}", timeout=10).json()["status"] == "queued"
+    assert requests.post(f"{manager3.url}dev/tasks/{task_id}/cancel", timeout=10).json()["status"] \
         == "canceled"
-    assert requests.delete(f"{dm.url}dev/jobs/{submitted.json()['job_id']}",
+    assert requests.delete(f"{manager3.url}dev/jobs/{submitted.json()['job_id']}",
                            timeout=10).status_code == 204
-    assert requests.get(f"{dm.url}dev/tasks/{task_id}", timeout=10).status_code == 404
-    page = requests.get(dm.url, timeout=10)
-    assert page.status_code == 200 and worker.uuid in page.text
+    assert requests.get(f"{manager3.url}dev/tasks/{task_id}", timeout=10).status_code == 404
+    page = requests.get(manager3.url, timeout=10)
+    assert page.status_code == 200 and client3.uuid in page.text
 
 
 def test_variables_are_replaced_in_parameters(make_manager3):
@@ -253,10 +243,10 @@ def test_builders_use_flamenco_3_names():
     assert jobs.make_directory("/a")["parameters"] == {"path": "/a"}
 
 
-def test_steps_total_counts_a_command_without_steps_as_one(dm):
-    task_id = dm.submit_job(one_task_job(
+def test_steps_total_counts_a_command_without_steps_as_one(manager3):
+    task_id = manager3.submit_job(one_task_job(
         jobs.blender_render("a.blend", total_step_count=5), jobs.echo("x")))["task_ids"][0]
-    assert dm.task(task_id)["steps_total"] == 6
+    assert manager3.task(task_id)["steps_total"] == 6
 
 
 @pytest.mark.parametrize("mutate,words", [
@@ -266,21 +256,21 @@ def test_steps_total_counts_a_command_without_steps_as_one(dm):
     (lambda j: j["tasks"][0].update(parents=["ghost"]), "tasks[0].parents[0]"),
     (lambda j: j.update(tasks=[]), "tasks"),
 ])
-def test_invalid_jobs_name_the_field(dm, mutate, words):
+def test_invalid_jobs_name_the_field(manager3, mutate, words):
     job = one_task_job()
     mutate(job)
     with pytest.raises(InvalidJob) as caught:
-        dm.submit_job(job)
+        manager3.submit_job(job)
     assert str(caught.value).startswith(words)
 
 
-def test_parents_hold_a_task_back_until_completed(dm, worker):
+def test_parents_hold_a_task_back_until_completed(manager3, client3):
     job = jobs.job("j", [jobs.task("a", [jobs.echo("a")]),
                          jobs.task("b", [jobs.echo("b")], parents=["a"], priority=99)])
-    first, second = dm.submit_job(job)["task_ids"]
-    assert worker.take() == first
-    worker.update(first, taskStatus="completed")
-    assert worker.take() == second
+    first, second = manager3.submit_job(job)["task_ids"]
+    assert client3.take() == first
+    client3.update(first, taskStatus="completed")
+    assert client3.take() == second
 
 
 # The CLI

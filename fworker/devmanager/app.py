@@ -2,14 +2,13 @@
 the last line of defence against handler bugs (a logged 500)."""
 import collections
 import logging
-import typing
 
 from .devapi import DevAPI
 from .dispatch import Dispatcher
 from .protocol import WorkerAPI
 from .roster import Roster
 from .views import Views
-from .web import Request, Router, text_response
+from .web import Environ, Request, Router, StartResponse, text_response
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +26,7 @@ class App:
         self.requests_log: collections.deque[tuple[str, str, int]] = \
             collections.deque(maxlen=log_size)
 
-    def __call__(self, environ: dict, start_response: typing.Callable) -> list[bytes]:
+    def __call__(self, environ: Environ, start_response: StartResponse) -> list[bytes]:
         request = Request(environ)
         try:
             response = self.router.dispatch(request)

@@ -23,6 +23,8 @@ import jwt
 
 logger = logging.getLogger(__name__)
 
+_T = typing.TypeVar("_T")
+
 _SCHEME = "pbkdf2_sha256"
 # About 10 ms per hash here: enough for a development Manager, and the
 # Roster caches successful checks so that each request does not pay it.
@@ -46,7 +48,7 @@ def _usable_cpus() -> int:
 _HASHING = gevent.lock.BoundedSemaphore(max(1, _usable_cpus() - 1))
 
 
-def _off_the_hub(func: typing.Callable, *args: typing.Any) -> typing.Any:
+def _off_the_hub(func: typing.Callable[..., _T], *args: object) -> _T:
     """func(*args) in this thread's hub's pool; only the calling greenlet waits.
 
     Works outside a server too (the main greenlet waits on the hub, which
@@ -57,7 +59,8 @@ def _off_the_hub(func: typing.Callable, *args: typing.Any) -> typing.Any:
     if gevent.getcurrent() is hub:
         return func(*args)
     with _HASHING:
-        return hub.threadpool.apply(func, args)
+        result: _T = hub.threadpool.apply(func, args)
+        return result
 
 
 def _pbkdf2(secret: str, salt: bytes, rounds: int) -> bytes:

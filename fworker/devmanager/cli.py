@@ -21,6 +21,7 @@ import gevent
 import gevent.event
 import requests
 
+from .common import Row
 from .manager import DevManager
 from .v3 import DevManager3
 
@@ -30,7 +31,8 @@ _HTTP_TIMEOUT = 30.0
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    return args.command(args)
+    command: typing.Callable[[argparse.Namespace], int] = args.command
+    return command(args)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -160,7 +162,7 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_rows(title: str, rows: list[dict], keys: tuple[str, ...]) -> None:
+def _print_rows(title: str, rows: list[Row], keys: tuple[str, ...]) -> None:
     print(f"{title} ({len(rows)})")
     for row in rows:
         print("  " + "  ".join(str(row.get(key, "")) for key in keys))

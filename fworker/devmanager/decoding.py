@@ -14,6 +14,8 @@ checkers with dotted paths as names (``tasks[2].priority``).
 import json
 import typing
 
+from .common import Row
+
 # The range of a Go int on 64-bit platforms.
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
@@ -48,7 +50,7 @@ def _reject_constant(name: str) -> typing.NoReturn:
     raise DecodeError(f"{name} is not valid JSON")
 
 
-def parse_object(raw: bytes) -> dict:
+def parse_object(raw: bytes) -> Row:
     """Parse a request body that must be one JSON object."""
     if not raw.strip():
         raise DecodeError("empty body (send {} when there is nothing to say)")
@@ -65,7 +67,7 @@ def parse_object(raw: bytes) -> dict:
     return value
 
 
-def decode(raw: bytes, spec: typing.Mapping[str, Checker], required: typing.Iterable[str] = ()) -> dict:
+def decode(raw: bytes, spec: typing.Mapping[str, Checker], required: typing.Iterable[str] = ()) -> Row:
     """Parse raw as a JSON object and check the fields named in spec.
 
     Returns only the fields of spec that are present; other keys are ignored,
@@ -74,8 +76,8 @@ def decode(raw: bytes, spec: typing.Mapping[str, Checker], required: typing.Iter
     return check_fields(parse_object(raw), spec, required)
 
 
-def check_fields(doc: dict, spec: typing.Mapping[str, Checker], required: typing.Iterable[str] = (),
-                 prefix: str = "") -> dict:
+def check_fields(doc: Row, spec: typing.Mapping[str, Checker], required: typing.Iterable[str] = (),
+                 prefix: str = "") -> Row:
     """Check the fields of an already parsed object against spec."""
     for name in required:
         if name not in doc:
@@ -90,9 +92,10 @@ def string(value: typing.Any, name: str) -> str:
 
 
 def non_empty_string(value: typing.Any, name: str) -> str:
-    if not string(value, name):
+    text = string(value, name)
+    if not text:
         raise DecodeError(f"{name}: must not be empty")
-    return value
+    return text
 
 
 def boolean(value: typing.Any, name: str) -> bool:
@@ -112,18 +115,20 @@ def integer(value: typing.Any, name: str) -> int:
 def integer_in(low: int, high: int) -> Checker:
     """A checker for an integer within [low, high]."""
     def check(value: typing.Any, name: str) -> int:
-        if not low <= integer(value, name) <= high:
-            raise DecodeError(f"{name}: {value} is out of range {low}..{high}")
-        return value
+        number = integer(value, name)
+        if not low <= number <= high:
+            raise DecodeError(f"{name}: {number} is out of range {low}..{high}")
+        return number
     return check
 
 
 def one_of(*choices: str) -> Checker:
     """A checker for a string from a fixed set."""
     def check(value: typing.Any, name: str) -> str:
-        if string(value, name) not in choices:
-            raise DecodeError(f"{name}: {value!r} is not one of {', '.join(choices)}")
-        return value
+        text = string(value, name)
+        if text not in choices:
+            raise DecodeError(f"{name}: {text!r} is not one of {', '.join(choices)}")
+        return text
     return check
 
 
@@ -133,7 +138,7 @@ def string_list(value: typing.Any, name: str) -> list[str]:
     return [string(item, f"{name}[{index}]") for index, item in enumerate(value)]
 
 
-def json_object(value: typing.Any, name: str) -> dict:
+def json_object(value: typing.Any, name: str) -> Row:
     if not isinstance(value, dict):
         raise DecodeError(f"{name}: expected an object, got {describe(value)}")
     return value
@@ -145,11 +150,11 @@ def number(value: typing.Any, name: str) -> float | int:
     return value
 
 
-def metrics(value: typing.Any, name: str) -> dict:
+def metrics(value: typing.Any, name: str) -> Row:
     """``{"timing": {phase: seconds}}``; other keys are kept unchecked."""
-    json_object(value, name)
-    if "timing" in value:
-        timing = json_object(value["timing"], f"{name}.timing")
+    doc = json_object(value, name)
+    if "timing" in doc:
+        timing = json_object(doc["timing"], f"{name}.timing")
         for phase, seconds in timing.items():
             number(seconds, f"{name}.timing.{phase}")
-    return value
+    return doc

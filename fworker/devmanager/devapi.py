@@ -6,8 +6,8 @@ import typing
 
 from . import common, decoding, jobs
 from .decoding import DecodeError
-from .dispatch import Dispatcher
-from .roster import Roster
+from .dispatch import DispatcherBase
+from .roster import RosterBase
 from .web import Request, Response, empty_response, json_response, text_response
 
 _STATUS_REQUEST = {"status": decoding.string, "lazy": decoding.boolean}
@@ -41,7 +41,7 @@ class DevAPI:
     """The operations both generations offer; the Flamenco 3 one (v3/devapi.py) adds
     its own to these."""
 
-    def __init__(self, roster: Roster, dispatcher: Dispatcher):
+    def __init__(self, roster: RosterBase, dispatcher: DispatcherBase):
         self.roster = roster
         self.dispatcher = dispatcher
 

@@ -19,10 +19,10 @@ task type).  Nothing more: unlike the real Manager this one does not
 blacklist workers or soft-fail tasks; a failed task stays failed.
 """
 import logging
-import types
 import typing
 
 from . import common, jobs
+from .common import Row
 from .liveness import Liveness
 from .store import Store
 
@@ -38,11 +38,21 @@ _PROGRESS_FIELDS = ("activity", "task_progress_percentage", "current_command_idx
                     "command_progress_percentage")
 
 
-def worker_identifier(worker: dict) -> str:
+def worker_identifier(worker: Row) -> str:
     """How logs and failed_by_workers name a worker: address (nickname)."""
     if worker.get("nickname"):
         return f"{worker.get('address', '')} ({worker['nickname']})".strip()
-    return worker.get("address") or worker["id"]
+    return str(worker.get("address") or worker["id"])
+
+
+class JobFormat(typing.Protocol):
+    """A generation's job format: its jobs module (jobs.py, v3/jobs.py)."""
+
+    def validate_job(self, doc: typing.Any) -> Row:
+        """The job with its defaults filled in; raises jobs.InvalidJob."""
+
+    def build_rows(self, job: Row, created: str) -> tuple[Row, list[Row]]:
+        """(job row, task rows) of a validated job."""
 
 
 class DispatcherBase:
@@ -50,9 +60,8 @@ class DispatcherBase:
     format, giving a worker a task whose parents are done, forgetting tasks and
     the views.  ``liveness`` holds when each active task was last heard of."""
 
-    # The module of the generation's job format: validate_job(doc) -> job and
-    # build_rows(job, created) -> (job row, task rows).
-    job_format: typing.ClassVar[types.ModuleType]
+    # The module of the generation's job format.
+    job_format: typing.ClassVar[JobFormat]
 
     def __init__(self, store: Store, liveness: Liveness,
                  variables: dict[str, dict[str, str]] | None = None):
@@ -62,7 +71,7 @@ class DispatcherBase:
 
     # Jobs
 
-    def submit_job(self, doc: typing.Any) -> dict:
+    def submit_job(self, doc: typing.Any) -> Row:
         """Validate and queue a job; raises jobs.InvalidJob."""
         job = self.job_format.validate_job(doc)
         job_row, task_rows = self.job_format.build_rows(job, common.utc_timestamp())
@@ -76,7 +85,7 @@ class DispatcherBase:
 
     # Scheduling
 
-    def _parents_completed(self, task: dict) -> bool:
+    def _parents_completed(self, task: Row) -> bool:
         # A parent that was forgotten no longer holds anything up.
         for parent_id in task["parents"]:
             parent = self.store.task(parent_id)
@@ -84,14 +93,14 @@ class DispatcherBase:
                 return False
         return True
 
-    def _give(self, task: dict, worker: dict) -> dict:
+    def _give(self, task: Row, worker: Row) -> Row:
         changes = {"status": "active", "worker": worker["id"], **self._given(worker)}
         self.store.update_task(task["id"], **changes)
         self.liveness.heard(task["id"])
         logger.info("Assigned task %s to worker %s", task["id"], worker["id"])
         return dict(task, **changes)
 
-    def _given(self, worker: dict) -> dict:
+    def _given(self, worker: Row) -> Row:
         """The generation's own fields of a task just given to worker."""
         raise NotImplementedError
 
@@ -99,6 +108,10 @@ class DispatcherBase:
 
     def cancel_task(self, task_id: str) -> str:
         """Cancel the task as the generation does; returns its new status."""
+        raise NotImplementedError
+
+    def reassign_task(self, task_id: str, other_worker_id: str = "") -> None:
+        """Make the task another worker's, or nobody's ("") as the generation does."""
         raise NotImplementedError
 
     def cancel_job(self, job_id: str) -> None:
@@ -113,42 +126,36 @@ class DispatcherBase:
             self.store.delete_task(task_id)
         self.liveness.forget(task_id)
 
-    def existing(self, task_id: str) -> dict:
-        task = self.store.task(task_id)
-        if task is None:
-            raise common.NotFound(f"Task {task_id} is unknown.")
-        return task
+    def existing(self, task_id: str) -> Row:
+        return common.found(self.store.task(task_id), f"Task {task_id}")
 
-    def existing_job(self, job_id: str) -> dict:
-        job = self.store.job(job_id)
-        if job is None:
-            raise common.NotFound(f"Job {job_id} is unknown.")
-        return job
+    def existing_job(self, job_id: str) -> Row:
+        return common.found(self.store.job(job_id), f"Job {job_id}")
 
     # Views for the Python API, the dev API and the HTML pages
 
-    def task_view(self, task_id: str) -> dict:
+    def task_view(self, task_id: str) -> Row:
         raise NotImplementedError
 
-    def tasks_view(self, job_id: str | None = None) -> list[dict]:
+    def tasks_view(self, job_id: str | None = None) -> list[Row]:
         filters = {"job": job_id} if job_id else {}
         return [self.task_view(task["id"]) for task in self.store.tasks(**filters)]
 
-    def job_view(self, job_id: str) -> dict:
+    def job_view(self, job_id: str) -> Row:
         raise NotImplementedError
 
-    def jobs_view(self) -> list[dict]:
+    def jobs_view(self) -> list[Row]:
         return [self.job_view(job["id"]) for job in self.store.jobs()]
 
 
 class Dispatcher(DispatcherBase):
     """Owns the job and task rules; every change runs in one store transaction."""
 
-    job_format = jobs
+    job_format: typing.ClassVar[JobFormat] = jobs
 
     # Scheduling
 
-    def assign(self, worker: dict) -> dict | None:
+    def assign(self, worker: Row) -> Row | None:
         """The task this worker should run: its active one again, or the best
         schedulable one, now assigned to it; None when there is none."""
         with self.store.transaction():
@@ -162,12 +169,12 @@ class Dispatcher(DispatcherBase):
                     return self._give(task, worker)
         return None
 
-    def _given(self, worker: dict) -> dict:
+    def _given(self, worker: Row) -> Row:
         return {"last_worker": worker["id"], "last_ping": common.utc_timestamp(),
                 "task_progress_percentage": 0, "current_command_idx": 0,
                 "command_progress_percentage": 0}
 
-    def task_json(self, task: dict, worker: dict) -> dict:
+    def task_json(self, task: Row, worker: Row) -> Row:
         """The Task document a worker receives from POST /task."""
         doc = {"_id": task["id"], "job": task["job"], "manager": self.store.manager_id}
         doc.update({key: task[key] for key in ("project", "user", "name", "status", "priority",
@@ -183,7 +190,7 @@ class Dispatcher(DispatcherBase):
 
     # What workers report
 
-    def apply_update(self, worker: dict, task_id: str, body: dict, fields: dict) -> str:
+    def apply_update(self, worker: Row, task_id: str, body: Row, fields: Row) -> str:
         """Record an update; returns ACCEPTED, UNKNOWN_TASK or OTHER_WORKERS."""
         with self.store.transaction():
             task = self.store.task(task_id)
@@ -202,7 +209,7 @@ class Dispatcher(DispatcherBase):
                             task_id, task["status"], worker["id"])
         return ACCEPTED
 
-    def _apply_to_active(self, task: dict, worker: dict, fields: dict) -> None:
+    def _apply_to_active(self, task: Row, worker: Row, fields: Row) -> None:
         changes = {key: fields[key] for key in _PROGRESS_FIELDS if key in fields}
         changes["last_ping"] = common.utc_timestamp()
         if "metrics" in fields:
@@ -218,12 +225,12 @@ class Dispatcher(DispatcherBase):
             self.liveness.heard(task["id"])
         self.store.update_task(task["id"], **changes)
 
-    def _count_failure(self, task: dict, worker: dict) -> list[dict]:
+    def _count_failure(self, task: Row, worker: Row) -> list[Row]:
         self.store.add_failure(worker["id"], task)
         failed_by = [entry for entry in task["failed_by_workers"] if entry["id"] != worker["id"]]
         return failed_by + [{"id": worker["id"], "identifier": worker_identifier(worker)}]
 
-    def give_back(self, worker: dict, task_id: str) -> bool:
+    def give_back(self, worker: Row, task_id: str) -> bool:
         """POST /tasks/{id}/return; False when the task is unknown."""
         with self.store.transaction():
             task = self.store.task(task_id)
@@ -233,7 +240,7 @@ class Dispatcher(DispatcherBase):
                 self._release(task, f"Returned by worker {worker_identifier(worker)}")
         return True
 
-    def may_keep_running(self, worker: dict, task_id: str) -> dict:
+    def may_keep_running(self, worker: Row, task_id: str) -> Row:
         """The may-i-run answer, checking in the Manager's order."""
         requested = worker["status_requested"]
         with self.store.transaction():
@@ -250,7 +257,7 @@ class Dispatcher(DispatcherBase):
                 reason = ""
                 self.store.update_task(task_id, last_ping=common.utc_timestamp())
                 self.liveness.heard(task_id)
-        answer: dict[str, typing.Any] = {"may_keep_running": not reason}
+        answer: Row = {"may_keep_running": not reason}
         if reason:
             answer["reason"] = reason
         if requested:
@@ -266,7 +273,7 @@ class Dispatcher(DispatcherBase):
                 self._release(task, why)
         return [task["id"] for task in held]
 
-    def _release(self, task: dict, why: str) -> None:
+    def _release(self, task: Row, why: str) -> None:
         if task["status"] == "active":
             self.store.update_task(task["id"], status="queued", worker="", activity=why)
             logger.info("Task %s re-queued: %s", task["id"], why)
@@ -274,7 +281,7 @@ class Dispatcher(DispatcherBase):
             self._set_status(task, "canceled", why)
         self.liveness.forget(task["id"])
 
-    def _set_status(self, task: dict, status: str, activity: str) -> None:
+    def _set_status(self, task: Row, status: str, activity: str) -> None:
         self.store.update_task(task["id"], status=status, activity=activity)
         logger.info("Task %s is now %s: %s", task["id"], status, activity)
 
@@ -287,7 +294,7 @@ class Dispatcher(DispatcherBase):
             silent = self.liveness.expired(active, timeout)
             for task_id in silent:
                 task = active[task_id]
-                changes = {"status": "failed",
+                changes: Row = {"status": "failed",
                            "activity": f"Task timed out: no ping from its worker for {timeout:g} s"}
                 worker = self.store.worker(task["worker"])
                 if worker is not None:
@@ -309,7 +316,8 @@ class Dispatcher(DispatcherBase):
             if task["status"] in SCHEDULABLE:
                 self._set_status(task, "canceled", "Canceled before it ran")
                 return "canceled"
-            return task["status"]
+            status: str = task["status"]
+            return status
 
     def reassign_task(self, task_id: str, other_worker_id: str = "") -> None:
         """Make the task someone else's (or nobody's): its old worker gets 409.
@@ -319,7 +327,7 @@ class Dispatcher(DispatcherBase):
         """
         with self.store.transaction():
             task = self.existing(task_id)
-            changes = {"last_worker": other_worker_id}
+            changes: Row = {"last_worker": other_worker_id}
             if not other_worker_id:
                 self._release(task, "Reassigned to nobody")
             elif task["status"] not in FINAL:
@@ -332,14 +340,14 @@ class Dispatcher(DispatcherBase):
 
     # Views for the Python API, the dev API and the HTML pages
 
-    def task_view(self, task_id: str) -> dict:
+    def task_view(self, task_id: str) -> Row:
         task = self.existing(task_id)
         view = {key: value for key, value in task.items() if key != "seq"}
         view.update({"_id": task["id"], "manager": self.store.manager_id,
                      "log": self.store.task_log(task_id)})
         return view
 
-    def job_view(self, job_id: str) -> dict:
+    def job_view(self, job_id: str) -> Row:
         job = self.existing_job(job_id)
         tasks = self.store.tasks(job=job_id)
         view = {key: value for key, value in job.items() if key != "seq"}
@@ -348,7 +356,7 @@ class Dispatcher(DispatcherBase):
         return view
 
 
-def _merge_metrics(old: dict, new: dict) -> dict:
+def _merge_metrics(old: Row, new: Row) -> Row:
     """New metrics over old ones; timing phases accumulate by name."""
     merged = dict(old, **{key: value for key, value in new.items() if key != "timing"})
     if "timing" in new:

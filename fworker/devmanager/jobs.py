@@ -39,11 +39,13 @@ import copy
 import typing
 
 from . import common, decoding
+from .common import Row
 from .decoding import DecodeError
 
 DEFAULT_PRIORITY = 50
 
 # Field checkers; None marks a field known here but checked by hand below.
+_Spec = typing.Mapping[str, decoding.Checker | None]
 _JOB_SPEC = {"name": decoding.non_empty_string, "job_type": decoding.non_empty_string,
              "priority": decoding.integer, "project": decoding.string,
              "user": decoding.string, "tasks": None}
@@ -57,7 +59,7 @@ class InvalidJob(ValueError):
     """A submitted job that breaks the format; the message names the field."""
 
 
-def validate_job(doc: typing.Any) -> dict:
+def validate_job(doc: typing.Any) -> Row:
     """Check a submitted job and return it with defaults filled in."""
     try:
         return _validate_job(doc)
@@ -65,7 +67,7 @@ def validate_job(doc: typing.Any) -> dict:
         raise InvalidJob(str(ex)) from None
 
 
-def _validate_job(doc: typing.Any) -> dict:
+def _validate_job(doc: typing.Any) -> Row:
     decoding.json_object(doc, "job")
     job = known_fields(doc, _JOB_SPEC, ("name", "job_type", "tasks"), "")
     for key in ("project", "user"):
@@ -77,7 +79,8 @@ def _validate_job(doc: typing.Any) -> dict:
     return job
 
 
-def known_fields(doc: dict, spec: dict, required: tuple, prefix: str) -> dict:
+def known_fields(doc: Row, spec: _Spec,
+                 required: tuple[str, ...], prefix: str) -> Row:
     """decoding.check_fields, refusing keys that spec does not name; a None
     checker in spec marks a field known but checked by the caller."""
     unknown = sorted(set(doc) - set(spec))
@@ -87,7 +90,7 @@ def known_fields(doc: dict, spec: dict, required: tuple, prefix: str) -> dict:
     return decoding.check_fields(doc, checks, required, prefix)
 
 
-def validate_tasks(tasks: typing.Any, command_spec: dict, command_defaults: dict) -> list[dict]:
+def validate_tasks(tasks: typing.Any, command_spec: _Spec, command_defaults: Row) -> list[Row]:
     """The ``tasks`` of a job, checked, with defaults filled in (the Flamenco 3 job
     format differs from this one only in its commands' fields: command_spec and
     the defaults of those that may be left out); raises DecodeError."""
@@ -99,7 +102,7 @@ def validate_tasks(tasks: typing.Any, command_spec: dict, command_defaults: dict
     return checked
 
 
-def _validate_task(doc: typing.Any, prefix: str, command_spec: dict, command_defaults: dict) -> dict:
+def _validate_task(doc: typing.Any, prefix: str, command_spec: _Spec, command_defaults: Row) -> Row:
     decoding.json_object(doc, prefix.rstrip("."))
     task = known_fields(doc, _TASK_SPEC, ("name", "task_type", "commands"), prefix)
     task.setdefault("priority", DEFAULT_PRIORITY)
@@ -118,7 +121,7 @@ def _validate_task(doc: typing.Any, prefix: str, command_spec: dict, command_def
     return task
 
 
-def check_dependencies(tasks: list[dict]) -> None:
+def check_dependencies(tasks: list[Row]) -> None:
     """Unique names, parents that exist, and no cycles."""
     index_of: dict[str, int] = {}
     for index, task in enumerate(tasks):
@@ -149,7 +152,7 @@ def check_dependencies(tasks: list[dict]) -> None:
         visit(task["name"], [])
 
 
-def build_rows(job: dict, created: str) -> tuple[dict, list[dict]]:
+def build_rows(job: Row, created: str) -> tuple[Row, list[Row]]:
     """Store rows for a validated job: ids assigned, parent names turned into ids."""
     job_id = common.new_id()
     job_row = {"id": job_id, "name": job["name"], "job_type": job["job_type"],
@@ -188,16 +191,22 @@ def job_status(task_statuses: typing.Iterable[str]) -> str:
     return "queued"
 
 
-def replace_variables(commands: list[dict], variables: dict[str, dict[str, str]],
-                      platform: str) -> list[dict]:
+def platform_values(variables: dict[str, dict[str, str]], platform: str) -> dict[str, str]:
+    """Each variable's value for platform (else its ``all`` value); those with neither
+    are left out."""
+    values = {name: per_platform.get(platform, per_platform.get("all"))
+              for name, per_platform in variables.items()}
+    return {name: value for name, value in values.items() if value is not None}
+
+
+def replace_variables(commands: list[Row], variables: dict[str, dict[str, str]],
+                      platform: str) -> list[Row]:
     """Commands with ``{name}`` replaced in top-level string settings.
 
     variables maps a name to values per platform (``linux``, ``windows``,
     ``darwin``, or ``all`` for every platform).  Unknown placeholders stay.
     """
-    values = {name: per_platform.get(platform, per_platform.get("all"))
-              for name, per_platform in variables.items()}
-    values = {name: value for name, value in values.items() if value is not None}
+    values = platform_values(variables, platform)
     if not values:
         return commands
 

@@ -6,16 +6,19 @@ the Python API that tests use to drive and inspect the Manager.  ManagerBase
 holds what the Flamenco 3 one (v3/manager.py) shares with it.
 """
 import logging
+import os
 import typing
 
 import gevent
 
 from .app import App
-from .dispatch import Dispatcher
+from .common import Row
+from .dispatch import Dispatcher, DispatcherBase
 from .liveness import Liveness
-from .roster import Roster
-from .server import make_server
+from .roster import Roster, RosterBase
+from .server import NoDelayWSGIServer, make_server
 from .store import Store
+from .web import WSGIApp
 
 logger = logging.getLogger(__name__)
 
@@ -32,18 +35,18 @@ class ManagerBase:
     the watcher of silent workers and tasks, and the Python API over the store, roster
     and dispatcher that each generation's __init__ sets up (after calling _set_up)."""
 
+    # Each generation declares its own classes of these.
     store: Store
-    # Each generation's own classes, alike in the methods called here.
-    roster: typing.Any
-    dispatcher: typing.Any
-    app: typing.Any
+    roster: RosterBase
+    dispatcher: DispatcherBase
+    app: WSGIApp
 
     def _set_up(self, host: str, port: int, worker_timeout: float, task_timeout: float) -> None:
         self.host = host
         self.worker_timeout = worker_timeout
         self._requested_port = port
-        self._server = None
-        self._watcher: gevent.Greenlet | None = None
+        self._server: NoDelayWSGIServer | None = None
+        self._watcher: gevent.Greenlet[[], None] | None = None
         self.port: int | None = None
         # The watcher looks four times per shortest timeout, within bounds.
         self._watch_interval = max(_MIN_WATCH_INTERVAL,
@@ -59,9 +62,9 @@ class ManagerBase:
         """Start serving in the background (greenlets); returns self."""
         if self._server is not None:
             raise RuntimeError(f"{type(self).__name__} already started")
-        self._server = make_server(self.host, self._requested_port, self.app)
-        self._server.start()
-        self.port = self._server.server_port
+        server = self._server = make_server(self.host, self._requested_port, self.app)
+        server.start()
+        self.port = server.server_port
         self._watcher = gevent.spawn(self._watch_timeouts)
         logger.info("%s serving on %s (database %s)", self._title(), self.url, self.store.path)
         return self
@@ -106,23 +109,23 @@ class ManagerBase:
 
     # Jobs and tasks
 
-    def submit_job(self, job: dict) -> dict:
+    def submit_job(self, job: Row) -> Row:
         """Queue a job (format: see the generation's jobs.py); {"job_id", "task_ids"}."""
         return self.dispatcher.submit_job(job)
 
-    def job(self, job_id: str) -> dict:
+    def job(self, job_id: str) -> Row:
         return self.dispatcher.job_view(job_id)
 
-    def jobs(self) -> list[dict]:
+    def jobs(self) -> list[Row]:
         return self.dispatcher.jobs_view()
 
-    def task(self, task_id: str) -> dict:
+    def task(self, task_id: str) -> Row:
         return self.dispatcher.task_view(task_id)
 
-    def tasks(self, job_id: str | None = None) -> list[dict]:
+    def tasks(self, job_id: str | None = None) -> list[Row]:
         return self.dispatcher.tasks_view(job_id)
 
-    def task_updates(self, task_id: str) -> list[dict]:
+    def task_updates(self, task_id: str) -> list[Row]:
         """Every accepted TaskUpdate body of the task, as received, in order."""
         return self.store.task_updates(task_id)
 
@@ -143,10 +146,10 @@ class ManagerBase:
 
     # Workers
 
-    def workers(self) -> list[dict]:
+    def workers(self) -> list[Row]:
         return self.roster.workers_view()
 
-    def worker(self, worker_id: str) -> dict:
+    def worker(self, worker_id: str) -> Row:
         return self.roster.worker_view(worker_id)
 
     def request_status(self, worker_id: str, status: str, lazy: bool = False) -> None:
@@ -163,7 +166,11 @@ class ManagerBase:
 class DevManager(ManagerBase):
     """A Flamenco Manager 2.x worker API on 127.0.0.1, state in SQLite."""
 
-    def __init__(self, db_path, host: str = "127.0.0.1", port: int = 0,
+    roster: Roster
+    dispatcher: Dispatcher
+    app: App
+
+    def __init__(self, db_path: str | os.PathLike[str], host: str = "127.0.0.1", port: int = 0,
                  registration_secret: str | None = None, worker_timeout: float = 60.0,
                  task_ping_timeout: float = 600.0,
                  variables: dict[str, dict[str, str]] | None = None):

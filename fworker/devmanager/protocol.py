@@ -8,7 +8,7 @@ import logging
 import typing
 
 from . import decoding, dispatch
-from .common import is_object_id
+from .common import Row, is_object_id
 from .decoding import DecodeError
 from .dispatch import Dispatcher
 from .roster import Roster
@@ -89,7 +89,7 @@ class WorkerAPI:
         worker = self.roster.register(fields, request.user_agent, request.remote_addr)
         return json_response(self.roster.registration_doc(worker))
 
-    def sign_on(self, request: Request, worker: dict) -> Response:
+    def sign_on(self, request: Request, worker: Row) -> Response:
         try:
             fields = decoding.decode(request.body(), _SIGN_ON)
         except DecodeError as ex:
@@ -97,11 +97,11 @@ class WorkerAPI:
         self.roster.sign_on(worker, fields)
         return empty_response(204)
 
-    def sign_off(self, request: Request, worker: dict) -> Response:
+    def sign_off(self, request: Request, worker: Row) -> Response:
         self.roster.sign_off(worker)
         return empty_response(204)
 
-    def ask_for_task(self, request: Request, worker: dict) -> Response:
+    def ask_for_task(self, request: Request, worker: Row) -> Response:
         if worker["status_requested"]:
             return json_response({"status_requested": worker["status_requested"]}, 423)
         if not worker["supported_task_types"]:
@@ -112,7 +112,7 @@ class WorkerAPI:
             return empty_response(204)
         return json_response(self.dispatcher.task_json(task, worker))
 
-    def update_task(self, request: Request, worker: dict, task_id: str) -> Response:
+    def update_task(self, request: Request, worker: Row, task_id: str) -> Response:
         if not is_object_id(task_id):
             return invalid_task_id(task_id)
         try:
@@ -127,28 +127,28 @@ class WorkerAPI:
             return text_response(409, f"Task {task_id} is assigned to another worker.")
         return empty_response(204)
 
-    def return_task(self, request: Request, worker: dict, task_id: str) -> Response:
+    def return_task(self, request: Request, worker: Row, task_id: str) -> Response:
         if not is_object_id(task_id):
             return invalid_task_id(task_id)
         if not self.dispatcher.give_back(worker, task_id.lower()):
             return empty_response(404)
         return empty_response(204)
 
-    def may_i_run(self, request: Request, worker: dict, task_id: str) -> Response:
+    def may_i_run(self, request: Request, worker: Row, task_id: str) -> Response:
         if not is_object_id(task_id):
             return invalid_task_id(task_id)
         return json_response(self.dispatcher.may_keep_running(worker, task_id.lower()))
 
-    def status_change(self, request: Request, worker: dict) -> Response:
+    def status_change(self, request: Request, worker: Row) -> Response:
         if not worker["status_requested"]:
             return empty_response(204)
         return json_response({"status_requested": worker["status_requested"]})
 
-    def ack_status_change(self, request: Request, worker: dict, status: str) -> Response:
+    def ack_status_change(self, request: Request, worker: Row, status: str) -> Response:
         self.roster.acknowledge(worker, status)
         return empty_response(204)
 
-    def output_produced(self, request: Request, worker: dict) -> Response:
+    def output_produced(self, request: Request, worker: Row) -> Response:
         try:
             fields = decoding.decode(request.body(), _OUTPUT)
         except DecodeError as ex:

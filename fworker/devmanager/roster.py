@@ -27,9 +27,10 @@ import time
 import typing
 
 from . import auth, common
-from .dispatch import Dispatcher, worker_identifier
+from .common import Row
+from .dispatch import Dispatcher, DispatcherBase, worker_identifier
 from .liveness import Liveness
-from .store import Store
+from .store import Store, any_of
 
 logger = logging.getLogger(__name__)
 
@@ -41,28 +42,74 @@ _KEPT_WHEN_ASKING = ("awake", "testing", "error")
 LAST_SEEN_RESOLUTION = 1.0
 
 
-class Roster:
-    """Owns the worker rules; the Dispatcher takes back tasks when needed."""
+class RosterBase:
+    """What the rosters of both generations share: the store, the dispatcher that
+    takes tasks back, when each worker was last heard of (``heard``), status
+    requests and the views."""
 
-    def __init__(self, store: Store, dispatcher: Dispatcher, heard: Liveness,
-                 registration_secret: str | None = None,
+    def __init__(self, store: Store, dispatcher: DispatcherBase, heard: Liveness,
                  clock: typing.Callable[[], float] = time.monotonic):
         self.store = store
         self.dispatcher = dispatcher
         self.heard = heard
-        self.registration_secret = registration_secret
         self._clock = clock
         # worker id -> (stored secret hash, SHA-256 of the last secret that
         # passed PBKDF2 against it), so that each request does not pay for
         # PBKDF2; a different stored hash never matches.  Memory only.
         self._verified: dict[str, tuple[str, bytes]] = {}
+        # worker id -> monotonic time of its last last_seen write.
+        self._last_seen_written: dict[str, float] = {}
+
+    def _update(self, worker_id: str, **changes: typing.Any) -> None:
+        """Write to a worker row (every write of the rules goes through here)."""
+        self.store.update_worker(worker_id, **changes)
+
+    def request_status(self, worker_id: str, status: str, lazy: bool = False) -> None:
+        """Ask a worker to change status; "" withdraws the request."""
+        with self.store.transaction():
+            self.existing(worker_id)
+            self._update(worker_id, status_requested=status,
+                         lazy_status_request=bool(status) and lazy)
+        logger.info("Requested status %r of worker %s (lazy=%s)", status, worker_id, lazy)
+
+    def time_out_silent_workers(self, timeout: float) -> list[str]:
+        """Apply the generation's worker timeout; the ids of the workers timed out."""
+        raise NotImplementedError
+
+    def forget(self, worker_id: str) -> None:
+        """Remove a worker as the generation does."""
+        raise NotImplementedError
+
+    # Views
+
+    def existing(self, worker_id: str) -> Row:
+        return common.found(self.store.worker(worker_id), f"Worker {worker_id}")
+
+    def worker_view(self, worker_id: str) -> Row:
+        worker = self.existing(worker_id)
+        view = {key: value for key, value in worker.items() if key not in ("secret_hash", "seq")}
+        view["failures"] = len(self.store.failures(worker=worker_id))
+        return view
+
+    def workers_view(self) -> list[Row]:
+        return [self.worker_view(worker["id"]) for worker in self.store.workers()]
+
+
+class Roster(RosterBase):
+    """Owns the worker rules; the Dispatcher takes back tasks when needed."""
+
+    dispatcher: Dispatcher
+
+    def __init__(self, store: Store, dispatcher: Dispatcher, heard: Liveness,
+                 registration_secret: str | None = None,
+                 clock: typing.Callable[[], float] = time.monotonic):
+        super().__init__(store, dispatcher, heard, clock)
+        self.registration_secret = registration_secret
         # worker id -> its row as stored, so that each request does not read it.
-        self._rows: dict[str, dict] = {}
+        self._rows: dict[str, Row] = {}
         # Bumped by every write that drops a cached row: a read that saw it
         # change meanwhile does not cache what it read (see _row).
         self._writes = 0
-        # worker id -> monotonic time of its last last_seen write.
-        self._last_seen_written: dict[str, float] = {}
 
     # Registration and authentication
 
@@ -72,7 +119,7 @@ class Roster:
             return None
         return auth.check_registration_token(authorization, self.registration_secret)
 
-    def register(self, fields: dict, user_agent: str, address: str) -> dict:
+    def register(self, fields: Row, user_agent: str, address: str) -> Row:
         task_types = fields.get("supported_task_types") or fields.get("supported_job_types") or []
         worker = {
             "id": common.new_id(), "secret_hash": auth.hash_secret(fields["secret"]),
@@ -88,7 +135,7 @@ class Roster:
                     worker["platform"], ", ".join(task_types))
         return worker
 
-    def authenticate(self, authorization: str) -> dict | None:
+    def authenticate(self, authorization: str) -> Row | None:
         """The worker whose id and secret are in a Basic header, or None."""
         credentials = auth.parse_basic(authorization)
         if credentials is None or not common.is_object_id(credentials[0]):
@@ -103,7 +150,7 @@ class Roster:
             return worker
         return self._verify(worker, credentials[1], digest)
 
-    def _verify(self, worker: dict, secret: str, digest: bytes) -> dict | None:
+    def _verify(self, worker: Row, secret: str, digest: bytes) -> Row | None:
         """The slow check, PBKDF2; other greenlets run while it does."""
         if not auth.verify_secret(secret, worker["secret_hash"]):
             logger.warning("Wrong secret for worker %s", worker["id"])
@@ -117,7 +164,7 @@ class Roster:
         self._verified[worker["id"]] = (worker["secret_hash"], digest)
         return current
 
-    def _row(self, worker_id: str) -> dict | None:
+    def _row(self, worker_id: str) -> Row | None:
         """A copy of the worker's row, from memory when possible."""
         row = self._rows.get(worker_id)
         if row is None:
@@ -132,7 +179,7 @@ class Roster:
         # A copy, so that a caller changing what it got cannot change the cache.
         return copy.deepcopy(row)
 
-    def _update(self, worker_id: str, **changes) -> None:
+    def _update(self, worker_id: str, **changes: typing.Any) -> None:
         """Write to a worker row and drop its cached copy.  Dropping rather
         than updating it stays right when an enclosing transaction rolls back."""
         self.store.update_worker(worker_id, **changes)
@@ -144,7 +191,7 @@ class Roster:
 
     # Presence
 
-    def seen(self, worker: dict, user_agent: str, address: str) -> dict:
+    def seen(self, worker: Row, user_agent: str, address: str) -> Row:
         """Note an authenticated request; returns the updated worker.
 
         The row is written only when something changed or last_seen is
@@ -172,8 +219,8 @@ class Roster:
         self.heard.heard(worker["id"])
         return dict(worker, **changes)
 
-    def sign_on(self, worker: dict, fields: dict) -> None:
-        changes = {"status": "starting"}
+    def sign_on(self, worker: Row, fields: Row) -> None:
+        changes: Row = {"status": "starting"}
         if fields.get("nickname"):
             changes["nickname"] = fields["nickname"]
         if fields.get("supported_task_types"):
@@ -181,23 +228,23 @@ class Roster:
         self._update(worker["id"], **changes)
         logger.info("Worker %s signed on", worker["id"])
 
-    def sign_off(self, worker: dict) -> None:
+    def sign_off(self, worker: Row) -> None:
         with self.store.transaction():
             released = self.dispatcher.release_tasks_of(
                 worker["id"], f"Re-queued after worker {worker_identifier(worker)} signed off")
-            count = self.store.worker(worker["id"])["signed_off"] or 0
+            count = self.existing(worker["id"])["signed_off"] or 0
             self._update(worker["id"], status="offline", signed_off=count + 1)
         self.heard.forget(worker["id"])
         logger.info("Worker %s signed off; re-queued %d tasks", worker["id"], len(released))
 
-    def asking_for_work(self, worker: dict) -> None:
+    def asking_for_work(self, worker: Row) -> None:
         """A worker that asks for a task is awake, unless testing or in error."""
         if worker["status"] not in _KEPT_WHEN_ASKING:
             self._update(worker["id"], status="awake")
 
     def time_out_silent_workers(self, timeout: float) -> list[str]:
         with self.store.transaction():
-            talking = {worker["id"]: worker for worker in self.store.workers(status=TIMEOUT_STATUSES)}
+            talking = {worker["id"]: worker for worker in self.store.workers(status=any_of(TIMEOUT_STATUSES))}
             silent = self.heard.expired(talking, timeout)
             for worker_id in silent:
                 self._update(worker_id, status="timeout")
@@ -210,16 +257,8 @@ class Roster:
 
     # Status changes
 
-    def request_status(self, worker_id: str, status: str, lazy: bool = False) -> None:
-        """Ask a worker to change status; "" withdraws the request."""
-        with self.store.transaction():
-            self._existing(worker_id)
-            self._update(worker_id, status_requested=status,
-                         lazy_status_request=bool(status) and lazy)
-        logger.info("Requested status %r of worker %s (lazy=%s)", status, worker_id, lazy)
-
-    def acknowledge(self, worker: dict, status: str) -> None:
-        changes = {"status": status}
+    def acknowledge(self, worker: Row, status: str) -> None:
+        changes: Row = {"status": status}
         if worker["status_requested"] == status:
             changes.update(status_requested="", lazy_status_request=False)
         else:
@@ -229,7 +268,7 @@ class Roster:
             self._update(worker["id"], **changes)
             self.store.add_ack(worker["id"], status)
 
-    def record_output(self, worker: dict, paths: list[str]) -> None:
+    def record_output(self, worker: Row, paths: list[str]) -> None:
         # 2.x reports name no task: the worker's running task is the one that made them.
         running = self.store.tasks(status="active", worker=worker["id"])
         self.store.add_output(worker["id"], paths, running[0]["id"] if running else None)
@@ -237,7 +276,7 @@ class Roster:
     def forget(self, worker_id: str) -> None:
         """Remove a worker: its tasks are taken back and its next request is a 401."""
         with self.store.transaction():
-            self._existing(worker_id)
+            self.existing(worker_id)
             self.dispatcher.release_tasks_of(worker_id, "Re-queued: its worker was removed")
             self.store.delete_worker(worker_id)
             self._drop_cached(worker_id)
@@ -246,25 +285,8 @@ class Roster:
         self.heard.forget(worker_id)
         logger.info("Forgot worker %s", worker_id)
 
-    # Views
-
-    def _existing(self, worker_id: str) -> dict:
-        worker = self.store.worker(worker_id)
-        if worker is None:
-            raise common.NotFound(f"Worker {worker_id} is unknown.")
-        return worker
-
-    def worker_view(self, worker_id: str) -> dict:
-        worker = self._existing(worker_id)
-        view = {key: value for key, value in worker.items() if key not in ("secret_hash", "seq")}
-        view["failures"] = len(self.store.failures(worker=worker_id))
-        return view
-
-    def workers_view(self) -> list[dict]:
-        return [self.worker_view(worker["id"]) for worker in self.store.workers()]
-
     @staticmethod
-    def registration_doc(worker: dict) -> dict:
+    def registration_doc(worker: Row) -> Row:
         """The Worker document answered to POST /register-worker."""
         return {"_id": worker["id"], "nickname": worker["nickname"],
                 "address": worker["address"], "status": worker["status"],

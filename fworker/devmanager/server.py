@@ -9,9 +9,12 @@ a worker, not keep answering on an old connection.
 """
 import logging
 import socket
+import typing
 
 import gevent.pool
 from gevent import pywsgi
+
+from .web import WSGIApp
 
 logger = logging.getLogger(__name__)
 
@@ -19,7 +22,8 @@ logger = logging.getLogger(__name__)
 class NoDelayWSGIServer(pywsgi.WSGIServer):
     """pywsgi.WSGIServer that disables Nagle's algorithm on accepted sockets."""
 
-    def handle(self, sock: socket.socket, address: tuple) -> None:
+    # address: gevent's stub says str, but the server passes the peer's (host, port).
+    def handle(self, sock: socket.socket, address: typing.Any) -> None:
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError as ex:  # e.g. a Unix socket: nothing to tune
@@ -27,7 +31,7 @@ class NoDelayWSGIServer(pywsgi.WSGIServer):
         super().handle(sock, address)
 
 
-def make_server(host: str, port: int, app) -> NoDelayWSGIServer:
+def make_server(host: str, port: int, app: WSGIApp) -> NoDelayWSGIServer:
     """A server for app, bound to (host, port) once started; access log off,
     errors to this module's logger rather than to stderr."""
     return NoDelayWSGIServer((host, port), app, spawn=gevent.pool.Pool(),

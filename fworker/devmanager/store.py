@@ -20,12 +20,15 @@ and decoded here, so callers never see the encoding.
 import contextlib
 import json
 import logging
+import os
 import typing
 
 import dataset
 import gevent.lock
+from dataset.util import SQLPlainValue, SQLWriteValue
 
 from . import common
+from .common import Row
 
 logger = logging.getLogger(__name__)
 
@@ -70,14 +73,12 @@ _JSON_COLUMNS = {"supported_task_types", "commands", "parents", "failed_by_worke
 _BOOL_COLUMNS = {"lazy_status_request"}
 
 
-def _encode(row: dict) -> dict:
+def _encode(row: typing.Mapping[str, typing.Any]) -> Row:
     return {key: json.dumps(value) if key in _JSON_COLUMNS and value is not None else value
             for key, value in row.items()}
 
 
-def _decode(row: typing.Mapping | None) -> dict | None:
-    if row is None:
-        return None
+def _decode(row: typing.Mapping[str, typing.Any]) -> Row:
     decoded = {}
     for key, value in row.items():
         if key in _JSON_COLUMNS and value is not None:
@@ -88,12 +89,17 @@ def _decode(row: typing.Mapping | None) -> dict | None:
     return decoded
 
 
-def _update_body(row: dict) -> dict:
+def _update_body(row: Row) -> Row:
     """An update's body as it came, its log put back (see add_task_update)."""
-    body = json.loads(row["body"])
+    body: Row = json.loads(row["body"])
     if row["log"] is not None:
         body["log"] = row["log"]
     return body
+
+
+def any_of(values: typing.Iterable[str]) -> list[SQLPlainValue]:
+    """A filter value matching any of values (dataset turns a list into SQL IN)."""
+    return list(values)
 
 
 class Store:
@@ -102,7 +108,7 @@ class Store:
     # The CREATE statements run at every start; a subclass may declare its own.
     SCHEMA: tuple[str, ...] = _SCHEMA
 
-    def __init__(self, db_path: str):
+    def __init__(self, db_path: str | os.PathLike[str]):
         self.path = str(db_path)
         # ensure_schema=False: dataset must not add columns on its own; a
         # misspelt column is then a bug caught by the tests, not a new column.
@@ -123,54 +129,64 @@ class Store:
     def close(self) -> None:
         """Close pooled connections; the Store stays usable (they reopen on demand)."""
         with self._lock:
-            self.db.engine.dispose()
+            if self.db.engine is not None:  # None only after dataset's own close()
+                self.db.engine.dispose()
 
     def _manager_id(self) -> str:
         """This Manager's id, made once and kept, like a real Manager's."""
         with self.transaction():
             row = self.db["meta"].find_one(key="manager_id")
             if row is not None:
-                return row["value"]
+                return str(row["value"])
             manager_id = common.new_id()
             self.db["meta"].insert({"key": "manager_id", "value": manager_id})
             return manager_id
 
     # Generic row access.  Table names are fixed strings chosen by our own code.
 
-    def _insert(self, table: str, row: dict) -> None:
+    def _insert(self, table: str, row: Row) -> None:
         with self.transaction():
             self.db[table].insert(_encode(row))
 
-    def _get(self, table: str, **filters) -> dict | None:
+    def _get(self, table: str, **filters: SQLWriteValue) -> Row | None:
         with self.transaction():
-            return _decode(self.db[table].find_one(**filters))
+            row = self.db[table].find_one(**filters)
+        return None if row is None else _decode(row)
 
-    def _find(self, table: str, order_by: str | list[str] = "seq", **filters) -> list[dict]:
+    def _find(self, table: str, order_by: str | list[str] = "seq", /,
+              **filters: SQLWriteValue) -> list[Row]:
         with self.transaction():
-            return [_decode(row) for row in self.db[table].find(order_by=order_by, **filters)]
+            # dataset takes its options (_limit, _step...) and the column filters as
+            # keywords alike, so no splat of filter values can type-check against them.
+            rows = self.db[table].find(order_by=order_by, **filters)  # type: ignore[arg-type]
+            return [_decode(row) for row in rows]
 
-    def _update(self, table: str, row_id: str, fields: dict) -> None:
+    def _update(self, table: str, row_id: str, fields: typing.Mapping[str, typing.Any]) -> None:
         with self.transaction():
             self.db[table].update(_encode(dict(fields, id=row_id)), ["id"])
 
     def _next_seq(self, table: str) -> int:
         with self.transaction():
             row = next(iter(self.db.query(f"SELECT MAX(seq) AS top FROM {table}")))
-            return (row["top"] or 0) + 1
+            return int(row["top"] or 0) + 1
 
     # Workers
 
-    def add_worker(self, row: dict) -> None:
+    def _add_in_order(self, table: str, row: Row) -> None:
+        """Insert row with the next ``seq`` of table (its arrival order)."""
         with self.transaction():
-            self._insert("workers", dict(row, seq=self._next_seq("workers")))
+            self._insert(table, dict(row, seq=self._next_seq(table)))
 
-    def worker(self, worker_id: str) -> dict | None:
+    def add_worker(self, row: Row) -> None:
+        self._add_in_order("workers", row)
+
+    def worker(self, worker_id: str) -> Row | None:
         return self._get("workers", id=worker_id)
 
-    def workers(self, **filters) -> list[dict]:
+    def workers(self, **filters: SQLWriteValue) -> list[Row]:
         return self._find("workers", **filters)
 
-    def update_worker(self, worker_id: str, **fields) -> None:
+    def update_worker(self, worker_id: str, **fields: typing.Any) -> None:
         self._update("workers", worker_id, fields)
 
     def delete_worker(self, worker_id: str) -> None:
@@ -179,29 +195,27 @@ class Store:
 
     # Jobs and tasks
 
-    def add_job(self, row: dict) -> None:
-        with self.transaction():
-            self._insert("jobs", dict(row, seq=self._next_seq("jobs")))
+    def add_job(self, row: Row) -> None:
+        self._add_in_order("jobs", row)
 
-    def job(self, job_id: str) -> dict | None:
+    def job(self, job_id: str) -> Row | None:
         return self._get("jobs", id=job_id)
 
-    def jobs(self) -> list[dict]:
+    def jobs(self) -> list[Row]:
         return self._find("jobs")
 
-    def add_task(self, row: dict) -> None:
-        with self.transaction():
-            self._insert("tasks", dict(row, seq=self._next_seq("tasks")))
+    def add_task(self, row: Row) -> None:
+        self._add_in_order("tasks", row)
 
-    def task(self, task_id: str) -> dict | None:
+    def task(self, task_id: str) -> Row | None:
         return self._get("tasks", id=task_id)
 
-    def tasks(self, **filters) -> list[dict]:
+    def tasks(self, **filters: SQLWriteValue) -> list[Row]:
         """Tasks in submission order; filters as in dataset (a list means IN)."""
         return self._find("tasks", **filters)
 
-    def tasks_by_priority(self, statuses: list[str], task_types: list[str],
-                          page: int = 50) -> typing.Iterator[dict]:
+    def tasks_by_priority(self, statuses: typing.Iterable[str], task_types: typing.Iterable[str],
+                          page: int = 50) -> typing.Iterator[Row]:
         """Candidate tasks, best first: job priority, task priority, age.
         Read a page at a time: the dispatcher usually takes the first one, and
         decoding the whole queue on every fetch made dispatch O(queue)."""
@@ -209,14 +223,14 @@ class Store:
         while True:
             with self.transaction():
                 rows = [_decode(row) for row in self.db["tasks"].find(
-                    order_by=["-job_priority", "-priority", "seq"], status=statuses,
-                    task_type=task_types, _limit=page, _offset=offset)]
+                    order_by=["-job_priority", "-priority", "seq"], status=any_of(statuses),
+                    task_type=any_of(task_types), _limit=page, _offset=offset)]
             yield from rows
             if len(rows) < page:
                 return
             offset += page
 
-    def update_task(self, task_id: str, **fields) -> None:
+    def update_task(self, task_id: str, **fields: typing.Any) -> None:
         self._update("tasks", task_id, fields)
 
     def delete_task(self, task_id: str) -> None:
@@ -226,7 +240,7 @@ class Store:
 
     # Task updates and the log they carry
 
-    def add_task_update(self, task_id: str, worker_id: str, body: dict) -> None:
+    def add_task_update(self, task_id: str, worker_id: str, body: Row) -> None:
         # The log is kept once, in its own column, out of the body's JSON: it is
         # most of an update's size, and encoding and storing it twice was most of
         # this Manager's work on a chatty task.
@@ -238,11 +252,11 @@ class Store:
             "body": json.dumps(body), "log": log if isinstance(log, str) else None,
         })
 
-    def task_updates(self, task_id: str) -> list[dict]:
+    def task_updates(self, task_id: str) -> list[Row]:
         """The bodies of every accepted update of a task, in arrival order."""
         return [_update_body(row) for row in self._find("task_updates", task=task_id)]
 
-    def task_update_rows(self, task_id: str) -> list[dict]:
+    def task_update_rows(self, task_id: str) -> list[Row]:
         """Like task_updates, with the arrival time and sender of each."""
         rows = self._find("task_updates", task=task_id)
         return [dict(row, body=_update_body(row)) for row in rows]
@@ -266,20 +280,20 @@ class Store:
         self._insert("outputs", {"worker": worker_id, "paths": paths, "task": task_id,
                                  "received": common.utc_timestamp()})
 
-    def outputs(self, **filters) -> list[dict]:
+    def outputs(self, **filters: SQLWriteValue) -> list[Row]:
         return self._find("outputs", **filters)
 
     def add_ack(self, worker_id: str, status: str) -> None:
         self._insert("acks", {"worker": worker_id, "status": status,
                               "received": common.utc_timestamp()})
 
-    def acks(self) -> list[dict]:
+    def acks(self) -> list[Row]:
         return self._find("acks")
 
-    def add_failure(self, worker_id: str, task: dict) -> None:
+    def add_failure(self, worker_id: str, task: Row) -> None:
         self._insert("failures", {"worker": worker_id, "job": task["job"], "task": task["id"],
                                   "task_type": task["task_type"],
                                   "received": common.utc_timestamp()})
 
-    def failures(self, **filters) -> list[dict]:
+    def failures(self, **filters: SQLWriteValue) -> list[Row]:
         return self._find("failures", **filters)

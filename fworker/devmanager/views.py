@@ -17,7 +17,8 @@ import os
 import typing
 
 from . import common
-from .dispatch import Dispatcher
+from .common import Row
+from .dispatch import Dispatcher, DispatcherBase
 from .roster import Roster
 from .web import Request, Response, html_response, text_response
 
@@ -48,7 +49,7 @@ _IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"
 _IMAGE_MAX = 64 * 1024 * 1024  # a preview, not an archive
 
 
-def _text(value: typing.Any) -> str:
+def _text(value: object) -> str:
     return html.escape(str(value))
 
 
@@ -56,7 +57,48 @@ def _task_link(task_id: str) -> str:
     return f'<a href="/dev/view/tasks/{html.escape(task_id)}">{html.escape(task_id)}</a>'
 
 
-def task_page(dispatcher: typing.Any, task_id: str,
+def worker_cells(worker: Row, name_key: str, after_status: typing.Sequence[str] = ()) -> list[str]:
+    """A worker's row of an overview: WORKER_HEADERS, ``after_status`` cells inserted
+    after its status (both Managers show these; the name is in ``name_key``)."""
+    requested = worker["status_requested"] + (" (lazy)" if worker["lazy_status_request"] else "")
+    return [_text(worker["id"]), _text(worker[name_key]), _text(worker["platform"]),
+            _text(", ".join(worker["supported_task_types"])), _text(worker["status"]),
+            *after_status, _text(requested), _text(worker["last_seen"]), _text(worker["software"])]
+
+
+def worker_headers(name: str, after_status: typing.Sequence[str] = ()) -> list[str]:
+    return ["id", name, "platform", "task types", "status", *after_status, "requested",
+            "last seen", "software"]
+
+
+def task_cells(task: Row, worker_names: dict[str, str]) -> list[str]:
+    """The first cells of a task's row of an overview (TASK_HEADERS)."""
+    return [_task_link(task["id"]), _text(task["name"]), _text(task["task_type"]),
+            _text(task["status"]), _text(worker_names.get(task["worker"], task["worker"])),
+            _text(task["activity"])]
+
+
+TASK_HEADERS = ["id", "name", "type", "status", "worker", "activity"]
+
+# An overview's section: (heading, column headers, rows of HTML cells).
+Section = tuple[str, list[str], list[list[str]]]
+
+
+def jobs_section(dispatcher: DispatcherBase) -> Section:
+    return ("Jobs", ["id", "name", "type", "priority", "status"],
+            [[_text(j["id"]), _text(j["name"]), _text(j["job_type"]), _text(j["priority"]),
+              _text(j["status"])] for j in dispatcher.jobs_view()])
+
+
+def overview_page(title: str, intro: str, sections: typing.Sequence[Section]) -> Response:
+    """A Manager's ``/``: intro (HTML) and a table per section."""
+    parts = [intro]
+    for heading, headers, rows in sections:
+        parts += [f"<h2>{html.escape(heading)}</h2>", _table(headers, rows)]
+    return html_response(_page(title, "\n".join(parts)))
+
+
+def task_page(dispatcher: DispatcherBase, task_id: str,
               extra: typing.Callable[[], list[str]] = list) -> Response:
     """One task's page, for both Managers' dispatchers (``task_view`` and the
     store's ``task_update_rows``): its fields, ``extra`` sections, updates and log."""
@@ -121,30 +163,18 @@ class Views:
 
     def overview(self, request: Request) -> Response:
         running = {t["worker"]: t for t in self.dispatcher.store.tasks(status="active")}
-        workers = [[_text(w["id"]), _text(w["nickname"]), _text(w["platform"]),
-                    _text(", ".join(w["supported_task_types"])), _text(w["status"]),
-                    (_task_link(running[w["id"]]["id"]) + " " + _text(running[w["id"]]["name"])
-                     if w["id"] in running else ""),
-                    _text(w["status_requested"] + (" (lazy)" if w["lazy_status_request"] else "")),
-                    _text(w["last_seen"]), _text(w["software"])]
-                   for w in self.roster.workers_view()]
-        jobs = [[_text(j["id"]), _text(j["name"]), _text(j["job_type"]), _text(j["priority"]),
-                 _text(j["status"])] for j in self.dispatcher.jobs_view()]
+        workers = [worker_cells(w, "nickname", [
+            _task_link(running[w["id"]]["id"]) + " " + _text(running[w["id"]]["name"])
+            if w["id"] in running else ""]) for w in self.roster.workers_view()]
         nicknames = {w["id"]: w["nickname"] or w["id"] for w in self.roster.store.workers()}
-        tasks = [[_task_link(t["id"]), _text(t["name"]), _text(t["task_type"]),
-                  _text(t["status"]), _text(nicknames.get(t["worker"], t["worker"])),
-                  _text(t["activity"]), _text(f"{t['task_progress_percentage']}%"),
-                  self._image_cell(t["id"], 48)]
+        tasks = [task_cells(t, nicknames) + [_text(f"{t['task_progress_percentage']}%"),
+                                             self._image_cell(t["id"], 48)]
                  for t in self.dispatcher.store.tasks()]
-        body = "\n".join([
-            f"<p>Manager {_text(self.dispatcher.store.manager_id)}</p>",
-            "<h2>Workers</h2>", _table(["id", "nickname", "platform", "task types", "status",
-                                        "current task", "requested", "last seen", "software"], workers),
-            "<h2>Jobs</h2>", _table(["id", "name", "type", "priority", "status"], jobs),
-            "<h2>Tasks</h2>", _table(["id", "name", "type", "status", "worker", "activity",
-                                      "progress", "newest image"], tasks),
-        ])
-        return html_response(_page("Flamenco development Manager", body))
+        return overview_page("Flamenco development Manager",
+                             f"<p>Manager {_text(self.dispatcher.store.manager_id)}</p>", [
+            ("Workers", worker_headers("nickname", ["current task"]), workers),
+            jobs_section(self.dispatcher),
+            ("Tasks", TASK_HEADERS + ["progress", "newest image"], tasks)])
 
     def task_page(self, request: Request, task_id: str) -> Response:
         return task_page(self.dispatcher, task_id,

@@ -14,11 +14,16 @@ import urllib.parse
 
 TEXT = "text/plain; charset=utf-8"
 
+# What a WSGI server hands an application (PEP 3333), as far as ours use it.
+Environ = dict[str, typing.Any]
+StartResponse = typing.Callable[[str, list[tuple[str, str]]], object]
+WSGIApp = typing.Callable[[Environ, StartResponse], typing.Iterable[bytes]]
+
 
 class Request:
     """The parts of a WSGI environ that handlers use."""
 
-    def __init__(self, environ: dict):
+    def __init__(self, environ: Environ):
         self.environ = environ
         self.method: str = environ["REQUEST_METHOD"]
         self.path: str = environ.get("PATH_INFO") or "/"
@@ -27,7 +32,8 @@ class Request:
 
     def header(self, name: str) -> str:
         key = "HTTP_" + name.upper().replace("-", "_")
-        return self.environ.get(key, "")
+        value: str = self.environ.get(key, "")
+        return value
 
     @property
     def user_agent(self) -> str:
@@ -35,7 +41,8 @@ class Request:
 
     @property
     def remote_addr(self) -> str:
-        return self.environ.get("REMOTE_ADDR", "")
+        address: str = self.environ.get("REMOTE_ADDR", "")
+        return address
 
     def query(self, name: str, default: str = "") -> str:
         values = urllib.parse.parse_qs(self.query_string).get(name)
@@ -91,8 +98,8 @@ class Router:
     """Routes ``(method, pattern)`` to handlers; ``{name}`` in a pattern
     matches one path segment and is passed to the handler as a keyword."""
 
-    def __init__(self):
-        self._routes: list[tuple[str, re.Pattern, Handler]] = []
+    def __init__(self) -> None:
+        self._routes: list[tuple[str, re.Pattern[str], Handler]] = []
 
     def add(self, method: str, pattern: str, handler: Handler) -> None:
         regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", pattern)

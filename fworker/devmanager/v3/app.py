@@ -15,7 +15,9 @@ import re
 import typing
 
 from .. import auth
-from ..web import Request, Response, Router, json_response, text_response
+from ..common import Row
+from ..devapi import Route
+from ..web import Environ, Handler, Request, Response, Router, StartResponse, json_response, text_response
 from . import schema, validate
 from .protocol import WorkerAPI, busy
 from .roster import Roster
@@ -27,12 +29,18 @@ def _message(status: int, message: str) -> Response:
     return json_response({"message": message}, status)
 
 
+class Fault(typing.TypedDict):
+    count: int
+    path: str
+    retry_after: int
+
+
 class Faults:
     """503 answers armed by tests: the next ``count`` API requests whose path
     starts with ``path`` get them."""
 
-    def __init__(self):
-        self.armed: list[dict] = []
+    def __init__(self) -> None:
+        self.armed: list[Fault] = []
 
     def inject(self, count: int = 1, path: str = "/api/v3/worker/", retry_after: int = 1) -> None:
         self.armed.append({"count": count, "path": path, "retry_after": retry_after})
@@ -49,7 +57,7 @@ class Faults:
 
 
 class App:
-    def __init__(self, roster: Roster, worker_api: WorkerAPI, dev_routes: list,
+    def __init__(self, roster: Roster, worker_api: WorkerAPI, dev_routes: list[Route],
                  log_size: int = 10_000):
         self.roster = roster
         self.faults = Faults()
@@ -60,10 +68,10 @@ class App:
         self.router = Router()
         for method, pattern, handler in dev_routes:
             self.router.add(method, pattern, handler)
-        self.requests_log: collections.deque[dict] = collections.deque(maxlen=log_size)
+        self.requests_log: collections.deque[Row] = collections.deque(maxlen=log_size)
         self._seq = 0
 
-    def __call__(self, environ: dict, start_response: typing.Callable) -> list[bytes]:
+    def __call__(self, environ: Environ, start_response: StartResponse) -> list[bytes]:
         request = Request(environ)
         record = {"method": request.method, "path": request.path}
         try:
@@ -83,7 +91,7 @@ class App:
         start_response(response.status_line, headers)
         return [response.body]
 
-    def _find(self, request: Request) -> tuple[str, dict, dict, typing.Callable] | int:
+    def _find(self, request: Request) -> tuple[str, schema.Operation, dict[str, str], Handler] | int:
         """(name, operation, path parameters, handler), or 404/405."""
         allowed = False
         for name, op, regex, handler in self.operations:
@@ -94,7 +102,7 @@ class App:
                 allowed = True
         return 405 if allowed else 404
 
-    def _api(self, request: Request, record: dict) -> Response:
+    def _api(self, request: Request, record: Row) -> Response:
         found = self._find(request)
         if isinstance(found, int):
             record.update(operation=None, valid=False, error="no such operation in the document")

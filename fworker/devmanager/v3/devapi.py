@@ -6,6 +6,7 @@ the preview images received.  See docs/DEVMANAGER.md.
 import typing
 
 from .. import decoding, devapi
+from ..common import Row
 from ..devapi import optional_body
 from ..web import Request, Response, empty_response, json_response, text_response
 from .app import Faults
@@ -18,8 +19,11 @@ _FAULT = {"count": decoding.integer_in(1, 1_000_000), "path": decoding.string,
 
 
 class DevAPI(devapi.DevAPI):
+    roster: Roster
+    dispatcher: Dispatcher
+
     def __init__(self, roster: Roster, dispatcher: Dispatcher, previews: Previews,
-                 requests_log: typing.Callable[[], list[dict]],
+                 requests_log: typing.Callable[[], list[Row]],
                  faults: typing.Callable[[], Faults]):
         super().__init__(roster, dispatcher)
         self.previews = previews

@@ -11,7 +11,8 @@ import logging
 import typing
 
 from .. import common
-from ..dispatch import DispatcherBase
+from ..common import Row
+from ..dispatch import DispatcherBase, JobFormat
 from ..jobs import job_status
 from . import jobs
 from .store import V3Store
@@ -24,11 +25,11 @@ ACCEPTED, UNKNOWN_TASK, NOT_YOURS, REFUSED = "accepted", "unknown", "not-yours",
 
 class Dispatcher(DispatcherBase):
     store: V3Store
-    job_format = jobs
+    job_format: typing.ClassVar[JobFormat] = jobs
 
     # Scheduling
 
-    def assign(self, worker: dict) -> dict | None:
+    def assign(self, worker: Row) -> Row | None:
         """The worker's active task again, else the best schedulable one, now
         active and its; None when there is none."""
         with self.store.transaction():
@@ -43,10 +44,10 @@ class Dispatcher(DispatcherBase):
                     return self._give(task, worker)
         return None
 
-    def _given(self, worker: dict) -> dict:
+    def _given(self, worker: Row) -> Row:
         return {"last_touched": common.utc_timestamp()}
 
-    def assigned_task(self, task: dict, worker: dict) -> dict:
+    def assigned_task(self, task: Row, worker: Row) -> Row:
         """The AssignedTask answer, variables replaced for the worker's platform."""
         answer = {key: task[key] for key in ("job", "name", "status", "priority", "job_priority",
                                              "job_type", "task_type", "steps_completed",
@@ -58,7 +59,7 @@ class Dispatcher(DispatcherBase):
 
     # Task updates
 
-    def apply_update(self, worker: dict, task_id: str, body: dict) -> tuple[str, str]:
+    def apply_update(self, worker: Row, task_id: str, body: Row) -> tuple[str, str]:
         """Record a validated TaskUpdate; (outcome, message) with outcome one of
         ACCEPTED, UNKNOWN_TASK (404), NOT_YOURS (409), REFUSED (400)."""
         with self.store.transaction():
@@ -76,7 +77,7 @@ class Dispatcher(DispatcherBase):
                 return REFUSED, (f"steps_completed: {steps} is out of range "
                                  f"0..{task['steps_total']} (steps_total)")
             self.store.add_task_update(task_id, worker["id"], body)
-            changes: dict[str, typing.Any] = {"last_touched": common.utc_timestamp()}
+            changes: Row = {"last_touched": common.utc_timestamp()}
             if "activity" in body:
                 changes["activity"] = body["activity"]
             if steps is not None:
@@ -88,8 +89,8 @@ class Dispatcher(DispatcherBase):
                 self.liveness.heard(task_id)
         return ACCEPTED, ""
 
-    def _status_change(self, task: dict, worker: dict, status: str) -> dict:
-        changes: dict[str, typing.Any] = {"status": status}
+    def _status_change(self, task: Row, worker: Row, status: str) -> Row:
+        changes: Row = {"status": status}
         if status == "completed":
             changes["steps_completed"] = task["steps_total"]
         elif status == "queued":
@@ -103,7 +104,7 @@ class Dispatcher(DispatcherBase):
                     worker["id"])
         return changes
 
-    def may_keep_running(self, worker: dict, task_id: str) -> dict:
+    def may_keep_running(self, worker: Row, task_id: str) -> Row:
         """The MayKeepRunning answer, checked in the real Manager's order."""
         with self.store.transaction():
             task = self.store.task(task_id)
@@ -151,7 +152,8 @@ class Dispatcher(DispatcherBase):
                 self.store.update_task(task_id, status="canceled", activity="Canceled")
                 self.liveness.forget(task_id)
                 return "canceled"
-            return task["status"]
+            status: str = task["status"]
+            return status
 
     def reassign_task(self, task_id: str, other_worker_id: str = "") -> None:
         """Make the task another worker's (active for it) or nobody's (queued):
@@ -176,12 +178,12 @@ class Dispatcher(DispatcherBase):
 
     # Views
 
-    def task_view(self, task_id: str) -> dict:
+    def task_view(self, task_id: str) -> Row:
         view = {key: value for key, value in self.existing(task_id).items() if key != "seq"}
         view["log"] = self.store.task_log(task_id)
         return view
 
-    def job_view(self, job_id: str) -> dict:
+    def job_view(self, job_id: str) -> Row:
         job = self.existing_job(job_id)
         tasks = self.store.tasks(job=job_id)
         view = {key: value for key, value in job.items() if key != "seq"}
@@ -190,6 +192,6 @@ class Dispatcher(DispatcherBase):
         return view
 
 
-def _may(keep_running: bool, reason: str, status_change: bool = False) -> dict:
+def _may(keep_running: bool, reason: str, status_change: bool = False) -> Row:
     return {"mayKeepRunning": keep_running, "reason": reason,
             "statusChangeRequested": status_change}

@@ -22,6 +22,7 @@ import typing
 import uuid
 
 from .. import decoding, jobs as jobs2
+from ..common import Row
 from ..decoding import DecodeError
 from ..jobs import InvalidJob
 
@@ -33,7 +34,7 @@ _COMMAND_SPEC = {"name": decoding.non_empty_string, "parameters": decoding.json_
                  "total_step_count": decoding.integer_in(0, 2**31 - 1)}
 
 
-def validate_job(doc: typing.Any) -> dict:
+def validate_job(doc: typing.Any) -> Row:
     """Check a submitted job and return it with defaults filled in; InvalidJob else."""
     try:
         decoding.json_object(doc, "job")
@@ -46,7 +47,7 @@ def validate_job(doc: typing.Any) -> dict:
     return job
 
 
-def build_rows(job: dict, created: str) -> tuple[dict, list[dict]]:
+def build_rows(job: Row, created: str) -> tuple[Row, list[Row]]:
     """Store rows for a validated job: UUIDs assigned, parent names turned into ids."""
     job_id = str(uuid.uuid4())
     job_row = {"id": job_id, "name": job["name"], "job_type": job["job_type"],
@@ -64,13 +65,11 @@ def build_rows(job: dict, created: str) -> tuple[dict, list[dict]]:
     return job_row, task_rows
 
 
-def replace_variables(commands: list[dict], variables: dict[str, dict[str, str]],
-                      platform: str) -> list[dict]:
+def replace_variables(commands: list[Row], variables: dict[str, dict[str, str]],
+                      platform: str) -> list[Row]:
     """Commands with ``{name}`` replaced in string parameters and in the strings of
     list parameters, by the value for the worker's platform (or ``all``)."""
-    values = {name: per_platform.get(platform, per_platform.get("all"))
-              for name, per_platform in variables.items()}
-    values = {name: value for name, value in values.items() if value is not None}
+    values = jobs2.platform_values(variables, platform)
     if not values:
         return commands
 
@@ -89,55 +88,55 @@ def replace_variables(commands: list[dict], variables: dict[str, dict[str, str]]
 
 # Builders
 
-def command(name: str, total_step_count: int = 0, **parameters: typing.Any) -> dict:
+def command(name: str, total_step_count: int = 0, **parameters: typing.Any) -> Row:
     return {"name": name, "parameters": parameters, "total_step_count": total_step_count}
 
 
-def echo(message: str) -> dict:
+def echo(message: str) -> Row:
     return command("echo", message=message)
 
 
-def sleep(duration_in_seconds: float) -> dict:
+def sleep(duration_in_seconds: float) -> Row:
     return command("sleep", duration_in_seconds=duration_in_seconds)
 
 
-def exec_command(exe: str, args: typing.Sequence[str] = ()) -> dict:
+def exec_command(exe: str, args: typing.Sequence[str] = ()) -> Row:
     return command("exec", exe=exe, args=list(args))
 
 
 def blender_render(blendfile: str, args: typing.Sequence[str] = (), exe: str = "blender",
                    exe_args: str = "", args_before: typing.Sequence[str] = (),
-                   total_step_count: int = 0) -> dict:
+                   total_step_count: int = 0) -> Row:
     return command("blender-render", total_step_count, exe=exe, exeArgs=exe_args,
                    argsBefore=list(args_before), blendfile=blendfile, args=list(args))
 
 
 def frames_to_video(input_glob: str, output_file: str, fps: float, exe: str = "ffmpeg",
                     exe_args: str = "", args_before: typing.Sequence[str] = (),
-                    args: typing.Sequence[str] = ()) -> dict:
+                    args: typing.Sequence[str] = ()) -> Row:
     return command("frames-to-video", exe=exe, exeArgs=exe_args, fps=fps,
                    inputGlob=input_glob, outputFile=output_file,
                    argsBefore=list(args_before), args=list(args))
 
 
-def move_directory(src: str, dest: str) -> dict:
+def move_directory(src: str, dest: str) -> Row:
     return command("move-directory", src=src, dest=dest)
 
 
-def copy_file(src: str, dest: str) -> dict:
+def copy_file(src: str, dest: str) -> Row:
     return command("copy-file", src=src, dest=dest)
 
 
-def make_directory(path: str) -> dict:
+def make_directory(path: str) -> Row:
     return command("make-directory", path=path)
 
 
-def task(name: str, commands: typing.Sequence[dict], task_type: str = "misc",
-         priority: int = DEFAULT_PRIORITY, parents: typing.Sequence[str] = ()) -> dict:
+def task(name: str, commands: typing.Sequence[Row], task_type: str = "misc",
+         priority: int = DEFAULT_PRIORITY, parents: typing.Sequence[str] = ()) -> Row:
     return {"name": name, "task_type": task_type, "priority": priority,
             "parents": list(parents), "commands": list(commands)}
 
 
-def job(name: str, tasks: typing.Sequence[dict], job_type: str = "dev",
-        priority: int = DEFAULT_PRIORITY) -> dict:
+def job(name: str, tasks: typing.Sequence[Row], job_type: str = "dev",
+        priority: int = DEFAULT_PRIORITY) -> Row:
     return {"name": name, "job_type": job_type, "priority": priority, "tasks": list(tasks)}

@@ -1,6 +1,9 @@
 """DevManager3: the Flamenco 3 development Manager as one object, for tests
 and the demo; the same shape as the 2.x DevManager (start/stop, a Python API to
 drive and inspect it, the state in one SQLite file)."""
+import os
+
+from ..common import Row
 from ..liveness import Liveness
 from ..manager import ManagerBase
 from .app import App
@@ -23,7 +26,12 @@ class DevManager3(ManagerBase):
     of the thumbnail queue (more than three at once: 429).
     """
 
-    def __init__(self, db_path, host: str = "127.0.0.1", port: int = 0,
+    store: V3Store
+    roster: Roster
+    dispatcher: Dispatcher
+    app: App
+
+    def __init__(self, db_path: str | os.PathLike[str], host: str = "127.0.0.1", port: int = 0,
                  worker_timeout: float = 60.0, task_timeout: float = 600.0,
                  preview_delay: float = 0.05,
                  variables: dict[str, dict[str, str]] | None = None,
@@ -59,15 +67,15 @@ class DevManager3(ManagerBase):
     # Records and faults
 
     @property
-    def requests(self) -> list[dict]:
+    def requests(self) -> list[Row]:
         """Every API request (the last 10,000): seq, method, path, operation, status,
         valid, error (what broke the document), worker."""
         return list(self.app.requests_log)
 
-    def invalid_requests(self) -> list[dict]:
+    def invalid_requests(self) -> list[Row]:
         return [row for row in self.app.requests_log if not row["valid"]]
 
-    def previews_received(self, job_id: str | None = None) -> list[dict]:
+    def previews_received(self, job_id: str | None = None) -> list[Row]:
         return self.store.previews(**({"job": job_id} if job_id else {}))
 
     def inject_busy(self, count: int = 1, path: str = "/api/v3/worker/",

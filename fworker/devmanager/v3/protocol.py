@@ -11,6 +11,7 @@ import typing
 
 import gevent
 
+from ..common import Row
 from ..web import Request, Response, empty_response, json_response
 from . import dispatch, schema
 from .dispatch import Dispatcher
@@ -41,7 +42,7 @@ class Previews:
         self.size = size
         self.waiting = 0
         self.last: dict[str, tuple[str, bytes]] = {}  # job id -> (type, image)
-        self._timers: set[gevent.Greenlet] = set()
+        self._timers: set[gevent.Greenlet[[], None]] = set()
 
     def offer(self, job_id: str, mime: str, image: bytes) -> bool:
         if self.waiting >= self.size:
@@ -65,7 +66,7 @@ class Previews:
 
 class WorkerAPI:
     def __init__(self, roster: Roster, dispatcher: Dispatcher, previews: Previews,
-                 version: dict):
+                 version: Row):
         self.roster = roster
         self.dispatcher = dispatcher
         self.previews = previews
@@ -84,27 +85,27 @@ class WorkerAPI:
     def get_version(self, request: Request, worker: None, body: None) -> Response:
         return json_response(self.version)
 
-    def register_worker(self, request: Request, worker: None, body: dict) -> Response:
+    def register_worker(self, request: Request, worker: None, body: Row) -> Response:
         registered = self.roster.register(body, request.remote_addr)
         return json_response(self.roster.registered_worker(registered))
 
-    def sign_on(self, request: Request, worker: dict, body: dict) -> Response:
+    def sign_on(self, request: Request, worker: Row, body: Row) -> Response:
         return json_response({"status_requested": self.roster.sign_on(worker, body)})
 
-    def sign_off(self, request: Request, worker: dict, body: None) -> Response:
+    def sign_off(self, request: Request, worker: Row, body: None) -> Response:
         self.roster.sign_off(worker)
         return empty_response(204)
 
-    def worker_state(self, request: Request, worker: dict, body: None) -> Response:
+    def worker_state(self, request: Request, worker: Row, body: None) -> Response:
         if not worker["status_requested"]:
             return empty_response(204)
         return json_response({"status_requested": worker["status_requested"]})
 
-    def state_changed(self, request: Request, worker: dict, body: dict) -> Response:
+    def state_changed(self, request: Request, worker: Row, body: Row) -> Response:
         self.roster.state_changed(worker, body["status"])
         return empty_response(204)
 
-    def schedule_task(self, request: Request, worker: dict, body: None) -> Response:
+    def schedule_task(self, request: Request, worker: Row, body: None) -> Response:
         if worker["status_requested"]:
             return json_response({"status_requested": worker["status_requested"]}, 423)
         if worker["status"] != "awake":
@@ -115,7 +116,7 @@ class WorkerAPI:
             return empty_response(204)
         return json_response(self.dispatcher.assigned_task(task, worker))
 
-    def task_update(self, request: Request, worker: dict, body: dict, task_id: str) -> Response:
+    def task_update(self, request: Request, worker: Row, body: Row, task_id: str) -> Response:
         if not is_uuid(task_id):
             return error(400, "task ID not valid")
         outcome, message = self.dispatcher.apply_update(worker, task_id.lower(), body)
@@ -124,13 +125,13 @@ class WorkerAPI:
             return error(codes[outcome], message)
         return empty_response(204)
 
-    def may_worker_run(self, request: Request, worker: dict, body: None,
+    def may_worker_run(self, request: Request, worker: Row, body: None,
                        task_id: str) -> Response:
         if not is_uuid(task_id):
             return error(400, "task ID not valid")
         return json_response(self.dispatcher.may_keep_running(worker, task_id.lower()))
 
-    def output_produced(self, request: Request, worker: dict, body: bytes,
+    def output_produced(self, request: Request, worker: Row, body: bytes,
                         task_id: str) -> Response:
         length = request.environ.get("CONTENT_LENGTH") or ""
         if not length.isdigit() or int(length) <= 0:

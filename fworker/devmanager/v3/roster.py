@@ -26,7 +26,9 @@ import typing
 import uuid
 
 from .. import auth, common
+from ..common import Row
 from ..liveness import Liveness
+from ..roster import RosterBase
 from .dispatch import Dispatcher
 from .store import V3Store
 
@@ -46,19 +48,15 @@ def is_uuid(text: str) -> bool:
         return False
 
 
-class Roster:
+class Roster(RosterBase):
+    store: V3Store
+    dispatcher: Dispatcher
+
     def __init__(self, store: V3Store, dispatcher: Dispatcher, heard: Liveness,
                  clock: typing.Callable[[], float] = time.monotonic):
-        self.store = store
-        self.dispatcher = dispatcher
-        self.heard = heard
-        self._clock = clock
-        # worker id -> (stored hash, SHA-256 of the secret that last matched it), so that
-        # PBKDF2 runs once per worker rather than once per request.  Memory only.
-        self._verified: dict[str, tuple[str, bytes]] = {}
-        self._last_seen_written: dict[str, float] = {}
+        super().__init__(store, dispatcher, heard, clock)
 
-    def register(self, body: dict, address: str) -> dict:
+    def register(self, body: Row, address: str) -> Row:
         worker = {
             "id": str(uuid.uuid4()), "secret_hash": auth.hash_secret(body["secret"]),
             "name": body["name"], "platform": body["platform"],
@@ -72,7 +70,7 @@ class Roster:
                     worker["platform"])
         return worker
 
-    def authenticate(self, authorization: str) -> dict | None:
+    def authenticate(self, authorization: str) -> Row | None:
         """The worker whose uuid and secret are in a Basic header, or None."""
         credentials = auth.parse_basic(authorization)
         if credentials is None or not is_uuid(credentials[0]):
@@ -91,7 +89,7 @@ class Roster:
         self._verified[worker["id"]] = (worker["secret_hash"], digest)
         return self.store.worker(worker["id"])
 
-    def seen(self, worker: dict, address: str) -> None:
+    def seen(self, worker: Row, address: str) -> None:
         self.heard.heard(worker["id"])
         now = self._clock()
         written = self._last_seen_written.get(worker["id"])
@@ -100,18 +98,18 @@ class Roster:
                                      address=address)
             self._last_seen_written[worker["id"]] = now
 
-    def sign_on(self, worker: dict, body: dict) -> str:
+    def sign_on(self, worker: Row, body: Row) -> str:
         """Record the sign-on; returns the state the worker is to enter."""
         types = [name.strip().lower() for name in body["supported_task_types"]]
         self.store.update_worker(worker["id"], status="starting", name=body["name"],
                                  software=body["software_version"], supported_task_types=types,
                                  can_restart=int(bool(body.get("can_restart", False))))
-        initial = worker["status_requested"] or "awake"
+        initial: str = worker["status_requested"] or "awake"
         logger.info("Worker %s signed on; initial state %s", worker["id"], initial)
         return initial
 
-    def sign_off(self, worker: dict) -> list[str]:
-        changes: dict[str, typing.Any] = {"status": "offline",
+    def sign_off(self, worker: Row) -> list[str]:
+        changes: Row = {"status": "offline",
                                           "signed_off": (worker["signed_off"] or 0) + 1}
         requested = worker["status_requested"]
         if requested in _CLEARED_BY_SIGN_OFF:
@@ -125,8 +123,8 @@ class Roster:
         logger.info("Worker %s signed off; re-queued %d tasks", worker["id"], len(released))
         return released
 
-    def state_changed(self, worker: dict, status: str) -> None:
-        changes: dict[str, typing.Any] = {"status": status}
+    def state_changed(self, worker: Row, status: str) -> None:
+        changes: Row = {"status": status}
         requested = worker["status_requested"]
         if requested and requested != status:
             logger.warning("Worker %s changed to %s, but %s is requested", worker["id"],
@@ -139,14 +137,6 @@ class Roster:
             if worker["status"] == "awake" and status != "awake":
                 self.dispatcher.requeue_tasks_of(
                     worker["id"], f"worker {worker['name']} changed status to '{status}'")
-
-    def request_status(self, worker_id: str, status: str, lazy: bool = False) -> None:
-        """Ask a worker to change state; "" withdraws the request."""
-        with self.store.transaction():
-            self.existing(worker_id)
-            self.store.update_worker(worker_id, status_requested=status,
-                                     lazy_status_request=bool(status) and lazy)
-        logger.info("Requested status %r of worker %s (lazy=%s)", status, worker_id, lazy)
 
     def time_out_silent_workers(self, timeout: float) -> list[str]:
         with self.store.transaction():
@@ -170,24 +160,13 @@ class Roster:
         self._verified.pop(worker_id, None)
         self.heard.forget(worker_id)
 
-    def existing(self, worker_id: str) -> dict:
-        worker = self.store.worker(worker_id)
-        if worker is None:
-            raise common.NotFound(f"Worker {worker_id} is unknown.")
-        return worker
-
-    def worker_view(self, worker_id: str) -> dict:
-        worker = self.existing(worker_id)
-        view = {key: value for key, value in worker.items() if key not in ("secret_hash", "seq")}
+    def worker_view(self, worker_id: str) -> Row:
+        view = super().worker_view(worker_id)
         view["can_restart"] = bool(view["can_restart"])
-        view["failures"] = len(self.store.failures(worker=worker_id))
         return view
 
-    def workers_view(self) -> list[dict]:
-        return [self.worker_view(worker["id"]) for worker in self.store.workers()]
-
     @staticmethod
-    def registered_worker(worker: dict) -> dict:
+    def registered_worker(worker: Row) -> Row:
         """The RegisteredWorker answer; ``supported_task_types`` as the Manager
         rebuilds it from its comma-joined column."""
         return {"uuid": worker["id"], "name": worker["name"], "address": worker["address"],

@@ -9,6 +9,21 @@ is here.  The dialect is a subset of JSON Schema that validate.py understands:
 in SCHEMAS), ``format`` (``int32``, ``int64``, ``binary``) and ``nullable``.
 ``additionalProperties`` is never set: the Manager ignores undeclared fields.
 """
+import typing
+
+# A node of the JSON Schema subset above, as plain data.
+Schema = dict[str, typing.Any]
+
+
+class Operation(typing.TypedDict):
+    """How an operation is called; see OPERATIONS."""
+
+    method: str
+    path: str
+    auth: bool
+    body: typing.NotRequired[str]
+    types: typing.NotRequired[list[str]]
+
 
 # components/schemas/WorkerStatus
 WORKER_STATUSES = ["starting", "awake", "asleep", "error", "testing", "offline", "restart"]
@@ -17,7 +32,7 @@ TASK_STATUSES = ["active", "canceled", "completed", "failed", "queued", "soft-fa
 
 _STRINGS = {"type": "array", "items": {"type": "string"}}
 
-SCHEMAS: dict[str, dict] = {
+SCHEMAS: dict[str, Schema] = {
     "FlamencoVersion": {
         "type": "object", "required": ["version", "shortversion", "name", "git"],
         "properties": {"version": {"type": "string"}, "shortversion": {"type": "string"},
@@ -103,7 +118,7 @@ IMAGE_TYPES = ["image/jpeg", "image/png"]
 # operationId -> how it is called.  ``body``: the schema of the request body
 # (required whenever there is one), ``types``: the Content-Types the document
 # declares for it; ``auth``: HTTP Basic (securitySchemes/worker_auth).
-OPERATIONS: dict[str, dict] = {
+OPERATIONS: dict[str, Operation] = {
     "getVersion": {"method": "GET", "path": "/api/v3/version", "auth": False},
     "registerWorker": {"method": "POST", "path": "/api/v3/worker/register-worker", "auth": False,
                        "body": "WorkerRegistration", "types": [JSON]},

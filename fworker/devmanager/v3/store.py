@@ -8,7 +8,10 @@ accepted preview image (its type, size and SHA-256, not the bytes).
 """
 import hashlib
 
+from dataset.util import SQLWriteValue
+
 from .. import common
+from ..common import Row
 from ..store import Store
 
 _SCHEMA = (
@@ -63,13 +66,13 @@ class V3Store(Store):
                 self.delete_task(task["id"])
             self.db["jobs"].delete(id=job_id)
 
-    def add_preview(self, worker_id: str, task: dict, mime: str, image: bytes) -> dict:
+    def add_preview(self, worker_id: str, task: Row, mime: str, image: bytes) -> Row:
         row = {"worker": worker_id, "task": task["id"], "job": task["job"], "mime": mime,
                "size": len(image), "sha256": hashlib.sha256(image).hexdigest(),
                "image_ok": int(looks_like(mime, image)), "received": common.utc_timestamp()}
         self._insert("outputs", row)
         return row
 
-    def previews(self, **filters) -> list[dict]:
+    def previews(self, **filters: SQLWriteValue) -> list[Row]:
         return [dict(row, image_ok=bool(row["image_ok"]))
                 for row in self._find("outputs", **filters)]

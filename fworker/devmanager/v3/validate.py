@@ -18,8 +18,10 @@ expected a string, got an integer``):
 import json
 import typing
 
+from ..common import Row
 from ..decoding import describe
 from . import schema as schema_module
+from .schema import Schema
 
 _INT_RANGES = {"int32": (-(2**31), 2**31 - 1), "int64": (-(2**63), 2**63 - 1)}
 # A Go ``int`` on the 64-bit platforms the Manager runs on.
@@ -35,7 +37,7 @@ class Invalid(ValueError):
         super().__init__(f"{field}: {problem}" if field else problem)
 
 
-def resolve(schema: dict, schemas: dict[str, dict] | None = None) -> dict:
+def resolve(schema: Schema, schemas: dict[str, Schema] | None = None) -> Schema:
     """The schema itself, or the one its ``$ref`` names."""
     schemas = schema_module.SCHEMAS if schemas is None else schemas
     seen = set()
@@ -48,8 +50,8 @@ def resolve(schema: dict, schemas: dict[str, dict] | None = None) -> dict:
     return schema
 
 
-def validate(value: typing.Any, schema: dict | str, field: str = "",
-             schemas: dict[str, dict] | None = None) -> None:
+def validate(value: object, schema: Schema | str, field: str = "",
+             schemas: dict[str, Schema] | None = None) -> None:
     """Raise Invalid for the first rule value breaks; schema may be a name of SCHEMAS."""
     if isinstance(schema, str):
         schema = {"$ref": schema}
@@ -71,7 +73,7 @@ def validate(value: typing.Any, schema: dict | str, field: str = "",
             validate(item, schema["items"], f"{field}[{index}]", schemas)
 
 
-def _check_object(value: dict, schema: dict, field: str, schemas: dict | None) -> None:
+def _check_object(value: Row, schema: Schema, field: str, schemas: dict[str, Schema] | None) -> None:
     prefix = f"{field}." if field else ""
     for name in schema.get("required", []):
         if name not in value:
@@ -81,21 +83,21 @@ def _check_object(value: dict, schema: dict, field: str, schemas: dict | None) -
             validate(value[name], sub, prefix + name, schemas)
 
 
-def _wrong(field: str, expected: str, value: typing.Any) -> typing.NoReturn:
+def _wrong(field: str, expected: str, value: object) -> typing.NoReturn:
     raise Invalid(field, f"expected {expected}, got {describe(value)}")
 
 
-def _object(value: typing.Any, schema: dict, field: str) -> None:
+def _object(value: object, schema: Schema, field: str) -> None:
     if not isinstance(value, dict):
         _wrong(field, "an object", value)
 
 
-def _array(value: typing.Any, schema: dict, field: str) -> None:
+def _array(value: object, schema: Schema, field: str) -> None:
     if not isinstance(value, list):
         _wrong(field, "an array", value)
 
 
-def _string(value: typing.Any, schema: dict, field: str) -> None:
+def _string(value: object, schema: Schema, field: str) -> None:
     if schema.get("format") == "binary":
         if not isinstance(value, (bytes, bytearray)):
             _wrong(field, "binary data", value)
@@ -103,7 +105,7 @@ def _string(value: typing.Any, schema: dict, field: str) -> None:
         _wrong(field, "a string", value)
 
 
-def _integer(value: typing.Any, schema: dict, field: str) -> None:
+def _integer(value: object, schema: Schema, field: str) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         _wrong(field, "an integer", value)
     low, high = _INT_RANGES.get(schema.get("format", ""), _DEFAULT_INT_RANGE)
@@ -111,17 +113,17 @@ def _integer(value: typing.Any, schema: dict, field: str) -> None:
         raise Invalid(field, f"{value} is out of range {low}..{high}")
 
 
-def _number(value: typing.Any, schema: dict, field: str) -> None:
+def _number(value: object, schema: Schema, field: str) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         _wrong(field, "a number", value)
 
 
-def _boolean(value: typing.Any, schema: dict, field: str) -> None:
+def _boolean(value: object, schema: Schema, field: str) -> None:
     if not isinstance(value, bool):
         _wrong(field, "a boolean", value)
 
 
-_TYPE_CHECKS: dict[str, typing.Callable[[typing.Any, dict, str], None]] = {
+_TYPE_CHECKS: dict[str, typing.Callable[[object, Schema, str], None]] = {
     "object": _object, "array": _array, "string": _string, "integer": _integer,
     "number": _number, "boolean": _boolean,
 }
@@ -149,7 +151,7 @@ def media_type(content_type: str) -> str:
     return content_type.split(";", 1)[0].strip().lower()
 
 
-def check_body(operation: dict, content_type: str, raw: bytes) -> typing.Any:
+def check_body(operation: schema_module.Operation, content_type: str, raw: bytes) -> typing.Any:
     """The decoded body of a request to an operation of schema.OPERATIONS
     (bytes for a binary body, None when the operation takes none); Invalid else."""
     body_schema = operation.get("body")
