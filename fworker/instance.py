@@ -6,11 +6,12 @@ instance, the one every installation had before instances existed).  Its
 settings are read by ``fworker.config.load(instance=...)``: its own section
 ``[flamenco-worker@NAME]`` in any file, its own credentials file.
 
-``settle()`` then gives every state file its instance's own name
-(``fworker.statefiles``): a path setting left at its default, or set in a
+``settle()`` then gives every state file its instance's own name, and is
+the one place that does: a path setting left at its default, or set in a
 section every instance reads, gets ``@NAME`` before its extension
-(``worker.log`` -> ``worker@gpu0.log``); a path set in the instance's own
-section or file is used as it is.  Two instances set onto one queue anyway
+(``worker.log`` -> ``worker@gpu0.log``, ``statefiles.for_instance``); a path
+set in the instance's own section or file is used as it is written, even
+when that is the default's name.  Two instances set onto one queue anyway
 (or one instance started twice) are refused by the queue's lock, with an
 error that names the instance (``refusal``).
 """
@@ -46,16 +47,14 @@ def own(settings: Settings, name: str) -> bool:
 
 def settle(settings: Settings) -> tuple[Settings, StateFiles]:
     """``settings`` with its instance's state files (absolute paths), and those files."""
-
-    def path(name: str, value: str) -> str:
+    def path(name: str) -> str:
+        value: str = getattr(settings, name)
         return value if own(settings, name) else statefiles.for_instance(value, settings.instance)
 
     # dataclasses.replace, not Settings.replace: the values stay strings of
     # the same settings, and their sources stay what --check-config shows.
-    named = dataclasses.replace(
-        settings, task_update_queue_db=path("task_update_queue_db", settings.task_update_queue_db),
-        log_file=path("log_file", settings.log_file),
-        task_log_folder=path("task_log_folder", settings.task_log_folder))
+    named = dataclasses.replace(settings, task_update_queue_db=path("task_update_queue_db"),
+                                log_file=path("log_file"), task_log_folder=path("task_log_folder"))
     state = StateFiles.of(named, settings.instance)
     return dataclasses.replace(named, task_update_queue_db=state.queue, log_file=state.log_file,
                                task_log_folder=state.task_log_folder), state

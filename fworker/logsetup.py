@@ -39,7 +39,7 @@ _file_handler: logging.FileHandler | None = None
 def configure(settings: Settings, verbose: bool, debug: bool) -> None:
     """Replace the root logger's handlers with one for stderr or log_file."""
     global _file_handler  # noqa: PLW0603  (the one process-wide log file handler)
-    path = statefiles.log_file(settings.log_file)
+    path = settings.log_file
     file_handler = _file_handler_for(settings, path) if path else None
     handler = file_handler or logging.StreamHandler(sys.stderr)
     handler.setFormatter(SafeFormatter(LOG_FORMAT))
@@ -248,9 +248,9 @@ def banner(settings: Settings, version: str, worker_id: str | None, queue_path: 
         *tools,
         ("update queue", queue_path),
         ("lock file", statefiles.lock_path(queue_path)),
-        ("log file", statefiles.log_file(settings.log_file) or "stderr"),
+        ("log file", settings.log_file or "stderr"),
     ]
-    task_logs = statefiles.task_log_folder(settings.task_log_folder)
+    task_logs = settings.task_log_folder
     if task_logs:
         rows.append(("task logs", f"{task_logs} (newest {settings.task_log_keep} kept)"))
     port = settings.metrics_port

@@ -11,10 +11,12 @@ Names depend on two keys:
 - the *instance*: several workers on one machine (one per GPU) each have their
   own state.  The default instance (``DEFAULT_INSTANCE``) uses the names
   workers have always used, so existing installations keep their credentials
-  and queue.  A named instance gets ``@NAME`` before the extension of every
-  file whose setting is left at its built-in default; a path the operator
-  configured is used as it is (two instances configured onto one queue are
-  refused by the lock rather than silently merged).
+  and queue.  A named instance's credentials get ``@NAME`` before their
+  extension (``for_instance``); which of its configured paths get it too is
+  decided in one place, ``fworker.instance.settle``, the one that knows
+  where each value was set.  ``StateFiles.of`` takes the paths of the
+  settings as they are (two instances configured onto one queue are refused
+  by the lock rather than silently merged).
 - the Manager *protocol*: Flamenco 2.x and 3.x Managers issue different
   credentials, so each protocol has a credentials file of its own and
   switching Managers never sends one's secret to the other.
@@ -89,28 +91,15 @@ def credentials_path(instance: str = DEFAULT_INSTANCE, protocol: Protocol = Prot
     return for_instance(os.path.join(home(), _CREDENTIALS[protocol]), instance)
 
 
-def credentials_beside(v2_path: str, protocol: Protocol) -> str:
-    """The ``protocol`` credentials file that goes with the 2.x one at ``v2_path``.
-    A 2.x file of the home folder's names (any instance) gives
-    ``credentials_path(instance, protocol)``; a file named by a program (the
-    embedding API, tests) gets a sibling: ``creds.cfg`` → ``creds-v3.cfg``."""
-    if protocol is Protocol.V2:
-        return v2_path
-    folder, name = os.path.split(v2_path)
-    stem, ext = os.path.splitext(_CREDENTIALS[Protocol.V2])
-    found = re.fullmatch(re.escape(stem) + r"(?:@(.+))?" + re.escape(ext), name)
-    if found and os.path.abspath(folder) == os.path.abspath(home()):
-        return credentials_path(found.group(1) or DEFAULT_INSTANCE, protocol)
-    own_stem, own_ext = os.path.splitext(v2_path)
-    return f"{own_stem}-v{protocol.value}{own_ext or '.cfg'}"
-
-
-def queue_path(configured: str, instance: str = DEFAULT_INSTANCE) -> str:
-    """The absolute path of the update queue (``task_update_queue_db``;
-    relative to the current folder)."""
-    if configured == QUEUE_FILE:
-        configured = for_instance(configured, instance)
-    return os.path.abspath(configured)
+def credentials_beside(v2_path: str, instance: str = DEFAULT_INSTANCE) -> str:
+    """The Manager 3.x credentials file that goes with the 2.x one at ``v2_path``:
+    ``instance``'s own (``StateFiles.credentials_v3``) when ``v2_path`` is its 2.x
+    file, else a sibling of a file a program named (the embedding API, tests):
+    ``creds.cfg`` -> ``creds-v3.cfg``."""
+    if v2_path == credentials_path(instance, Protocol.V2):
+        return credentials_path(instance, Protocol.V3)
+    stem, ext = os.path.splitext(v2_path)
+    return f"{stem}-v{Protocol.V3.value}{ext or '.cfg'}"
 
 
 def lock_path(queue: str) -> str:
@@ -134,20 +123,13 @@ def owner_mark(queue: str) -> str:
     return os.path.abspath(queue)
 
 
-def log_file(configured: str, instance: str = DEFAULT_INSTANCE) -> str:
-    """The worker's own log file; empty for stderr."""
-    return for_instance(configured, instance) if configured == LOG_FILE else configured
-
-
-def task_log_folder(configured: str, instance: str = DEFAULT_INSTANCE) -> str:
-    """The folder of local task logs; empty when off."""
-    return for_instance(configured, instance) if configured == TASK_LOG_FOLDER else configured
-
-
 @dataclasses.dataclass(frozen=True)
 class StateFiles:
     """Every file of one worker's state, with absolute paths where a path is
-    relative to the folder the worker started in."""
+    relative to the folder the worker started in.  The paths of the settings
+    are taken as they are: ``fworker.instance.settle`` gives a named
+    instance's settings their own names first, and ``of`` on settled settings
+    gives the same files again."""
 
     instance: str
     queue: str
@@ -158,15 +140,16 @@ class StateFiles:
 
     @classmethod
     def of(cls, settings: typing.Any, instance: str = DEFAULT_INSTANCE) -> StateFiles:
-        """The state files of a worker with these settings."""
+        """The state files of a worker with these settings (``log_file``,
+        ``task_log_folder``: empty when off)."""
         check_instance(instance)
         return cls(
             instance=instance,
-            queue=queue_path(settings.task_update_queue_db, instance),
+            queue=os.path.abspath(settings.task_update_queue_db),
             credentials_v2=credentials_path(instance, Protocol.V2),
             credentials_v3=credentials_path(instance, Protocol.V3),
-            log_file=_absolute(log_file(settings.log_file, instance)),
-            task_log_folder=_absolute(task_log_folder(settings.task_log_folder, instance)),
+            log_file=_absolute(settings.log_file),
+            task_log_folder=_absolute(settings.task_log_folder),
         )
 
     def credentials(self, protocol: Protocol) -> str:

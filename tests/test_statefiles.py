@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from fworker import config, leftovers, statefiles
+from fworker import config, instance, leftovers, statefiles
 from fworker.errors import AlreadyRunning, ConfigError
 from fworker.statefiles import DEFAULT_INSTANCE, Protocol, StateFiles
 from fworker.statelock import StateLock
@@ -39,15 +39,14 @@ def test_the_default_instance_keeps_the_names_existing_installations_use(home, t
     assert config.default_files() == [str(tmp_path / "flamenco-worker.cfg"), files.credentials_v2]
 
 
-def test_the_v3_credentials_go_with_the_2x_file_of_either_instance_or_beside_a_programs_file(home, tmp_path):
-    for instance in (DEFAULT_INSTANCE, "gpu0"):
-        v2 = statefiles.credentials_path(instance, Protocol.V2)
-        assert statefiles.credentials_beside(v2, Protocol.V3) == statefiles.credentials_path(instance, Protocol.V3)
-        assert statefiles.credentials_beside(v2, Protocol.V2) == v2
+def test_the_v3_credentials_go_with_the_2x_file_of_the_instance_or_beside_a_programs_file(home, tmp_path):
+    for name in (DEFAULT_INSTANCE, "gpu0"):
+        v2 = statefiles.credentials_path(name, Protocol.V2)
+        assert statefiles.credentials_beside(v2, name) == StateFiles.of(settings(), name).credentials_v3
     own = str(tmp_path / "w" / "credentials.cfg")
-    assert statefiles.credentials_beside(own, Protocol.V3) == str(tmp_path / "w" / "credentials-v3.cfg")
+    assert statefiles.credentials_beside(own, "gpu0") == str(tmp_path / "w" / "credentials-v3.cfg")
     elsewhere = str(tmp_path / ".flamenco-worker.cfg")  # the home folder's name, not in the home folder
-    assert statefiles.credentials_beside(elsewhere, Protocol.V3) == str(tmp_path / ".flamenco-worker-v3.cfg")
+    assert statefiles.credentials_beside(elsewhere) == str(tmp_path / ".flamenco-worker-v3.cfg")
 
 
 def test_the_settings_table_and_the_names_agree_on_the_defaults():
@@ -56,17 +55,26 @@ def test_the_settings_table_and_the_names_agree_on_the_defaults():
     assert config.BY_NAME["task_log_folder"].default == statefiles.TASK_LOG_FOLDER
 
 
-def test_a_named_instance_gets_its_own_files_unless_a_path_was_configured(home, tmp_path, monkeypatch):
+def test_a_named_instance_gets_its_own_files_unless_its_own_section_names_one(home, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    gpu0 = StateFiles.of(settings(), "gpu0")
-    assert gpu0.credentials_v2 == str(home / ".flamenco-worker@gpu0.cfg")
-    assert gpu0.credentials_v3 == str(home / ".flamenco-worker-v3@gpu0.cfg")
-    assert gpu0.queue == str(tmp_path / "flamenco-worker@gpu0.db")
-    assert gpu0.lock == str(tmp_path / "flamenco-worker@gpu0.db.lock")
+    cfg = tmp_path / "worker.cfg"
+    cfg.write_text("[flamenco-worker]\nlog_file = w.log\n\n"
+                   "[flamenco-worker@gpu1]\ntask_update_queue_db = flamenco-worker.db\n"
+                   "task_log_folder = /srv/fw/tasks\n")
+    gpu0, files0 = instance.settle(config.load(str(cfg), instance="gpu0"))
+    assert files0.credentials_v2 == str(home / ".flamenco-worker@gpu0.cfg")
+    assert files0.credentials_v3 == str(home / ".flamenco-worker-v3@gpu0.cfg")
+    assert files0.queue == gpu0.task_update_queue_db == str(tmp_path / "flamenco-worker@gpu0.db")  # default
+    assert files0.lock == str(tmp_path / "flamenco-worker@gpu0.db.lock")
+    assert files0.log_file == gpu0.log_file == str(tmp_path / "w@gpu0.log")  # shared section
     default = StateFiles.of(settings())
-    assert not set(gpu0.paths()) & set(default.paths()), "two instances share no file"
-    chosen = StateFiles.of(settings(task_update_queue_db="/srv/fw/q.sqlite", log_file="w.log"), "gpu0")
-    assert (chosen.queue, chosen.log_file) == ("/srv/fw/q.sqlite", str(tmp_path / "w.log"))
+    assert not set(files0.paths()) & set(default.paths()), "two instances share no file"
+    # A path in the instance's own section is used as written, even the default's name.
+    gpu1, files1 = instance.settle(config.load(str(cfg), instance="gpu1"))
+    assert files1.queue == gpu1.task_update_queue_db == str(tmp_path / "flamenco-worker.db") == default.queue
+    assert files1.task_log_folder == "/srv/fw/tasks" and files1.log_file == str(tmp_path / "w@gpu1.log")
+    # The files of settled settings are the same again: nothing is renamed twice.
+    assert StateFiles.of(gpu0, "gpu0") == files0 and StateFiles.of(gpu1, "gpu1") == files1
 
 
 @pytest.mark.parametrize("name", ["../x", "a/b", "..", "-x", "x" * 64, "gpu 0", "é"])

@@ -55,9 +55,7 @@ def credentials_file(v2_path: str, instance: str = statefiles.DEFAULT_INSTANCE) 
     one Manager generation to the other never sends one's secret to the other.
     An instance's own file is named by fworker.statefiles
     (``~/.flamenco-worker-v3@gpu0.cfg``)."""
-    if v2_path == statefiles.credentials_path(instance):
-        return statefiles.credentials_path(instance, statefiles.Protocol.V3)
-    return statefiles.credentials_beside(v2_path, statefiles.Protocol.V3)
+    return statefiles.credentials_beside(v2_path, instance)
 
 
 def read_credentials(path: str) -> tuple[str, str]:
