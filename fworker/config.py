@@ -223,6 +223,10 @@ class Settings:
     sources: typing.Mapping[str, str] = dataclasses.field(repr=False, compare=False)
     files: tuple[str, ...] = dataclasses.field(repr=False, compare=False)
     pre_task_checks: typing.Mapping[str, str] = dataclasses.field(repr=False)
+    # Per file read: the settings it gives a value (its shared section and
+    # this instance's), used or not; fworker.configsafety warns from these.
+    file_settings: typing.Mapping[str, frozenset[str]] = dataclasses.field(
+        repr=False, compare=False, default_factory=lambda: types.MappingProxyType({}))
     instance: str = statefiles.DEFAULT_INSTANCE  # the --instance this value is for (fworker.instance)
 
     def effective_nickname(self) -> str:
@@ -281,6 +285,7 @@ def load(extra_file: str | None = None, *, overrides: dict[str, typing.Any] | No
             raise ConfigError(f"configuration file {extra_file}: not found")
         paths.append(os.path.abspath(extra_file))
     read = []
+    given: dict[str, frozenset[str]] = {}
     checks: dict[str, str] = {}
     saved: dict[str, typing.Any] = {}
     for path in paths:
@@ -295,6 +300,7 @@ def load(extra_file: str | None = None, *, overrides: dict[str, typing.Any] | No
             raw[name], sources[name] = value, f"{path} [{instance_section(instance)}]"
         checks.update(file_checks)
         read.append(path)
+        given[path] = frozenset(name for name, value in {**values, **own}.items() if value)
         if path == statefiles.credentials_path(instance):
             saved = {name: values[name] for name in CREDENTIALS if name in values}
     if saved:
@@ -307,6 +313,7 @@ def load(extra_file: str | None = None, *, overrides: dict[str, typing.Any] | No
         raw[name], sources[name] = value, "override"
     values = {name: convert(BY_NAME[name], raw[name], sources[name]) for name in raw}
     settings = Settings(**values, sources=types.MappingProxyType(sources), files=tuple(read),
+                        file_settings=types.MappingProxyType(given),
                         pre_task_checks=types.MappingProxyType(checks), instance=instance)
     _check_together(settings)
     return settings
@@ -327,15 +334,9 @@ def instance_section(instance: str) -> str:
     return f"{SECTION}@{instance}"
 
 
-def read_file(path: str) -> tuple[dict[str, typing.Any], dict[str, str]]:
-    """The raw [flamenco-worker] values of one file, names checked, and its
-    [pre_task_check] entries."""
-    values, checks, _own = _read(path, statefiles.DEFAULT_INSTANCE)
-    return values, checks
-
-
 def _read(path: str, instance: str) -> tuple[dict[str, typing.Any], dict[str, str], dict[str, typing.Any]]:
-    """read_file's values and checks, and the values of ``instance``'s own section."""
+    """The raw [flamenco-worker] values of one file, names checked, its
+    [pre_task_check] entries, and the values of ``instance``'s own section."""
     try:
         cfg = configobj.ConfigObj(path, encoding="utf-8", interpolation=False, file_error=True)
     except UnicodeDecodeError as ex:

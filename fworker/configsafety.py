@@ -16,35 +16,35 @@ from __future__ import annotations
 
 import os
 import stat
+import typing
 
 from fworker import config, statefiles
-from fworker.errors import ConfigError
 
 SECRETS = tuple(s.name for s in config.SETTINGS if s.secret)
 
 
 def warnings(settings: config.Settings, credentials_file: str | None = None) -> list[str]:
-    """One sentence per problem of the files ``settings`` were read from."""
+    """One sentence per problem of the files ``settings`` were read from
+    (what each gives, as ``config.load`` read it: no file is parsed again)."""
     credentials_file = os.path.abspath(credentials_file or statefiles.credentials_path(settings.instance))
     found = []
     for path in settings.files:
         try:
-            values, _ = config.read_file(path)
             mode = os.stat(path).st_mode
-        except (ConfigError, OSError):
+        except OSError:
             continue  # it was read a moment ago; a file changing meanwhile is not this check's business
-        found += _file_warnings(path, values, mode, credentials_file)
+        found += _file_warnings(path, settings.file_settings.get(path, frozenset()), mode, credentials_file)
     return found
 
 
-def _file_warnings(path: str, values: dict[str, object], mode: int, credentials_file: str) -> list[str]:
+def _file_warnings(path: str, given: typing.AbstractSet[str], mode: int, credentials_file: str) -> list[str]:
     found = []
-    keys = [name for name in config.CREDENTIALS if values.get(name)]
+    keys = [name for name in config.CREDENTIALS if name in given]
     if keys and os.path.abspath(path) != credentials_file:
         found.append(f"{path} holds {' and '.join(keys)}: credentials belong in {credentials_file} only, "
                      "where the worker saves them after registering; the saved ones are used when there are "
                      "any. Remove them from this file")
-    secrets = [name for name in SECRETS if values.get(name)]
+    secrets = [name for name in SECRETS if name in given]
     if mode & (stat.S_IWGRP | stat.S_IWOTH):
         found.append(f"{path} may be changed by other users (mode {stat.S_IMODE(mode):04o}): they could send "
                      f"this worker and its secrets elsewhere; chmod go-w {path}")

@@ -64,3 +64,22 @@ def test_check_config_prints_the_warnings(home):
     assert out.returncode == 0, out.stderr
     warnings = [line for line in out.stdout.splitlines() if line.startswith("warning: ")]
     assert len(warnings) == 3 and "hush-hush" not in out.stdout + out.stderr
+
+
+def test_the_warnings_come_from_what_load_read_not_from_reading_the_files_again(home):
+    secret = write(home / "secret.cfg", "worker_registration_secret = psk\n", mode=0o644)
+    settings = config.load(files=[secret])
+    assert settings.file_settings[secret] == {"worker_registration_secret"}
+    with open(secret, "w") as f:  # a file no parser could read now: the warning still stands
+        f.write("[unclosed\n")
+    (warning,) = configsafety.warnings(settings)
+    assert warning.startswith(f"{secret} holds worker_registration_secret and may be read by other users")
+
+
+def test_a_secret_in_the_instances_own_section_is_warned_about_too(home):
+    shared = home / "shared.cfg"
+    shared.write_text("[flamenco-worker]\nnickname = n\n\n[flamenco-worker@gpu0]\nworker_registration_secret = psk\n")
+    os.chmod(shared, 0o644)
+    assert configsafety.warnings(config.load(files=[str(shared)])) == []  # the default instance reads none
+    (warning,) = configsafety.warnings(config.load(files=[str(shared)], instance="gpu0"))
+    assert f"{shared} holds worker_registration_secret" in warning
