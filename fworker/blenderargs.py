@@ -14,9 +14,11 @@ Four settings make up the two lists:
   ``CUDA+CPU``) -> ``--cycles-device DEVICE`` *after* ``--``;
 - ``blender_args_after``: more arguments after ``--``.
 
-``BlenderArgs.of(settings).apply(argv)`` is the one way to add them to a
-render's command line, for both Manager protocols; the kept-loaded Blender
-reads ``threads``, ``cycles_device`` and the two lists from the same value.
+``BlenderArgs.of(settings)`` parses them, once per settings value
+(``Settings.blender_args`` keeps it); its ``apply(argv)`` is the one way to
+add them to a render's command line, for both Manager protocols; the
+kept-loaded Blender reads ``threads``, ``cycles_device`` and the two lists
+from the same value.
 """
 from __future__ import annotations
 
@@ -95,8 +97,10 @@ class BlenderArgs:
 
 
 def apply(argv: typing.Sequence[str], settings: typing.Any) -> list[str]:
-    """``BlenderArgs.of(settings).apply(argv)``: what every render command calls."""
-    return BlenderArgs.of(settings).apply(argv)
+    """``settings.blender_args.apply(argv)`` (parsed when the settings were
+    loaded): what every render command calls."""
+    args: BlenderArgs = settings.blender_args
+    return args.apply(argv)
 
 
 def _split(name: str, text: str) -> list[str]:

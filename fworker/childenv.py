@@ -54,22 +54,24 @@ def parse(text: str) -> dict[str, str]:
     return pairs
 
 
-def environment(child_env: str = "", secrets: typing.Iterable[str] = (),
+def environment(added: typing.Mapping[str, str] | None = None, secrets: typing.Iterable[str] = (),
                 extra: typing.Mapping[str, str] | None = None,
                 base: typing.Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment of one child: ``base`` (default: this process's) cleaned
-    as the module's docstring says, then ``child_env``, then ``extra``."""
+    as the module's docstring says, then ``added`` (``child_env`` parsed:
+    ``Settings.child_environment``), then ``extra``."""
     hidden = [secret for secret in secrets if secret]
     env = {name: value for name, value in (os.environ if base is None else base).items()
            if name not in DROPPED and not name.startswith(OWN_PREFIXES)
            and not any(secret in value for secret in hidden)}
-    env.update(parse(child_env))
+    if added:
+        env.update(added)
     if extra:
         env.update(extra)
     return env
 
 
-def describe(child_env: str) -> str:
-    """For ``--check-config`` and the banner: what every child gets added."""
-    pairs = parse(child_env)
+def describe(pairs: typing.Mapping[str, str]) -> str:
+    """For ``--check-config`` and the banner: what every child gets added
+    (``Settings.child_environment``)."""
     return " ".join(f"{name}={shlex.quote(value)}" for name, value in pairs.items()) or "nothing added"

@@ -11,7 +11,6 @@ import logging
 import sys
 
 from fworker import childenv, config, configsafety, instance, logsetup, settingsdoc, settingvalues
-from fworker.blenderargs import BlenderArgs
 from fworker.errors import AlreadyRunning, ConfigError, Fatal, RetryLater
 from fworker.statefiles import StateFiles
 
@@ -172,8 +171,8 @@ def print_config(settings: config.Settings, state: StateFiles) -> int:
         print(f"{name} = {settingvalues.format_value(value)}    # from {settings.sources[name]}")
     for what, path in state.named().items():
         print(f"{what}: {path or '(not used)'}")
-    print(f"child environment: {childenv.describe(settings.child_env)}")
-    print(f"blender render arguments: {BlenderArgs.of(settings).describe()}")
+    print(f"child environment: {childenv.describe(settings.child_environment)}")
+    print(f"blender render arguments: {settings.blender_args.describe()}")
     from fworker.wiring import announced, capabilities  # late: loads plug-ins and asks the tools their versions
 
     capable = capabilities(settings)

@@ -232,6 +232,25 @@ class Settings:
     def effective_nickname(self) -> str:
         return self.nickname or socket.gethostname() + (f"@{self.instance}" if self.instance else "")
 
+    # Parsed once, when load() or replace() checks the settings (a bad value is
+    # a ConfigError then), not at every child: cached on this value, and a
+    # value with other settings (replace()) parses its own.
+    @functools.cached_property
+    def child_environment(self) -> typing.Mapping[str, str]:
+        """``child_env`` as the variables every child gets added (fworker.childenv)."""
+        try:
+            return types.MappingProxyType(childenv.parse(self.child_env))
+        except ValueError as ex:
+            raise ConfigError(f"child_env (from {self.sources['child_env']}): {ex}") from None
+
+    @functools.cached_property
+    def blender_args(self) -> BlenderArgs:
+        """The Blender arguments of every render (fworker.blenderargs)."""
+        try:
+            return BlenderArgs.of(self)
+        except ValueError as ex:
+            raise ConfigError(str(ex)) from None
+
     def values(self) -> dict[str, typing.Any]:
         """Every setting's value by name, in the order of SETTINGS."""
         return {s.name: getattr(self, s.name) for s in SETTINGS}
@@ -293,7 +312,7 @@ def load(extra_file: str | None = None, *, overrides: dict[str, typing.Any] | No
             continue
         values, file_checks, own = _read(path, instance)
         for name, value in values.items():
-            if name in _CREDENTIALS and instance and path != statefiles.credentials_path(instance):
+            if name in CREDENTIALS and instance and path != statefiles.credentials_path(instance):
                 continue  # another instance's credentials: never this one's
             raw[name], sources[name] = value, path
         for name, value in own.items():
@@ -324,9 +343,6 @@ def defaults() -> Settings:
     """The settings with every value from SETTINGS, no file read.  One
     shared value: it cannot be changed."""
     return load(files=[])
-
-
-_CREDENTIALS = ("worker_id", "worker_secret")
 
 
 def instance_section(instance: str) -> str:
@@ -399,11 +415,6 @@ def _check_together(settings: Settings) -> None:
     if settings.manager_protocol not in MANAGER_PROTOCOLS:
         raise ConfigError(f"manager_protocol (from {sources['manager_protocol']}) is {settings.manager_protocol!r}; "
                           f"use one of {', '.join(MANAGER_PROTOCOLS)}")
-    try:
-        childenv.parse(settings.child_env)
-    except ValueError as ex:
-        raise ConfigError(f"child_env (from {sources['child_env']}): {ex}") from None
-    try:
-        BlenderArgs.of(settings)
-    except ValueError as ex:
-        raise ConfigError(str(ex)) from None
+    # Parsed here, once: a bad value is an error now, not at the first child.
+    settings.child_environment  # noqa: B018
+    settings.blender_args  # noqa: B018

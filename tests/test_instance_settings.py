@@ -170,8 +170,37 @@ def test_bad_child_env_is_a_configuration_error_naming_the_entry(tmp_path, home,
 def test_a_childs_environment_has_child_env_and_nothing_of_the_workers_own():
     base = {"PATH": "/bin", "LD_LIBRARY_PATH": "/venv/lib", "FWORKER_TOKEN": "t", "FLAMENCO_WORKER_KEY": "k",
             "API_KEY": "prefix-hunter2-suffix", "CUDA_VISIBLE_DEVICES": "0,1"}
-    env = childenv.environment("CUDA_VISIBLE_DEVICES=1 OMP_NUM_THREADS=8", ["hunter2"], {"EXTRA": "1"}, base)
+    added = childenv.parse("CUDA_VISIBLE_DEVICES=1 OMP_NUM_THREADS=8")
+    env = childenv.environment(added, ["hunter2"], {"EXTRA": "1"}, base)
     assert env == {"PATH": "/bin", "CUDA_VISIBLE_DEVICES": "1", "OMP_NUM_THREADS": "8", "EXTRA": "1"}
+
+
+def test_child_env_and_the_blender_arguments_are_parsed_once_when_the_settings_are_checked(monkeypatch):
+    from fworker import blenderargs
+    from fworker.commands.base import child_environment
+
+    settings = config.load(files=[], overrides={"child_env": "CUDA_VISIBLE_DEVICES=1", "blender_threads": "2"})
+    changed = settings.replace(child_env="HIP_VISIBLE_DEVICES=0")
+    assert dict(changed.child_environment) == {"HIP_VISIBLE_DEVICES": "0"}  # its own value, not the cached one
+
+    def parsed_again(*_args):
+        raise AssertionError("parsed again at a child's start")
+
+    monkeypatch.setattr(childenv, "parse", parsed_again)
+    monkeypatch.setattr(BlenderArgs, "parse", parsed_again)
+    assert child_environment({"EXTRA": "1"}, settings)["CUDA_VISIBLE_DEVICES"] == "1"
+    assert blenderargs.apply(["blender", "-b", "f.blend", "-f", "1"], settings)[3:5] == ["--threads", "2"]
+    assert settings.child_environment is settings.child_environment
+    with pytest.raises(TypeError):
+        settings.child_environment["X"] = "1"  # shared by every child: read-only
+
+
+def test_replace_with_a_bad_child_env_or_blender_argument_is_a_configuration_error():
+    settings = config.defaults()
+    with pytest.raises(ConfigError, match=r"child_env \(from override\): 'CUDA' is not NAME=value"):
+        settings.replace(child_env="CUDA")
+    with pytest.raises(ConfigError, match="blender_args_after"):
+        settings.replace(blender_args_after="'open")
 
 
 # The Blender arguments.

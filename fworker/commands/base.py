@@ -280,7 +280,7 @@ def child_environment(extra: dict[str, str] | None = None, settings: config.Sett
     """The worker's environment minus what must not leak into renders, plus
     the instance's ``child_env`` and ``extra`` (fworker.childenv)."""
     settings = settings if settings is not None else config.defaults()
-    return childenv.environment(settings.child_env, settings.secrets(), extra)
+    return childenv.environment(settings.child_environment, settings.secrets(), extra)
 
 
 class Command:
