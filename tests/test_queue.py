@@ -181,6 +181,46 @@ def test_lone_surrogates_are_stored_as_replacement_characters(tmp_path):
     assert json.loads(rows[0][0]) == {"activity": "bad \ufffd setting"} and rows[0][1] == "echo \ufffd\n"
 
 
+def test_emptying_the_queue_measures_the_file_only_once_enough_was_written_to_matter(tmp_path, monkeypatch):
+    from fworker import queue
+
+    measured = []
+    real_size = queue._size
+    monkeypatch.setattr(queue, "_size", lambda path: measured.append(path) or real_size(path))
+    q = UpdateQueue(str(tmp_path / "q.sqlite"))
+    try:
+        assert len(measured) == 2, "measured once when opened: the file and its WAL"
+        for i in range(300):  # a render's usual updates, each delivered at once
+            q.push(T1, {"activity": f"frame {i}", "log": "a line of log\n" * 5})
+            q.delete([u.id for u in q.head()])
+        assert len(q) == 0 and len(measured) == 2, "no stat() after each delivery that empties the queue"
+        q.push_many([(T1, {"log": "x" * 100_000})] * 10)  # 1 MB: could make the file pass RECLAIM_BYTES
+        q.delete([u.id for u in q.head()])
+        assert len(measured) == 4, "measured again once that much was written"
+        assert q.file_size() < queue.RECLAIM_BYTES, "and left alone: below the threshold"
+        q.push(T1, {"activity": "next"})
+        q.delete([u.id for u in q.head()])
+        assert len(measured) == 4
+    finally:
+        q.close()
+
+
+def test_a_file_left_large_by_an_earlier_run_is_compacted_once_its_updates_are_delivered(tmp_path):
+    path = str(tmp_path / "q.sqlite")
+    q = UpdateQueue(path)
+    for _ in range(9):
+        q.push_many([(T1, {"log": "y" * 100_000})] * 10)  # 9 MB, undelivered when the worker stops
+    q.close()
+    q = UpdateQueue(path)
+    try:
+        assert q.file_size() > 9_000_000
+        while len(q):
+            q.delete([u.id for u in q.head(30)])
+        assert q.file_size() < 2_000_000
+    finally:
+        q.close()
+
+
 @pytest.mark.slow  # 50 MB written and compacted
 def test_the_file_shrinks_once_a_flood_is_delivered(tmp_path):
     """Issue 15 case 11f: a log flood left the queue file at its largest for good."""
