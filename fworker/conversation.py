@@ -40,7 +40,6 @@ class Conversation:
 
     # The Worker's, set in its __init__.
     settings: config.Settings
-    edge: Edge
     queue: UpdateQueue
     backoff: Backoff
     status: StatusChanges
@@ -49,6 +48,10 @@ class Conversation:
     shutdown_reason: str | None
     test_mode: bool
     _asking: Killable | None = None  # the loop's exchange with the Manager in flight (see _ask)
+
+    @property
+    def edge(self) -> Edge:
+        raise NotImplementedError  # the Worker's
 
     def run_task(self, task: Task) -> object:
         raise NotImplementedError  # the Worker's
@@ -80,7 +83,7 @@ class Conversation:
         if answer.status == 204:
             self.backoff.reset()
             return self._wait(self._idle_delay())
-        if answer.status == 423 and self.status.apply(_requested(answer.body), "Manager (on task fetch)"):
+        if answer.status == 423 and self.status.apply_answer(answer.body, "Manager (on task fetch)"):
             self.backoff.reset()
             if self.machine.working:
                 # Still asked to work (a repeated request): no hammering.
@@ -103,7 +106,7 @@ class Conversation:
         """Asleep or in error: no work, but keep talking, so the Manager can
         wake (or shut down) this worker and does not think it gone."""
         try:
-            answer = self._ask(self.status.poll)
+            answer, applied = self._ask(self.status.poll)
         except RetryLater as ex:
             return self._back_off(ex, "polling for status changes")
         self.machine.catch_up()
@@ -111,7 +114,7 @@ class Conversation:
             self._back_off(RetryLater("the Manager refused this worker's credentials (401)"),
                            "polling for status changes")
             return self._sign_on_again()
-        if answer.status == 204 or (answer.status == 200 and _requested(answer.body)):
+        if answer.status == 204 or applied:
             self.backoff.reset()
             if not self.machine.working:
                 self._wait(self._idle_delay())
@@ -174,11 +177,6 @@ class Conversation:
         """Sleep, but wake at once for a shutdown request or a local signal."""
         self.wakeup.wait(seconds)
         self.wakeup.clear()
-
-def _requested(body: typing.Any) -> str | None:
-    """The status a 423 or status-change answer asks for; None if it is malformed."""
-    requested = body.get("status_requested") if isinstance(body, dict) else None
-    return requested if isinstance(requested, str) and requested else None
 
 
 def _jitter(seconds: float) -> float:

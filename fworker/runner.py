@@ -104,8 +104,10 @@ class TaskRunner:
                                        owner=leftovers.owner_mark(queue_db) if queue_db else None):
                 for index, (cmd, settings) in enumerate(self._prepare()):
                     self._run_command(index, cmd, settings)
-                    if self.dialect != "v2" and not self.task.commands[index].total_step_count:
-                        self.reporter.steps_completed(1)  # a command without steps of its own is one step
+                    if not self.task.commands[index].total_step_count:
+                        # A command without steps of its own is one step (the edge
+                        # leaves steps out for a Manager that has no place for them).
+                        self.reporter.steps_completed(1)
         finally:
             if timer is not None:
                 timer.close()

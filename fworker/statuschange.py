@@ -55,21 +55,24 @@ class StatusChanges:
         self.machine.change(new, reason, asked=new.value == requested)
         return True
 
+    def apply_answer(self, body: typing.Any, source: str) -> bool:
+        """Act on the ``status_requested`` of an answer's body (a 423 to POST
+        /task, a 200 to the status poll); False if it has none or a malformed one."""
+        return self.apply(body.get("status_requested") if isinstance(body, dict) else None, source)
+
     def note_lazy(self, requested: typing.Any) -> None:
         """A request that waits for the running task to finish (may-i-run
         said yes): it is applied when the next POST /task answers 423."""
         self._note_once(f"lazy:{requested}", logging.INFO,
                         "the Manager asks for status %r once the running task is done", requested)
 
-    def poll(self) -> Answer:
+    def poll(self) -> tuple[Answer, bool]:
         """``GET /status-change`` once and apply what it asks for.  Returns the
-        answer (the caller judges what is not 200 or 204); RetryLater when the
-        Manager cannot be reached."""
+        answer (the caller judges what is not 200 or 204) and whether it was
+        applied (a 200 asking for a status); RetryLater when the Manager cannot
+        be reached."""
         answer = self.upstream.status_change()
-        if answer.status == 200:
-            body = answer.body if isinstance(answer.body, dict) else {}
-            self.apply(body.get("status_requested"), "Manager (status-change poll)")
-        return answer
+        return answer, answer.status == 200 and self.apply_answer(answer.body, "Manager (status-change poll)")
 
     def acknowledge(self, status: str) -> bool:
         """``POST /ack-status-change/<status>``; True if the Manager took it."""

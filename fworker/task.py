@@ -49,15 +49,7 @@ def parse_task(body: typing.Any) -> Task:
         raise BadTask(f"task is not a JSON object but {type(body).__name__}")
     task_id = body.get("_id")
     if not isinstance(task_id, str) or not OBJECT_ID.match(task_id):
-        raise BadTask(f"task has no valid _id: {_shown(task_id)}")
-
-    def text(key: str) -> str:
-        value = body.get(key, "")
-        if value is None:
-            return ""
-        if not isinstance(value, str):
-            raise BadTask(f"task {task_id}: field {key!r} must be a string, not {type(value).__name__}", task_id)
-        return value
+        raise BadTask(f"task has no valid _id: {shown(task_id)}")
 
     commands = body.get("commands")
     if commands is None:
@@ -65,7 +57,19 @@ def parse_task(body: typing.Any) -> Task:
     if not isinstance(commands, list):
         raise BadTask(f"task {task_id}: field 'commands' must be a list, not {type(commands).__name__}", task_id)
     specs = [command_spec(task_id, index, cmd, "settings") for index, cmd in enumerate(commands)]
-    return Task(task_id, text("name"), text("job"), text("task_type"), tuple(specs), body)
+    name, job, task_type = (text_field(body, key, task_id, null=True) for key in ("name", "job", "task_type"))
+    return Task(task_id, name, job, task_type, tuple(specs), body)
+
+
+def text_field(body: dict[str, typing.Any], key: str, task_id: str, *, null: bool = False) -> str:
+    """The task's string field ``key``, "" when absent (``null``: also when
+    JSON null, as 2.x Managers send); BadTask when it is anything else."""
+    value = body.get(key, "")
+    if value is None and null:
+        return ""
+    if not isinstance(value, str):
+        raise BadTask(f"task {task_id}: field {key!r} must be a string, not {type(value).__name__}", task_id)
+    return value
 
 
 def command_spec(task_id: str, index: int, cmd: typing.Any, settings_key: str) -> CommandSpec:
@@ -76,7 +80,7 @@ def command_spec(task_id: str, index: int, cmd: typing.Any, settings_key: str) -
         raise BadTask(f"{where} must be an object, not {type(cmd).__name__}", task_id)
     name = cmd.get("name")
     if not isinstance(name, str) or not name:
-        raise BadTask(f"{where} has no command name (got {_shown(name)})", task_id)
+        raise BadTask(f"{where} has no command name (got {shown(name)})", task_id)
     settings = cmd.get(settings_key)
     if settings is None:
         settings = {}
@@ -93,12 +97,12 @@ def unannounced_type(task: Task, announced: typing.Iterable[str]) -> str | None:
     announced = list(announced)
     if task.task_type in announced:
         return None
-    shown = _shown(task.task_type) if task.task_type else "none"
-    return (f"task type {shown} is not one this worker announced ({' '.join(announced)}); "
+    named = shown(task.task_type) if task.task_type else "none"
+    return (f"task type {named} is not one this worker announced ({' '.join(announced)}); "
             "refusing to run it")
 
 
-def _shown(value: typing.Any, limit: int = 100) -> str:
+def shown(value: typing.Any, limit: int = 100) -> str:
     """``repr(value)``, cut: a malformed field may be megabytes long."""
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."

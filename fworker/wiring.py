@@ -63,18 +63,23 @@ def announced(settings: config.Settings, capable: tools.Capabilities,
     return two or capable.announced, tuple(t for t in extra if t in capable.announced)
 
 
-def confirm_candidate(settings: config.Settings, url: str) -> bool:
+def confirm_candidate(settings: config.Settings, url: str,
+                      answers: dict[str, tuple[str, str]] | None = None) -> bool:
     """Whether the Manager found at ``url`` will do: asked ``/api/v3/version``
-    (unless 2.x is forced), it must be a Flamenco 3 one when v3 is forced."""
+    (unless 2.x is forced), it must be a Flamenco 3 one when v3 is forced.
+    What it answered goes to ``answers[url]`` (dialect, version): the worker
+    need not ask again."""
     if settings.manager_protocol == V2:
         return True
     upstream = Upstream(url, timeout=min(CONFIRM_DEADLINE, settings.http_timeout),
                         tls_verify=settings.tls_verify, tls_ca_bundle=settings.tls_ca_bundle)
     try:
-        three = detect.is_v3(upstream)
+        answer = detect.answered(upstream)
     finally:
         upstream.session.close()
-    if three:
+    if answer is not None and answers is not None:
+        answers[url] = answer
+    if answer is not None and answer[0] == V3:
         log.info("the Manager at %s answers /api/v3/version: a Flamenco 3 Manager", url)
         return True
     if settings.manager_protocol == V3:
@@ -96,8 +101,11 @@ def build_worker(settings: config.Settings, *, credentials_path: str | None, rer
     capable = capable if capable is not None else capabilities(settings, test_mode=test_mode)
     two, v3_task_types = announced(settings, capable, test_mode)
     changes: dict[str, object] = {"task_types": two}
+    answers: dict[str, tuple[str, str]] = {}
     if not settings.manager_url:
         changes["manager_url"] = discovery.discover(settings.discovery_timeout,
-                                                    accept=functools.partial(confirm_candidate, settings))
+                                                    accept=functools.partial(confirm_candidate, settings,
+                                                                             answers=answers))
     return Worker(settings.replace(**changes), credentials_path=credentials_path, reregister=reregister,
-                  single=single, test_mode=test_mode, v3_task_types=v3_task_types)
+                  single=single, test_mode=test_mode, v3_task_types=v3_task_types,
+                  generation=answers.get(str(changes.get("manager_url", ""))))

@@ -23,7 +23,7 @@ import gevent.event
 from fworker import config, logsetup, metrics, warmblender
 from fworker.conversation import IDLE_MAX, Conversation
 from fworker.edge import detect
-from fworker.edge.base import V3, Edge
+from fworker.edge.base import Edge
 from fworker.errors import RetryLater
 from fworker.errorstate import PreTaskGate
 from fworker.events import EventBus
@@ -40,9 +40,6 @@ from fworker.upstream import Backoff, Upstream
 
 log = logging.getLogger(__name__)
 
-# A Flamenco 3 Manager expects may-i-run about every 10 s (the Go worker's rate).
-MAY_I_RUN_MAX = 10.0
-
 _OUTCOME_COUNTERS = {Outcome.COMPLETED: "tasks_completed", Outcome.FAILED: "tasks_failed",
                      Outcome.RETURNED: "tasks_returned"}
 
@@ -56,7 +53,10 @@ class Worker(Conversation):
     on_manager_known: typing.Callable[[], None] | None = None
 
     def __init__(self, settings: config.Settings, *, credentials_path: str | None, reregister: bool = False,
-                 single: bool = False, test_mode: bool = False, v3_task_types: tuple[str, ...] | None = None):
+                 single: bool = False, test_mode: bool = False, v3_task_types: tuple[str, ...] | None = None,
+                 generation: tuple[str, str] | None = None):
+        """``generation``: (dialect, version) when the Manager was asked already
+        (discovery); None: as ``manager_protocol`` forces, or asked at start()."""
         self.settings = settings
         self.v3_task_types = v3_task_types  # None: fworker.edge.v3.announced_task_types(settings)
         self.reregister = reregister
@@ -65,26 +65,28 @@ class Worker(Conversation):
         self.upstream = Upstream(settings.manager_url, timeout=settings.http_timeout,
                                  tls_verify=settings.tls_verify, tls_ca_bundle=settings.tls_ca_bundle)
         self.credentials_path = credentials_path
-        # The Manager's generation is known once start() asked it (manager_protocol
-        # = auto); until then the 2.x edge, which sends nothing by itself.
-        forced = settings.manager_protocol if settings.manager_protocol != "auto" else "v2"
-        self.edge: Edge = detect.make_edge(forced, self.upstream, settings, credentials_path,
-                                             v3_task_types=v3_task_types)
+        # Chosen once, here if the generation is known, else once start() asked the
+        # Manager; every part that talks to the Manager speaks through this one object.
+        self.choice = detect.EdgeChoice(self.upstream)
+        known = generation if generation is not None else detect.forced(settings)
+        if known is not None:
+            self.choice.choose(self._new_edge(*known))
+        self._signing_on = False  # shutdown() signs off only once the chosen edge began signing on
         self.queue = UpdateQueue(settings.task_update_queue_db)
         self.backoff = Backoff(settings.backoff_initial, settings.backoff_max)
         self.events = EventBus()
         self.stats = metrics.Stats()
         self._follow_in_stats()
-        self.flusher = Flusher(self.queue, self.edge,
+        self.flusher = Flusher(self.queue, self.choice,
                                backoff=Backoff(settings.backoff_initial, settings.backoff_max),
                                on_task_lost=self._on_task_lost, on_delivered=self._delivered,
                                on_unauthorized=self._updates_unauthorized)
-        self.status = StatusChanges(self.edge, on_change=self._state_changed,
+        self.status = StatusChanges(self.choice, on_change=self._state_changed,
                                     on_shutdown=lambda reason: self.request_shutdown(reason, give_back=True))
         self.machine = self.status.machine
         self.task_logs = logsetup.TaskLogFiles(settings.task_log_folder, settings.task_log_keep)
         self.metrics_server: metrics.MetricsServer | None = None
-        self.output = OutputThrottle(self.edge, settings.output_produced_interval)
+        self.output = OutputThrottle(self.choice, settings.output_produced_interval)
         self.wakeup = gevent.event.Event()
         self._reauth = False  # the Manager refused our updates with 401: sign on again
         self.shutdown_reason: str | None = None
@@ -147,18 +149,13 @@ class Worker(Conversation):
         return self.edge.exit_code  # a Flamenco 3 Manager's restart request: restart_exit_code
 
     @property
-    def registrar(self) -> typing.Any:
-        """The 2.x edge's registration (its task types and worker id)."""
-        return self.edge.registrar  # type: ignore[attr-defined]
+    def edge(self) -> Edge:
+        """The edge chosen; ``detect.NotChosen`` (which asks nothing) until then."""
+        return self.choice.edge
 
-    def _use_edge(self, edge: Edge) -> None:
-        """Speak ``edge``'s dialect from now on: every part that talks to the
-        Manager, and the queue, which sends only rows of that dialect."""
-        self.edge = edge
-        self.flusher.upstream = self.status.upstream = self.output.upstream = edge
-        self.queue.set_dialect(edge.dialect)
-        self.stats.manager_protocol = edge.dialect
-        self.stats.manager_version = edge.manager_version
+    def _new_edge(self, dialect: str, version: str) -> Edge:
+        return detect.make_edge(dialect, self.upstream, self.settings, self.credentials_path, version,
+                                v3_task_types=self.v3_task_types)
 
     def start(self) -> None:
         self.hub_monitor = HubMonitor(self.stats).start()
@@ -169,24 +166,29 @@ class Worker(Conversation):
             log.warning("fetch_task_interval = %g s would let the Manager time this worker out; "
                         "an idle worker asks every %g s instead", self.settings.fetch_task_interval, IDLE_MAX)
         self.metrics_server = metrics.from_settings(self.settings, self.stats)
-        chosen: list[tuple[str, str]] = []
-        if not self._retrying("asking the Manager's version",
-                              lambda: chosen.append(detect.choose(self.upstream, self.settings))):
-            return
-        dialect, version = chosen[-1]
-        if dialect != self.edge.dialect or version:
-            self._use_edge(detect.make_edge(dialect, self.upstream, self.settings, self.credentials_path, version,
-                                             v3_task_types=self.v3_task_types))
-        else:
-            self._use_edge(self.edge)
-        log.info("Manager %s: protocol %s%s", self.settings.manager_url, dialect,
-                 f", version {version}" if version else "")
+        if not self.choice.chosen:
+            asked: list[tuple[str, str]] = []
+            if not self._retrying("asking the Manager's version",
+                                  lambda: asked.append(detect.choose(self.upstream, self.settings))):
+                return
+            self.choice.choose(self._new_edge(*asked[-1]))
+        edge = self.edge
+        self.queue.set_dialect(edge.dialect)  # the queue sends only rows of this generation
+        self.stats.manager_protocol, self.stats.manager_version = edge.dialect, edge.manager_version
+        log.info("Manager %s: protocol %s%s", self.settings.manager_url, edge.dialect,
+                 f", version {edge.manager_version}" if edge.manager_version else "")
         if self.on_manager_known is not None:
             self.on_manager_known()
         self._spawn_linked(self.flusher.run, "queue flusher")
         requested: list[str | None] = []
-        if self._retrying("sign-on", lambda: requested.append(self.edge.establish(self.reregister))):
+        if self._retrying("sign-on", lambda: requested.append(self._establish())):
             self._enter_requested(requested[-1], "started")
+
+    def _establish(self) -> str | None:
+        # From the first try on the Manager may count this worker signed on, even
+        # if its answer never arrives: shutdown() signs off.
+        self._signing_on = True
+        return self.edge.establish(self.reregister)
 
     def run_once(self) -> None:
         """One step: a fetch (and the task it brings), or one poll or wait."""
@@ -230,10 +232,8 @@ class Worker(Conversation):
         self._aborting = False
         greenlet = self.runner_greenlet = gevent.spawn(self.runner.run)
         greenlet.link(lambda _: self.wakeup.set())
-        interval = self.settings.may_i_run_interval
-        if self.edge.dialect == V3:
-            interval = min(interval, MAY_I_RUN_MAX)
-        poller = MayIRunPoller(self.edge, task.id, interval, self._stop_task,
+        interval = min(self.settings.may_i_run_interval, self.edge.may_i_run_max)
+        poller = MayIRunPoller(self.choice, task.id, interval, self._stop_task,
                                on_request=self.status.note_lazy).start()
         try:
             outcome = self._supervise(greenlet)
@@ -345,7 +345,8 @@ class Worker(Conversation):
             return
         self._stopped = True
         self.machine.change(State.SHUTDOWN, self.shutdown_reason or "stopping")
-        self.wait_for_flush(self.settings.shutdown_flush_timeout)
+        if self.choice.chosen:  # else nothing can be sent: no flusher runs
+            self.wait_for_flush(self.settings.shutdown_flush_timeout)
         for greenlet in self.helpers:
             greenlet.unlink_all()  # their end is expected now, not a reason to shut down
         self.flusher.stop()
@@ -356,7 +357,8 @@ class Worker(Conversation):
         if len(self.queue):
             log.warning("%d update(s) not sent; they stay queued in %s for the next start",
                         len(self.queue), self.queue.path)
-        if self.upstream.worker_id:
+        # Only the chosen edge signs on, so only it signs off; nothing before it tried.
+        if self._signing_on and self.upstream.worker_id:
             try:
                 log.info("signed off (%d)", self.edge.sign_off().status)
             except RetryLater as ex:

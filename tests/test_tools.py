@@ -11,6 +11,7 @@ import pytest
 
 from fworker import config, tools, wiring
 from fworker.commands import base
+from fworker.edge import detect
 from fworker.errors import ConfigError
 from tests.support.media import tool
 
@@ -237,7 +238,8 @@ def test_the_wiring_announces_only_what_can_run_on_a_new_settings_value(tmp_path
     worker = wiring.build_worker(s, credentials_path=None)
     worker.queue.close()
     assert worker.settings.task_types == ("sleep", "video-encoding")
-    assert worker.registrar.task_types == ["sleep", "video-encoding"]
+    two = detect.make_edge("v2", worker.upstream, worker.settings, None)  # no edge before start()
+    assert two.task_types() == ["sleep", "video-encoding"]
     assert s.task_types == ("sleep", "blender-render", "video-encoding"), "the caller's settings are unchanged"
 
 

@@ -6,6 +6,7 @@ import pathlib
 import pytest
 
 from fworker import config, wiring
+from fworker.edge import detect
 
 PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "fworker"
 
@@ -22,11 +23,16 @@ def built(settings, **options):
     return worker
 
 
+def announced_to_v2(worker):
+    return detect.make_edge("v2", worker.upstream, worker.settings, None).task_types()
+
+
 def test_test_mode_announces_only_test_renders_on_a_new_value(settings):
     worker = built(settings, test_mode=True, single=True)
     assert worker.settings.task_types == wiring.TEST_TASK_TYPES == ("test-blender-render",)
     assert worker.settings.sources["task_types"] == "override"
-    assert worker.registrar.task_types == ["test-blender-render"]
+    # manager_protocol = auto: no edge before start(); a 2.x one would announce these.
+    assert announced_to_v2(worker) == ["test-blender-render"]
     assert (worker.test_mode, worker.single) == (True, True)
     assert settings.task_types == ("debug", "sleep"), "the caller's settings are unchanged"
 

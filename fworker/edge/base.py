@@ -30,18 +30,39 @@ V3 = "v3"
 
 
 class Edge(typing.Protocol):
-    dialect: str
-    manager_version: str  # as the Manager said it; "" when it does not say
-    upstream: Upstream  # the HTTP session (credentials, deadlines)
-    # A clean shutdown (SIGTERM) reports the running task failed (2.x), or
-    # stops it silently and leaves it to the Manager's sign-off (v3).
-    shutdown_fails_task: bool
-    # May a task be handed back (2.x: POST .../return)?  v3 has no such call.
-    can_give_back: bool
-    # 404 on an update: every queued update of that task is dropped (v3).
-    drops_task_on_404: bool
-    # The exit code a Manager's restart request asks for (v3); 0 otherwise.
-    exit_code: int
+    # Read-only to the core: an edge's own answers may change some of them (exit_code).
+    @property
+    def dialect(self) -> str: ...
+
+    @property
+    def manager_version(self) -> str:
+        """As the Manager said it; "" when it does not say."""
+
+    @property
+    def upstream(self) -> Upstream:
+        """The HTTP session (credentials, deadlines)."""
+
+    @property
+    def shutdown_fails_task(self) -> bool:
+        """A clean shutdown (SIGTERM) reports the running task failed (2.x), or
+        stops it silently and leaves it to the Manager's sign-off (v3)."""
+
+    @property
+    def can_give_back(self) -> bool:
+        """May a task be handed back (2.x: POST .../return)?  v3 has no such call."""
+
+    @property
+    def drops_task_on_404(self) -> bool:
+        """404 on an update: every queued update of that task is dropped (v3)."""
+
+    @property
+    def exit_code(self) -> int:
+        """The exit code a Manager's restart request asks for (v3); 0 otherwise."""
+
+    @property
+    def may_i_run_max(self) -> float:
+        """may-i-run is asked at least this often (seconds), whatever
+        ``may_i_run_interval`` says (``math.inf``: no such bound)."""
 
     def establish(self, reregister: bool) -> str | None:
         """Register if needed, and sign on.  The state the Manager asks the

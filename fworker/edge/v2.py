@@ -4,10 +4,12 @@ A thin layer: the endpoints are ``fworker.upstream``'s, registration is
 ``fworker.registration``'s, the task JSON is ``fworker.task``'s.  Its
 answers are already in the neutral form (``fworker.edge.base``), except that
 queued updates may carry ``steps_completed``, which a 2.x Manager does not
-know: it is left out.
+know: it is left out (this edge alone decides that; the runner counts steps
+whatever the Manager), and an update left with nothing is not sent.
 """
 from __future__ import annotations
 
+import math
 import typing
 
 from fworker import config
@@ -26,6 +28,7 @@ class V2Edge:
     can_give_back = True
     drops_task_on_404 = False
     exit_code = 0
+    may_i_run_max = math.inf  # as may_i_run_interval says
 
     def __init__(self, upstream: Upstream, settings: config.Settings, credentials_path: str | None,
                  manager_version: str = ""):
@@ -50,6 +53,8 @@ class V2Edge:
     def send_update(self, task_id: str, payload: dict[str, typing.Any]) -> Answer:
         if _NOT_FOR_V2.intersection(payload):
             payload = {key: value for key, value in payload.items() if key not in _NOT_FOR_V2}
+            if not payload:
+                return Answer(204, None, "")  # only what a 2.x Manager has no place for
         return self.upstream.send_update(task_id, payload)
 
     def sign_off(self) -> Answer:

@@ -32,7 +32,7 @@ from fworker import config, credentials, statefiles, tools
 from fworker.edge.base import V3
 from fworker.errors import ConfigError, Fatal, RetryLater
 from fworker.preview import PreviewUploader
-from fworker.task import BadTask, CommandSpec, Task, command_spec
+from fworker.task import BadTask, CommandSpec, Task, command_spec, shown, text_field
 from fworker.upstream import BRIEF_DEADLINE, Answer, Upstream, platform_name
 from fworker.version import __version__
 
@@ -45,8 +45,6 @@ DEFAULT_TASK_TYPES = ("blender", "ffmpeg", "file-management", "misc")
 SENDABLE_STATUSES = frozenset({"active", "completed", "failed"})
 # The Manager's worker statuses a request may name, in the core's words.
 _REQUESTS = {"offline": "shutdown", "restart": "shutdown"}
-# may-i-run at least this often (the Go worker asks every 10 s).
-MAY_I_RUN_MAX = 10.0
 
 
 def credentials_file(v2_path: str, instance: str = statefiles.DEFAULT_INSTANCE) -> str:
@@ -85,6 +83,7 @@ class V3Edge:
     shutdown_fails_task = False  # a failure counts against this worker: soft-fail, blocklisting
     can_give_back = False  # no such endpoint: sign-off or leaving `awake` re-queues
     drops_task_on_404 = True
+    may_i_run_max = 10.0  # the Manager expects may-i-run about this often (the Go worker's rate)
 
     def __init__(self, upstream: Upstream, settings: config.Settings, credentials_path: str | None,
                  manager_version: str = "", *, task_types: typing.Sequence[str] | None = None):
@@ -269,13 +268,7 @@ def parse_assigned_task(body: typing.Any) -> Task:
         raise BadTask(f"task is not a JSON object but {type(body).__name__}")
     task_id = body.get("uuid")
     if not isinstance(task_id, str) or not _is_uuid(task_id):
-        raise BadTask(f"task has no valid uuid: {_shown(task_id)}")
-
-    def text(key: str) -> str:
-        value = body.get(key, "")
-        if not isinstance(value, str):
-            raise BadTask(f"task {task_id}: field {key!r} must be a string, not {type(value).__name__}", task_id)
-        return value
+        raise BadTask(f"task has no valid uuid: {shown(task_id)}")
 
     commands = body.get("commands")
     if not isinstance(commands, list):
@@ -284,7 +277,8 @@ def parse_assigned_task(body: typing.Any) -> Task:
     steps_total = body.get("steps_total", 0)
     if not isinstance(steps_total, int) or isinstance(steps_total, bool) or steps_total < 0:
         steps_total = 0  # before 3.8 there is none; a bad one only loses the cap
-    return Task(task_id, text("name"), text("job"), text("task_type"), tuple(specs), body, steps_total)
+    name, job, task_type = (text_field(body, key, task_id) for key in ("name", "job", "task_type"))
+    return Task(task_id, name, job, task_type, tuple(specs), body, steps_total)
 
 
 def _command(task_id: str, index: int, cmd: typing.Any) -> CommandSpec:
@@ -292,7 +286,7 @@ def _command(task_id: str, index: int, cmd: typing.Any) -> CommandSpec:
     steps = cmd.get("total_step_count", 0)
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
         raise BadTask(f"task {task_id}: commands[{index}] ({spec.name}): 'total_step_count' must be a whole number, "
-                      f"not {_shown(steps)}", task_id)
+                      f"not {shown(steps)}", task_id)
     return dataclasses.replace(spec, total_step_count=steps)
 
 
@@ -303,7 +297,3 @@ def _is_uuid(text: str) -> bool:
         return False
     return len(text) == 36
 
-
-def _shown(value: typing.Any, limit: int = 100) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
