@@ -176,7 +176,7 @@ def run(ctx) -> dict:
     if not blender:
         raise RuntimeError("blender is not installed (apt-get install blender)")
     tasks = 20 if ctx.quick else 100
-    single_runs = ctx.runs(3, 7)
+    single_runs = ctx.runs(5, 7)  # pairs: fewer scatter too much on a busy machine
     levels, image = 9, 4096
     wd = common.Workdir("warm")
     scene = make_scene(wd.path, levels, image)
