@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import reprlib
 import shutil
 import typing
 
@@ -26,22 +25,25 @@ import gevent
 
 from fworker import childenv, cmdline, config, statefiles, tools
 from fworker.errors import CommandFailed, DuplicateCommand, InvalidSettings, UnknownCommand
+from fworker.task import shown
 
 # The Manager generations a command can serve: "v2" (Flamenco 2.x) and "v3"
 # (Flamenco 3, api/v3).  Their catalogues differ in names and parameters, so the
 # registry is keyed by (dialect, name): "echo" of v2 and "echo" of v3 are two classes.
 DIALECTS = ("v2", "v3")
 
-_REGISTRY: dict[tuple[str, str], type[Command]] = {}
+# A command's settings: the JSON object of the Manager's task (``validate``'s
+# input; its values may be anything JSON has), or the checked and normalised
+# dict ``validate`` returns (``execute``'s input).
+CommandSettings = dict[str, typing.Any]
 
 # Settings come from the Manager and may be megabytes: a message quotes a cut repr.
-_REPR = reprlib.Repr()
-_REPR.maxstring = _REPR.maxother = 200
+_SHOWN = 200
 
+_T = typing.TypeVar("_T")
+_Ts = typing.TypeVarTuple("_Ts")
 
-def _shown(value: typing.Any) -> str:
-    return _REPR.repr(value)
-
+_REGISTRY: dict[tuple[str, str], type[Command]] = {}
 _ORIGINS: dict[tuple[str, str], Origin] = {}
 
 
@@ -101,10 +103,10 @@ def _dialects_of(cls: type[Command]) -> tuple[str, ...]:
     dialects = cls.dialects
     if isinstance(dialects, str) or not isinstance(dialects, tuple) or not dialects:
         raise TypeError(f"{cls.__qualname__}.dialects must be a non-empty tuple of "
-                        f"{' / '.join(DIALECTS)}, not {_shown(dialects)}")
+                        f"{' / '.join(DIALECTS)}, not {shown(dialects, _SHOWN)}")
     unknown = [d for d in dialects if d not in DIALECTS]
     if unknown:
-        raise TypeError(f"{cls.__qualname__}.dialects names unknown dialect(s) {_shown(unknown)}; "
+        raise TypeError(f"{cls.__qualname__}.dialects names unknown dialect(s) {shown(unknown, _SHOWN)}; "
                         f"known: {', '.join(DIALECTS)}")
     return dialects
 
@@ -113,7 +115,7 @@ def lookup(name: str, dialect: str = "v2") -> type[Command]:
     try:
         return _REGISTRY[(dialect, name)]
     except (KeyError, TypeError):  # TypeError: an unhashable name from a Manager's JSON
-        raise UnknownCommand(f"unknown command {_shown(name)}" + ("" if dialect == "v2" else f" ({dialect})")) from None
+        raise UnknownCommand(f"unknown command {shown(name, _SHOWN)}" + ("" if dialect == "v2" else f" ({dialect})")) from None
 
 
 def registered(dialect: str | None = None) -> dict[typing.Any, type[Command]]:
@@ -201,7 +203,7 @@ class CommandContext:
         if count > 0:
             self.reporter.steps_completed(count)
 
-    def blocking(self, fn: typing.Callable[..., typing.Any], *args: typing.Any) -> typing.Any:
+    def blocking(self, fn: typing.Callable[[*_Ts], _T], *args: *_Ts) -> _T:
         """Run blocking file-system work in gevent's thread pool, so the
         may-i-run poller and the queue flusher keep running meanwhile."""
         return gevent.get_hub().threadpool.apply(fn, args)
@@ -298,12 +300,12 @@ class Command:
     def __init__(self, ctx: CommandContext):
         self.ctx = ctx
 
-    def validate(self, settings: dict) -> dict:
+    def validate(self, settings: CommandSettings) -> CommandSettings:
         """Check ``settings`` and return them normalised; raise
         ``InvalidSettings``.  Must not change anything on disk."""
         return dict(settings)
 
-    def execute(self, settings: dict) -> None:
+    def execute(self, settings: CommandSettings) -> None:
         raise NotImplementedError
 
     # Helpers for validate(): each raises InvalidSettings naming the setting.
@@ -311,53 +313,59 @@ class Command:
     def _invalid(self, setting: str, problem: str) -> InvalidSettings:
         return InvalidSettings(self.name, setting, problem)
 
-    def require_str(self, settings: dict, key: str, *, allow_empty: bool = False) -> str:
-        if key not in settings:
+    def require_str(self, settings: CommandSettings, key: str, *, allow_empty: bool = False) -> str:
+        # Absent or JSON null: either way there is no value to run with.
+        value = self.optional_str(settings, key, None, allow_empty=allow_empty)
+        if value is None:
             raise self._invalid(key, "is required")
-        return self.optional_str(settings, key, None, allow_empty=allow_empty)  # type: ignore[return-value]
+        return value
 
-    def optional_str(self, settings: dict, key: str, default: str | None, *, allow_empty: bool = True) -> str | None:
+    def optional_str(self, settings: CommandSettings, key: str, default: str | None, *, allow_empty: bool = True) -> str | None:
         value = settings.get(key, default)
         if value is None:
             return default
         if not isinstance(value, str):
-            raise self._invalid(key, f"must be a string, not {type(value).__name__} {_shown(value)}")
+            raise self._invalid(key, f"must be a string, not {type(value).__name__} {shown(value, _SHOWN)}")
         if not allow_empty and not value.strip():
             raise self._invalid(key, "must not be empty")
         return value
 
-    def require_number(self, settings: dict, key: str, *, minimum: float | None = None) -> float:
-        if key not in settings:
+    def require_number(self, settings: CommandSettings, key: str, *, minimum: float | None = None) -> float:
+        # Absent or JSON null: either way there is no value to run with.
+        value = self.optional_number(settings, key, None, minimum=minimum)
+        if value is None:
             raise self._invalid(key, "is required")
-        return self.optional_number(settings, key, None, minimum=minimum)  # type: ignore[return-value]
+        return value
 
-    def optional_number(self, settings: dict, key: str, default: float | None, *,
+    def optional_number(self, settings: CommandSettings, key: str, default: float | None, *,
                         minimum: float | None = None) -> float | None:
         value = settings.get(key, default)
         if value is None:
             return default
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise self._invalid(key, f"must be a number, not {type(value).__name__} {_shown(value)}")
+            raise self._invalid(key, f"must be a number, not {type(value).__name__} {shown(value, _SHOWN)}")
         if minimum is not None and value < minimum:
             raise self._invalid(key, f"must be at least {minimum}, not {value!r}")
         return value
 
-    def require_int(self, settings: dict, key: str, *, minimum: int | None = None) -> int:
-        if key not in settings:
+    def require_int(self, settings: CommandSettings, key: str, *, minimum: int | None = None) -> int:
+        # Absent or JSON null: either way there is no value to run with.
+        value = self.optional_int(settings, key, None, minimum=minimum)
+        if value is None:
             raise self._invalid(key, "is required")
-        return self.optional_int(settings, key, None, minimum=minimum)  # type: ignore[return-value]
+        return value
 
-    def optional_int(self, settings: dict, key: str, default: int | None, *, minimum: int | None = None) -> int | None:
+    def optional_int(self, settings: CommandSettings, key: str, default: int | None, *, minimum: int | None = None) -> int | None:
         value = settings.get(key, default)
         if value is None:
             return default
         if isinstance(value, bool) or not isinstance(value, int):
-            raise self._invalid(key, f"must be an integer, not {type(value).__name__} {_shown(value)}")
+            raise self._invalid(key, f"must be an integer, not {type(value).__name__} {shown(value, _SHOWN)}")
         if minimum is not None and value < minimum:
             raise self._invalid(key, f"must be at least {minimum}, not {value!r}")
         return value
 
-    def require_cmdline(self, settings: dict, key: str, default: str | None = None) -> list[str]:
+    def require_cmdline(self, settings: CommandSettings, key: str, default: str | None = None) -> list[str]:
         """A command line setting, split as ``shlex.split`` does (by
         ``fworker.cmdline``); its program must exist.  A setting too long to
         run, or with a NUL, fails the task naming the setting."""
