@@ -27,8 +27,8 @@ LAYERS: list[tuple[str, list[str]]] = [
                "settingvalues", "config", "pretask", "logsetup", "discovery", "cmdline", "hubmonitor",
                "statefiles", "statelock", "configsafety", "settingsdoc", "credentials", "childenv",
                "blenderargs", "instance"]),
-    ("mechanisms", ["warmblender", "containment", "process", "leftovers", "queue", "upstream", "metrics", "tools",
-                    "preview",
+    ("mechanisms", ["warmblender", "containment", "process", "leftovers", "queue", "queuespace", "upstream", "metrics",
+                    "tools", "preview",
                     # The seam's declaration: what the services call, whichever generation answers.
                     "edge.base"]),
     ("commands", ["commands", "commands.*", "plugins"]),
