@@ -5,7 +5,8 @@ the typed ``Settings`` value, ``--help``, ``--check-config`` and the sample
 Files are read in this order, each overriding the one before: the defaults
 below, ``flamenco-worker.cfg`` in the current directory,
 ``~/.flamenco-worker.cfg``, then the file given with ``-c``.  A missing file
-is skipped.  Everything lives in section ``[flamenco-worker]``.
+is skipped.  Everything lives in section ``[flamenco-worker]`` (one file read:
+``fworker.configfile``).
 
 A named instance (``--instance gpu0``, see ``fworker.instance``) also reads
 its own file ``~/.flamenco-worker@gpu0.cfg`` (where it keeps its credentials)
@@ -23,16 +24,19 @@ import textwrap
 import types
 import typing
 
-import configobj
-
-from fworker import childenv, safetext, statefiles
+from fworker import childenv, configfile, safetext, statefiles
 from fworker.blenderargs import BlenderArgs
+
+# The file format's names, re-exported (redundant aliases): callers name them with the settings'.
+from fworker.configfile import (
+    PRE_TASK_SECTION as PRE_TASK_SECTION,
+    SECTION as SECTION,
+    instance_section as instance_section,
+    parse_pre_task_checks as parse_pre_task_checks,
+)
 from fworker.errors import ConfigError
 from fworker.settingvalues import Setting, convert
 
-SECTION = "flamenco-worker"
-# read.NAME / write.NAME = path: checked before each task (fworker.pretask).
-PRE_TASK_SECTION = "pre_task_check"
 MANAGER_PROTOCOLS = ("auto", "v2", "v3")
 DEFAULT_TASK_TYPES = "sleep blender-render file-management exr-merge video-encoding debug"
 
@@ -310,7 +314,7 @@ def load(extra_file: str | None = None, *, overrides: dict[str, typing.Any] | No
     for path in paths:
         if not os.path.isfile(path):
             continue
-        values, file_checks, own = _read(path, instance)
+        values, file_checks, own = configfile.read(path, instance, BY_NAME, LEGACY_NAMES)
         for name, value in values.items():
             if name in CREDENTIALS and instance and path != statefiles.credentials_path(instance):
                 continue  # another instance's credentials: never this one's
@@ -343,65 +347,6 @@ def defaults() -> Settings:
     """The settings with every value from SETTINGS, no file read.  One
     shared value: it cannot be changed."""
     return load(files=[])
-
-
-def instance_section(instance: str) -> str:
-    """The section of a named instance's own settings, ``[flamenco-worker@NAME]``."""
-    return f"{SECTION}@{instance}"
-
-
-def _read(path: str, instance: str) -> tuple[dict[str, typing.Any], dict[str, str], dict[str, typing.Any]]:
-    """The raw [flamenco-worker] values of one file, names checked, its
-    [pre_task_check] entries, and the values of ``instance``'s own section."""
-    try:
-        cfg = configobj.ConfigObj(path, encoding="utf-8", interpolation=False, file_error=True)
-    except UnicodeDecodeError as ex:
-        raise ConfigError(f"configuration file {path}: not valid UTF-8 ({ex.reason} at byte {ex.start})") from None
-    except (configobj.ConfigObjError, OSError) as ex:
-        raise ConfigError(f"configuration file {path}: cannot be parsed: {ex}") from None
-    for key in cfg.scalars:
-        raise ConfigError(f"configuration file {path}: key {key!r} is outside section [{SECTION}]")
-    sections: dict[str, dict[str, typing.Any]] = {}
-    for section in cfg.sections:
-        named, at, other = section.partition("@")
-        if at and named == SECTION:
-            try:
-                statefiles.check_instance(other or "@")
-            except ConfigError as ex:
-                raise ConfigError(f"configuration file {path}: section [{section}]: {ex}") from None
-        elif section not in (SECTION, PRE_TASK_SECTION):
-            raise ConfigError(f"configuration file {path}: unknown section [{section}]")
-        if named == SECTION:
-            sections[section] = _section_values(path, section, cfg[section])
-    checks = dict(cfg.get(PRE_TASK_SECTION, {}))
-    parse_pre_task_checks(checks, path)
-    own = sections.get(instance_section(instance), {}) if instance else {}
-    return sections.get(SECTION, {}), checks, own
-
-
-def _section_values(path: str, section: str, entries: typing.Mapping[str, typing.Any]) -> dict[str, typing.Any]:
-    values: dict[str, typing.Any] = {}
-    for key, value in entries.items():
-        name = LEGACY_NAMES.get(key, key)
-        if name not in BY_NAME or isinstance(value, dict):
-            raise ConfigError(f"configuration file {path}: unknown key {key!r} in [{section}]")
-        values[name] = value
-    return values
-
-
-def parse_pre_task_checks(values: typing.Mapping[str, str], source: str) -> tuple[list[str], list[str]]:
-    """Section [pre_task_check]: its ``read.*`` and ``write.*`` keys into two
-    lists of paths; ``ConfigError`` naming ``source`` for anything else."""
-    readable: list[str] = []
-    writable: list[str] = []
-    for key, value in values.items():
-        kind, _, _name = key.partition(".")
-        if kind not in ("read", "write") or not _name:
-            raise ConfigError(f"{source}: key {key!r} in [{PRE_TASK_SECTION}] must be read.NAME or write.NAME")
-        if not isinstance(value, str) or not value.strip():
-            raise ConfigError(f"{source}: [{PRE_TASK_SECTION}] {key} must be one path")
-        (readable if kind == "read" else writable).append(value.strip())
-    return readable, writable
 
 
 def _check_together(settings: Settings) -> None:

@@ -14,6 +14,7 @@ stopped too, with or without the mark, and the cgroups are removed.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 
@@ -78,7 +79,7 @@ def _stop_cgroups(owner: str, grace: float) -> list[psutil.Process]:
         if found:
             log.warning("stopping pids %s, left running in %s by an earlier worker process",
                         proctree.pids(found), group.path)
-            survivors += proctree.stop(lambda group=group: proctree.cgroup_members(group), grace, first=found,
+            survivors += proctree.stop(functools.partial(proctree.cgroup_members, group), grace, first=found,
                                        kill_all=group.kill, logger=log, name="leftovers").procs
         group.remove()
     return survivors

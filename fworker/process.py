@@ -23,6 +23,7 @@ import os
 import shlex
 import signal
 import time
+import typing
 import uuid
 from collections.abc import Callable
 
@@ -152,7 +153,7 @@ class ChildProcess:
         self._cwd, self._env = cwd, env
         self._grace, self._log, self._max_line_bytes = grace, logger or log, max_line_bytes
         self._token = uuid.uuid4().hex
-        self._popen: gevent.subprocess.Popen | None = None
+        self._popen: gevent.subprocess.Popen[bytes] | None = None
         self._tree = Descendants(self._token)
         self._abort_lock = gevent.lock.Semaphore()
         self._aborted = False
@@ -189,11 +190,11 @@ class ChildProcess:
                     self._started(starting.value)
             starting.get()  # Popen's own error, e.g. FileNotFoundError
 
-    def _started(self, popen: gevent.subprocess.Popen) -> None:
+    def _started(self, popen: gevent.subprocess.Popen[bytes]) -> None:
         self._popen, self.pid = popen, popen.pid
         if not self._task_child:
             containment.exclude(self.pid)
-        grow_pipe(popen.stdout.fileno())
+        grow_pipe(_output(popen).fileno())
         self._tree.started(self.pid)
         self._check_cgroup()
         self._log.debug("started %s: %s", self._name(), shlex.join(self.args))
@@ -213,13 +214,13 @@ class ChildProcess:
 
     def run(self) -> int:
         """Run to the end; the return code, negative when killed by that signal."""
-        helpers: list[gevent.Greenlet] = []
+        helpers: list[gevent.Greenlet[..., None]] = []
         try:
             if self._popen is None:
                 self.start()
             helpers = [gevent.spawn(self._track), gevent.spawn(self._stop_leftovers)]
             self._pump()
-            returncode = self._popen.wait()
+            returncode = self._child().wait()
         except BaseException:
             # Killed (GreenletExit: the task was aborted) or failed (on_lines raised):
             # the child's tree must not outlive this call.
@@ -229,7 +230,7 @@ class ChildProcess:
             if self._stopping_leftovers:
                 helpers[1].join()  # let its abort() finish rather than interrupt it
             gevent.killall(helpers)
-            if self._popen is not None:
+            if self._popen is not None and self._popen.stdout is not None:
                 self._popen.stdout.close()
         self._log.debug("%s ended with %s", self._name(), describe_exit(returncode))
         left = self.descendants()
@@ -257,12 +258,18 @@ class ChildProcess:
         """The child and all its descendants currently alive (zombies are gone)."""
         return self._tree.scan()
 
+    def _child(self) -> gevent.subprocess.Popen[bytes]:
+        """The child start() made: called only once it has."""
+        if self._popen is None:
+            raise RuntimeError(f"{self._name()}: not started")
+        return self._popen
+
     def _name(self) -> str:
         return f"pid {self.pid} ({os.path.basename(self.args[0]) if self.args else '?'})"
 
     def _pump(self) -> None:
         splitter = BatchSplitter(self._on_lines, self._max_line_bytes)
-        fd = self._popen.stdout.fileno()  # non-blocking: gevent made it so
+        fd = _output(self._child()).fileno()  # non-blocking: gevent made it so
         spool = self._spool = Spool(directory=self.spool_dir)
         pace = _Pace()
         eof, read = False, 0
@@ -344,7 +351,7 @@ class ChildProcess:
     def _stop_leftovers(self) -> None:
         # A descendant that inherited the output pipe keeps it open after the child
         # exited (`sh -c 'daemon & ...'`): run() would wait for it forever.
-        self._popen.wait()
+        self._child().wait()
         if not self._eof.wait(self.linger):
             self._stopping_leftovers = True
             self._log.warning("%s exited, but %.1fs later its descendants still hold its "
@@ -393,3 +400,10 @@ def _readable(fileno: int, timeout: float | None, stopped: gevent.event.Event | 
         watcher.stop()
         watcher.close()
     return readable.is_set()
+
+
+def _output(popen: gevent.subprocess.Popen[bytes]) -> typing.IO[bytes]:
+    """The child's output pipe: there is one, as every child starts with stdout=PIPE."""
+    if popen.stdout is None:
+        raise RuntimeError(f"pid {popen.pid} has no output pipe")
+    return popen.stdout

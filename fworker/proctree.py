@@ -93,8 +93,9 @@ class DieWithParent:
     def __call__(self) -> None:
         if self.cgroup_procs is not None:
             cgroups.join_in_child(self.cgroup_procs)
-        zero = ctypes.c_ulong(0)
-        PRCTL(_PR_SET_PDEATHSIG, ctypes.c_ulong(signal.SIGKILL), zero, zero, zero)
+        if PRCTL is not None:  # the worker builds this only where there is a prctl
+            zero = ctypes.c_ulong(0)
+            PRCTL(_PR_SET_PDEATHSIG, ctypes.c_ulong(signal.SIGKILL), zero, zero, zero)
         if os.getppid() != self.parent:
             os._exit(1)
 

@@ -48,6 +48,7 @@ import sqlalchemy.pool
 from fworker import statefiles
 from fworker.errors import Fatal, RetryLater
 from fworker.overflow import MEMORY_LIMIT, Overflow
+from fworker.queuespace import RECLAIM_BYTES, QueueSpace
 from fworker.rows import decode_payload, encode_row, row_size
 from fworker.statelock import StateLock
 
@@ -58,18 +59,6 @@ log = logging.getLogger(__name__)
 # sqlite3.OperationalError, a damaged file sqlite3.DatabaseError; through
 # dataset (the schema, a subclass's writes) the same come as SQLAlchemy errors.
 WRITE_ERRORS = (sqlite3.DatabaseError, sqlalchemy.exc.SQLAlchemyError, OSError)
-
-# An empty queue whose file (with its WAL) is larger than this is compacted:
-# a flood of log lines must not leave hundreds of MB behind for good.
-RECLAIM_BYTES = 8 * 1024 * 1024
-# The file grows only by what the queue writes, so its size is measured again
-# (two stat() calls) only once enough was written to pass RECLAIM_BYTES
-# (``_may_need_reclaim``).  A row written costs the file at most this many
-# bytes per character of its text (up to 4 bytes in UTF-8, stored in the WAL
-# and again in the file) plus per row (its other columns, cell headers, the
-# pages of a small transaction).  Over-counting only measures sooner.
-_GROWTH_PER_CHAR = 8
-_GROWTH_PER_ROW = 1024
 
 # Ids per DELETE statement: below SQLite's old limit of 999 bound parameters.
 _DELETE_CHUNK = 500
@@ -88,7 +77,7 @@ _REJECT = "INSERT INTO rejected_updates (task_id, payload, answer, rejected_at) 
 class QueuedUpdate:
     id: int  # negative: waiting in memory, not on disk
     task_id: str
-    payload: dict
+    payload: dict[str, typing.Any]
 
 
 class UpdateQueue:
@@ -99,15 +88,11 @@ class UpdateQueue:
         # The Manager generation whose updates this queue sends (fworker.edge):
         # rows of the other one stay, never sent to the wrong Manager.
         self.dialect = dialect
-        # What the file may have grown by since its size was last measured,
-        # and how much growth would take it past RECLAIM_BYTES (_measure).
-        self._grown = self._room = 0
         try:
             self._open()
-            self._depth = self._conn.execute(_COUNT, (dialect,)).fetchone()[0]
+            self._depth: int = self._conn.execute(_COUNT, (dialect,)).fetchone()[0]
             os.chmod(self.path, 0o600)
-            self._wal_limit = self._wal_cap()
-            self._measure()  # a file left large by an earlier run is compacted once empty
+            self._space = QueueSpace(self.path, self._conn)  # when an emptied queue is compacted
         except WRITE_ERRORS as ex:
             self.lock.release()
             raise Fatal(f"cannot open the update queue {self.path}: {ex}") from None
@@ -189,10 +174,10 @@ class UpdateQueue:
             queued_at = self.memory.oldest_queued_at()
         return None if queued_at is None else max(0.0, time.time() - queued_at)
 
-    def push(self, task_id: str, payload: dict) -> None:
+    def push(self, task_id: str, payload: dict[str, typing.Any]) -> None:
         self.push_many([(task_id, payload)])
 
-    def push_many(self, items: typing.Iterable[tuple[str, dict]]) -> None:
+    def push_many(self, items: typing.Iterable[tuple[str, dict[str, typing.Any]]]) -> None:
         rows = [dict(encode_row(task_id, payload), dialect=self.dialect) for task_id, payload in items]
         if not rows:
             return
@@ -218,47 +203,21 @@ class UpdateQueue:
                      self.path, len(rows))
         return True
 
-    def _write(self, rows: list[dict]) -> bool:
+    def _write(self, rows: list[dict[str, typing.Any]]) -> bool:
         try:
             with self._transaction():
                 self._insert(rows)
         except WRITE_ERRORS as ex:
             self._write_failed(ex)
             return False
-        self._wrote(len(rows), sum(row_size(row["payload"], row["log"]) for row in rows))
+        self._space.wrote(len(rows), sum(row_size(row["payload"], row["log"]) for row in rows))
         self._depth += len(rows)
         if self.write_error is not None:
             log.warning("the update queue %s can be written again", self.path)
             self.write_error = None
         return True
 
-    def _wal_cap(self) -> int:
-        """How large the WAL grows from small transactions alone: it starts over
-        at its beginning after each automatic checkpoint, which runs at
-        ``wal_autocheckpoint`` pages (when that is off: no limit, and the file
-        is measured at every chance)."""
-        page_size: int = self._conn.execute("PRAGMA page_size").fetchone()[0]
-        pages: int = self._conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
-        return 32 + (pages + 1) * (page_size + 24) if pages > 0 else RECLAIM_BYTES
-
-    def _wrote(self, rows: int, text: int) -> None:
-        self._grown += rows * _GROWTH_PER_ROW + text * _GROWTH_PER_CHAR
-
-    def _measure(self) -> int:
-        """The file's size with its WAL now; sets how much the file may still
-        grow before it could be larger than RECLAIM_BYTES.  The WAL may go
-        up to its cap with no row text to show for it: that is kept aside."""
-        main, wal = (_size(path) for path in (self.path, self.path + "-wal"))
-        self._room = max(0, RECLAIM_BYTES - main - max(wal, self._wal_limit))
-        self._grown = 0
-        return main + wal
-
-    def _may_need_reclaim(self) -> bool:
-        """Whether the file may be larger than RECLAIM_BYTES, without a stat()
-        unless enough was written since it was last measured."""
-        return self._grown >= self._room
-
-    def _insert(self, rows: list[dict]) -> None:
+    def _insert(self, rows: list[dict[str, typing.Any]]) -> None:
         """Insert inside the caller's transaction (tests journal updates here)."""
         self._conn.executemany(_INSERT, rows)
 
@@ -313,7 +272,7 @@ class UpdateQueue:
         """Send only updates for ``dialect`` from now on; the number of queued
         updates for the other generation (they stay; the warning says so)."""
         self.dialect = dialect
-        total = self._conn.execute("SELECT count(*) FROM task_updates").fetchone()[0]
+        total: int = self._conn.execute("SELECT count(*) FROM task_updates").fetchone()[0]
         self._depth = self._conn.execute(_COUNT, (dialect,)).fetchone()[0]
         others = total - self._depth
         if others:
@@ -347,32 +306,19 @@ class UpdateQueue:
         on_disk = [i for i in ids if i >= 0]
         if on_disk and not self._delete_rows(on_disk):
             self._undeleted.update(on_disk)
-        if on_disk and not len(self) and self._may_need_reclaim():
+        if on_disk and not len(self) and self._space.may_need_reclaim():
             self.reclaim()
 
     def file_size(self) -> int:
         """Bytes of the queue on disk: the file and its write-ahead log."""
-        return sum(os.path.getsize(p) for p in (self.path, self.path + "-wal") if os.path.exists(p))
+        return self._space.size()
 
     def reclaim(self, threshold: int = RECLAIM_BYTES) -> bool:
         """Give the space of delivered updates back to the file system, when the
-        queue is empty and its file larger than ``threshold``; True if it did.
-        VACUUM rewrites the file: it runs in the thread pool, on a connection
-        of its own, so the hub goes on meanwhile (a push in that moment waits
-        for it, up to the connection's busy timeout; it takes milliseconds once
-        the queue is empty)."""
-        if len(self):
-            return False
-        before = self._measure()
-        if before <= threshold:
-            return False
-        try:
-            gevent.get_hub().threadpool.apply(_vacuum, (self.path,))
-        except WRITE_ERRORS as ex:
-            log.warning("could not compact the empty update queue %s (%d bytes): %s", self.path, before, ex)
-            return False
-        log.info("compacted the empty update queue %s: %d -> %d bytes", self.path, before, self._measure())
-        return True
+        queue is empty and its file larger than ``threshold``; True if it did
+        (fworker.queuespace).  A push while that runs waits for it, up to the
+        connection's busy timeout; it takes milliseconds once the queue is empty."""
+        return not len(self) and self._space.reclaim(threshold)
 
     def _delete_rows(self, ids: list[int]) -> bool:
         try:
@@ -399,12 +345,12 @@ class UpdateQueue:
                     deleted = conn.execute("DELETE FROM task_updates WHERE id = ?", (item.id,)).rowcount
         except WRITE_ERRORS as ex:
             raise RetryLater(f"cannot set update {item.id} aside in {self.path}: {ex}") from ex
-        self._wrote(1, len(row[1]) + len(answer))
+        self._space.wrote(1, len(row[1]) + len(answer))
         self._depth = max(0, self._depth - deleted)
         if item.id < 0:
             self.memory.remove([item.id])
 
-    def rejected(self) -> list[dict]:
+    def rejected(self) -> list[dict[str, typing.Any]]:
         with self._db:
             return [dict(row) for row in self._rejected.find(order_by="id")]
 
@@ -417,23 +363,6 @@ class UpdateQueue:
             self._conn.close()
         finally:
             self.lock.release()  # last: nothing of this queue is touched any more
-
-
-def _size(path: str) -> int:
-    try:
-        return os.stat(path).st_size
-    except FileNotFoundError:
-        return 0
-
-
-def _vacuum(path: str) -> None:
-    """VACUUM, then move the WAL into the file and truncate both (in a pool thread)."""
-    conn = sqlite3.connect(path, isolation_level=None, timeout=30)
-    try:
-        conn.execute("VACUUM")
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    finally:
-        conn.close()
 
 
 def _deletes(ids: list[int]) -> typing.Iterator[tuple[str, tuple[int, ...]]]:

@@ -34,25 +34,27 @@ SIGNATURES = {
     "WorkerHandle.unsubscribe": "(self, callback: 'Callback') -> 'None'",
     "WorkerHandle.stop": "(self, timeout: 'float | None' = None) -> 'bool'",
     "WorkerHandle.wait": "(self, timeout: 'float | None' = None) -> 'int | None'",
-    "Command.validate": "(self, settings: 'dict') -> 'dict'",
-    "Command.execute": "(self, settings: 'dict') -> 'None'",
-    "Command.require_str": "(self, settings: 'dict', key: 'str', *, allow_empty: 'bool' = False) -> 'str'",
-    "Command.optional_str": "(self, settings: 'dict', key: 'str', default: 'str | None', *, "
+    "Command.validate": "(self, settings: 'CommandSettings') -> 'CommandSettings'",
+    "Command.execute": "(self, settings: 'CommandSettings') -> 'None'",
+    "Command.require_str": "(self, settings: 'CommandSettings', key: 'str', *, allow_empty: 'bool' = False) -> 'str'",
+    "Command.optional_str": "(self, settings: 'CommandSettings', key: 'str', default: 'str | None', *, "
                             "allow_empty: 'bool' = True) -> 'str | None'",
-    "Command.require_number": "(self, settings: 'dict', key: 'str', *, minimum: 'float | None' = None) -> 'float'",
-    "Command.optional_number": "(self, settings: 'dict', key: 'str', default: 'float | None', *, "
+    "Command.require_number": "(self, settings: 'CommandSettings', key: 'str', *, "
+                              "minimum: 'float | None' = None) -> 'float'",
+    "Command.optional_number": "(self, settings: 'CommandSettings', key: 'str', default: 'float | None', *, "
                                "minimum: 'float | None' = None) -> 'float | None'",
-    "Command.require_int": "(self, settings: 'dict', key: 'str', *, minimum: 'int | None' = None) -> 'int'",
-    "Command.optional_int": "(self, settings: 'dict', key: 'str', default: 'int | None', *, "
+    "Command.require_int": "(self, settings: 'CommandSettings', key: 'str', *, minimum: 'int | None' = None) -> 'int'",
+    "Command.optional_int": "(self, settings: 'CommandSettings', key: 'str', default: 'int | None', *, "
                             "minimum: 'int | None' = None) -> 'int | None'",
-    "Command.require_cmdline": "(self, settings: 'dict', key: 'str', default: 'str | None' = None) -> 'list[str]'",
+    "Command.require_cmdline": "(self, settings: 'CommandSettings', key: 'str', "
+                               "default: 'str | None' = None) -> 'list[str]'",
     "CommandContext.log": "(self, line: 'str', at: 'float | None' = None) -> 'None'",
     "CommandContext.log_lines": "(self, lines: 'list[str]', at: 'float | None' = None) -> 'None'",
     "CommandContext.activity": "(self, text: 'str') -> 'None'",
     "CommandContext.progress": "(self, percent: 'float') -> 'None'",
     "CommandContext.output_produced": "(self, *paths: 'str') -> 'None'",
     "CommandContext.timing": "(self, phase: 'str', seconds: 'float') -> 'None'",
-    "CommandContext.blocking": "(self, fn: 'typing.Callable[..., typing.Any]', *args: 'typing.Any') -> 'typing.Any'",
+    "CommandContext.blocking": "(self, fn: 'typing.Callable[[*_Ts], _T]', *args: '*_Ts') -> '_T'",
     "CommandContext.sleep": "(self, seconds: 'float') -> 'None'",
     "CommandContext.run_process": "(self, args: 'list[str]', *, on_line: 'typing.Callable[[str], None] | None' = None, "
                                   "cwd: 'str | None' = None, env: 'dict[str, str] | None' = None, "

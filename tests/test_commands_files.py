@@ -410,6 +410,7 @@ def test_create_python_file_requires_py_suffix(tmp_path, run_command):
     [
         ("move_out_of_way", {"src": 42}, "src", "must be a string"),
         ("move_to_final", {"src": "/tmp/a"}, "dest", "is required"),
+        ("move_to_final", {"src": "/tmp/a", "dest": None}, "dest", "is required"),
         ("copy_file", {"src": "/tmp/a", "dest": ["/tmp/b"]}, "dest", "must be a string"),
         ("copy_file", {"dest": "/tmp/b"}, "src", "is required"),
         ("copy_file", {"src": "/tmp/a", "dest": "/tmp/out/"}, "dest", "file name"),

@@ -135,6 +135,10 @@ def test_glob_matching_nothing(run_command, tmp_path):
     ("create_video", {"input_files": "*.png", "output_file": "o.mp4", "fps": 24,
                       "ffmpeg_cmd": "/no/such/ffmpeg"}, "ffmpeg_cmd"),
     ("concatenate_videos", {"output_file": "o.mp4"}, "input_files"),
+    # JSON null is no value: it used to pass validation as None.
+    ("concatenate_videos", {"input_files": None, "output_file": "o.mp4"}, "input_files"),
+    ("create_video", {"input_files": "*.png", "output_file": "o.mp4", "fps": None}, "fps"),
+    ("encode_audio", {"input_file": "a.wav", "codec": "aac", "bitrate": None, "output_file": "o.m4a"}, "bitrate"),
     ("mux_audio", {"audio_file": "a.flac", "video_file": "v.mp4"}, "output_file"),
     ("encode_audio", {"input_file": "a.wav", "codec": "aac", "output_file": "o.m4a"}, "bitrate"),
     ("encode_audio", {"input_file": "a.wav", "codec": "", "bitrate": "64k", "output_file": "o.m4a"}, "codec"),

@@ -24,11 +24,11 @@ PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "fworker"
 LAYERS: list[tuple[str, list[str]]] = [
     ("foundations", ["errors", "version", "safetext"]),
     ("parts", ["states", "events", "lines", "rows", "overflow", "spool", "cgroups", "proctree", "task",
-               "settingvalues", "config", "pretask", "logsetup", "discovery", "cmdline", "hubmonitor",
+               "settingvalues", "config", "configfile", "pretask", "logsetup", "discovery", "cmdline", "hubmonitor",
                "statefiles", "statelock", "configsafety", "settingsdoc", "credentials", "childenv",
                "blenderargs", "instance"]),
-    ("mechanisms", ["warmblender", "containment", "process", "leftovers", "queue", "upstream", "metrics", "tools",
-                    "preview",
+    ("mechanisms", ["warmblender", "containment", "process", "leftovers", "queue", "queuespace", "upstream", "metrics",
+                    "tools", "preview",
                     # The seam's declaration: what the services call, whichever generation answers.
                     "edge.base"]),
     ("commands", ["commands", "commands.*", "plugins"]),

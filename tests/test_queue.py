@@ -182,11 +182,11 @@ def test_lone_surrogates_are_stored_as_replacement_characters(tmp_path):
 
 
 def test_emptying_the_queue_measures_the_file_only_once_enough_was_written_to_matter(tmp_path, monkeypatch):
-    from fworker import queue
+    from fworker import queuespace
 
     measured = []
-    real_size = queue._size
-    monkeypatch.setattr(queue, "_size", lambda path: measured.append(path) or real_size(path))
+    real_size = queuespace._size
+    monkeypatch.setattr(queuespace, "_size", lambda path: measured.append(path) or real_size(path))
     q = UpdateQueue(str(tmp_path / "q.sqlite"))
     try:
         assert len(measured) == 2, "measured once when opened: the file and its WAL"
@@ -197,7 +197,7 @@ def test_emptying_the_queue_measures_the_file_only_once_enough_was_written_to_ma
         q.push_many([(T1, {"log": "x" * 100_000})] * 10)  # 1 MB: could make the file pass RECLAIM_BYTES
         q.delete([u.id for u in q.head()])
         assert len(measured) == 4, "measured again once that much was written"
-        assert q.file_size() < queue.RECLAIM_BYTES, "and left alone: below the threshold"
+        assert q.file_size() < queuespace.RECLAIM_BYTES, "and left alone: below the threshold"
         q.push(T1, {"activity": "next"})
         q.delete([u.id for u in q.head()])
         assert len(measured) == 4

@@ -7,7 +7,7 @@ import pytest
 import fworker.commands  # noqa: F401  (registers every built-in command)
 from fworker import plugins
 from fworker.commands import base, simple
-from fworker.errors import DuplicateCommand, UnknownCommand
+from fworker.errors import DuplicateCommand, InvalidSettings, UnknownCommand
 
 
 @pytest.fixture
@@ -95,3 +95,20 @@ def test_list_commands_groups_commands_by_dialect(isolated_registry):
     text = out.getvalue()
     v2, v3 = text.index("commands (v2):"), text.index("commands (v3):")
     assert v2 < text.index("  log_a_lot") < v3 < text.index("  registry_test_only3")
+
+
+@pytest.mark.parametrize("name, settings, setting", [
+    ("echo", {"message": None}, "message"),
+    ("sleep", {"time_in_seconds": None}, "time_in_seconds"),
+    ("blender_render", {"blender_cmd": "true", "filepath": None}, "filepath"),
+])
+def test_a_required_setting_given_as_null_is_missing(recorder, name, settings, setting):
+    """JSON null is no value: validate refuses it as it refuses a missing setting
+    (it used to pass as None, and the command failed later on something else)."""
+    import logging
+
+    cmd = base.lookup(name)(base.CommandContext(recorder, logging.getLogger("test." + name)))
+    with pytest.raises(InvalidSettings) as err:
+        cmd.validate(settings)
+    assert (err.value.command, err.value.setting) == (name, setting)
+    assert "is required" in str(err.value)

@@ -18,30 +18,29 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import reprlib
 import shutil
 import typing
 
 import gevent
 
 from fworker import childenv, cmdline, config, statefiles, tools
-from fworker.errors import CommandFailed, DuplicateCommand, InvalidSettings, UnknownCommand
+from fworker.commands.checks import (
+    QUOTE_LIMIT,
+    CommandSettings as CommandSettings,  # re-exported: the type commands use
+    SettingChecks,
+)
+from fworker.errors import CommandFailed, DuplicateCommand, UnknownCommand
+from fworker.task import shown
 
 # The Manager generations a command can serve: "v2" (Flamenco 2.x) and "v3"
 # (Flamenco 3, api/v3).  Their catalogues differ in names and parameters, so the
 # registry is keyed by (dialect, name): "echo" of v2 and "echo" of v3 are two classes.
 DIALECTS = ("v2", "v3")
 
+_T = typing.TypeVar("_T")
+_Ts = typing.TypeVarTuple("_Ts")
+
 _REGISTRY: dict[tuple[str, str], type[Command]] = {}
-
-# Settings come from the Manager and may be megabytes: a message quotes a cut repr.
-_REPR = reprlib.Repr()
-_REPR.maxstring = _REPR.maxother = 200
-
-
-def _shown(value: typing.Any) -> str:
-    return _REPR.repr(value)
-
 _ORIGINS: dict[tuple[str, str], Origin] = {}
 
 
@@ -101,10 +100,10 @@ def _dialects_of(cls: type[Command]) -> tuple[str, ...]:
     dialects = cls.dialects
     if isinstance(dialects, str) or not isinstance(dialects, tuple) or not dialects:
         raise TypeError(f"{cls.__qualname__}.dialects must be a non-empty tuple of "
-                        f"{' / '.join(DIALECTS)}, not {_shown(dialects)}")
+                        f"{' / '.join(DIALECTS)}, not {shown(dialects, QUOTE_LIMIT)}")
     unknown = [d for d in dialects if d not in DIALECTS]
     if unknown:
-        raise TypeError(f"{cls.__qualname__}.dialects names unknown dialect(s) {_shown(unknown)}; "
+        raise TypeError(f"{cls.__qualname__}.dialects names unknown dialect(s) {shown(unknown, QUOTE_LIMIT)}; "
                         f"known: {', '.join(DIALECTS)}")
     return dialects
 
@@ -113,7 +112,7 @@ def lookup(name: str, dialect: str = "v2") -> type[Command]:
     try:
         return _REGISTRY[(dialect, name)]
     except (KeyError, TypeError):  # TypeError: an unhashable name from a Manager's JSON
-        raise UnknownCommand(f"unknown command {_shown(name)}" + ("" if dialect == "v2" else f" ({dialect})")) from None
+        raise UnknownCommand(f"unknown command {shown(name, QUOTE_LIMIT)}" + ("" if dialect == "v2" else f" ({dialect})")) from None
 
 
 def registered(dialect: str | None = None) -> dict[typing.Any, type[Command]]:
@@ -201,7 +200,7 @@ class CommandContext:
         if count > 0:
             self.reporter.steps_completed(count)
 
-    def blocking(self, fn: typing.Callable[..., typing.Any], *args: typing.Any) -> typing.Any:
+    def blocking(self, fn: typing.Callable[[*_Ts], _T], *args: *_Ts) -> _T:
         """Run blocking file-system work in gevent's thread pool, so the
         may-i-run poller and the queue flusher keep running meanwhile."""
         return gevent.get_hub().threadpool.apply(fn, args)
@@ -261,7 +260,6 @@ class CommandContext:
             raise CommandFailed(f"{os.path.basename(args[0])} failed: {describe_exit(returncode)}")
         return returncode
 
-
     def _child_options(self, output_timeout: float | None) -> dict[str, typing.Any]:
         """ChildProcess's options that come from the worker's settings."""
         from fworker import leftovers  # late: it imports psutil
@@ -283,11 +281,10 @@ def child_environment(extra: dict[str, str] | None = None, settings: config.Sett
     return childenv.environment(settings.child_environment, settings.secrets(), extra)
 
 
-class Command:
+class Command(SettingChecks):
     """Base class of every command.  Subclasses set ``name`` and implement
-    ``validate`` and ``execute``."""
+    ``validate`` and ``execute`` (with the helpers of ``SettingChecks``)."""
 
-    name: typing.ClassVar[str] = ""
     # The Manager generations whose catalogue has this command (see DIALECTS).
     dialects: typing.ClassVar[tuple[str, ...]] = ("v2",)
     # The tools (fworker.tools.SPECS: "blender", "ffmpeg") this command runs: a task type
@@ -298,66 +295,17 @@ class Command:
     def __init__(self, ctx: CommandContext):
         self.ctx = ctx
 
-    def validate(self, settings: dict) -> dict:
+    def validate(self, settings: CommandSettings) -> CommandSettings:
         """Check ``settings`` and return them normalised; raise
         ``InvalidSettings``.  Must not change anything on disk."""
         return dict(settings)
 
-    def execute(self, settings: dict) -> None:
+    def execute(self, settings: CommandSettings) -> None:
         raise NotImplementedError
 
-    # Helpers for validate(): each raises InvalidSettings naming the setting.
+    # More helpers for validate(), those that need the worker (its tools, its thread pool).
 
-    def _invalid(self, setting: str, problem: str) -> InvalidSettings:
-        return InvalidSettings(self.name, setting, problem)
-
-    def require_str(self, settings: dict, key: str, *, allow_empty: bool = False) -> str:
-        if key not in settings:
-            raise self._invalid(key, "is required")
-        return self.optional_str(settings, key, None, allow_empty=allow_empty)  # type: ignore[return-value]
-
-    def optional_str(self, settings: dict, key: str, default: str | None, *, allow_empty: bool = True) -> str | None:
-        value = settings.get(key, default)
-        if value is None:
-            return default
-        if not isinstance(value, str):
-            raise self._invalid(key, f"must be a string, not {type(value).__name__} {_shown(value)}")
-        if not allow_empty and not value.strip():
-            raise self._invalid(key, "must not be empty")
-        return value
-
-    def require_number(self, settings: dict, key: str, *, minimum: float | None = None) -> float:
-        if key not in settings:
-            raise self._invalid(key, "is required")
-        return self.optional_number(settings, key, None, minimum=minimum)  # type: ignore[return-value]
-
-    def optional_number(self, settings: dict, key: str, default: float | None, *,
-                        minimum: float | None = None) -> float | None:
-        value = settings.get(key, default)
-        if value is None:
-            return default
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise self._invalid(key, f"must be a number, not {type(value).__name__} {_shown(value)}")
-        if minimum is not None and value < minimum:
-            raise self._invalid(key, f"must be at least {minimum}, not {value!r}")
-        return value
-
-    def require_int(self, settings: dict, key: str, *, minimum: int | None = None) -> int:
-        if key not in settings:
-            raise self._invalid(key, "is required")
-        return self.optional_int(settings, key, None, minimum=minimum)  # type: ignore[return-value]
-
-    def optional_int(self, settings: dict, key: str, default: int | None, *, minimum: int | None = None) -> int | None:
-        value = settings.get(key, default)
-        if value is None:
-            return default
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self._invalid(key, f"must be an integer, not {type(value).__name__} {_shown(value)}")
-        if minimum is not None and value < minimum:
-            raise self._invalid(key, f"must be at least {minimum}, not {value!r}")
-        return value
-
-    def require_cmdline(self, settings: dict, key: str, default: str | None = None) -> list[str]:
+    def require_cmdline(self, settings: CommandSettings, key: str, default: str | None = None) -> list[str]:
         """A command line setting, split as ``shlex.split`` does (by
         ``fworker.cmdline``); its program must exist.  A setting too long to
         run, or with a NUL, fails the task naming the setting."""

@@ -338,6 +338,8 @@ class ActivityThrottle:
             self._maybe_send()
 
     def _deliver(self, now: float) -> None:
+        if self._pending is None:  # every caller saw one held back; nothing to send otherwise
+            return
         text, _ = self._pending
         self._pending = None
         self._last_sent = now

@@ -16,7 +16,7 @@ import os
 import sys
 import tempfile
 
-from fworker.commands.base import Command, register
+from fworker.commands.base import Command, CommandContext, CommandSettings, register
 from fworker.commands.blender_output import ActivityThrottle
 from fworker.commands.ffmpeg_output import FFmpegOutput
 from fworker.errors import CommandFailed
@@ -70,15 +70,15 @@ class FFmpegCommand(Command):
 
     needs = ("ffmpeg",)
 
-    def ffmpeg(self, settings: dict) -> list[str]:
+    def ffmpeg(self, settings: CommandSettings) -> list[str]:
         return self.require_cmdline(settings, "ffmpeg_cmd", default="ffmpeg")
 
-    def require_existing(self, settings: dict, key: str) -> None:
+    def require_existing(self, settings: CommandSettings, key: str) -> None:
         """For execute(): a missing input is a settings problem, named as such."""
         if not self.ctx.blocking(os.path.isfile, settings[key]):
             raise self._invalid(key, f"names a file that does not exist: {settings[key]!r}")
 
-    def matching_files(self, settings: dict, key: str) -> list[str]:
+    def matching_files(self, settings: CommandSettings, key: str) -> list[str]:
         files = sorted(self.ctx.blocking(glob.glob, settings[key]))
         if not files:
             raise CommandFailed(f"command {self.name!r}: no files match {key} {settings[key]!r}")
@@ -105,7 +105,7 @@ def concat_quote(path: str) -> str:
     return "'" + path.replace("'", "'\\''") + "'"
 
 
-def write_concat_index(ctx, folder: str, files: list[str], duration: float | None = None) -> str:
+def write_concat_index(ctx: CommandContext, folder: str, files: list[str], duration: float | None = None) -> str:
     """Write the index into ``folder`` under a unique name (two workers may
     share the folder) and log its content; returns its path."""
     lines = ["ffconcat version 1.0"]
@@ -128,7 +128,7 @@ def write_concat_index(ctx, folder: str, files: list[str], duration: float | Non
     return index
 
 
-def remove_quietly(ctx, path: str) -> None:
+def remove_quietly(ctx: CommandContext, path: str) -> None:
     try:
         ctx.blocking(os.unlink, path)
     except FileNotFoundError:
@@ -142,7 +142,7 @@ def remove_quietly(ctx, path: str) -> None:
 class CreateVideo(FFmpegCommand):
     name = "create_video"
 
-    def validate(self, settings: dict) -> dict:
+    def validate(self, settings: CommandSettings) -> CommandSettings:
         fps = self.require_number(settings, "fps")
         if fps <= 0:
             raise self._invalid("fps", f"must be above 0, not {fps!r}")
@@ -150,7 +150,7 @@ class CreateVideo(FFmpegCommand):
                 "output_file": self.require_str(settings, "output_file"),
                 "fps": fps, "ffmpeg_cmd": self.ffmpeg(settings)}
 
-    def execute(self, settings: dict) -> None:
+    def execute(self, settings: CommandSettings) -> None:
         files = self.matching_files(settings, "input_files")
         self.make_output_folder(settings["output_file"])
         fps = settings["fps"]
@@ -177,12 +177,12 @@ class CreateVideo(FFmpegCommand):
 class ConcatenateVideos(FFmpegCommand):
     name = "concatenate_videos"
 
-    def validate(self, settings: dict) -> dict:
+    def validate(self, settings: CommandSettings) -> CommandSettings:
         return {"input_files": self.require_str(settings, "input_files"),
                 "output_file": self.require_str(settings, "output_file"),
                 "ffmpeg_cmd": self.ffmpeg(settings)}
 
-    def execute(self, settings: dict) -> None:
+    def execute(self, settings: CommandSettings) -> None:
         files = self.matching_files(settings, "input_files")
         self.make_output_folder(settings["output_file"])
         index = write_concat_index(self.ctx, os.path.dirname(os.path.abspath(files[0])), files)
@@ -200,11 +200,11 @@ class ConcatenateVideos(FFmpegCommand):
 class MuxAudio(FFmpegCommand):
     name = "mux_audio"
 
-    def validate(self, settings: dict) -> dict:
+    def validate(self, settings: CommandSettings) -> CommandSettings:
         return {key: self.require_str(settings, key) for key in ("audio_file", "video_file", "output_file")} | {
             "ffmpeg_cmd": self.ffmpeg(settings)}
 
-    def execute(self, settings: dict) -> None:
+    def execute(self, settings: CommandSettings) -> None:
         self.require_existing(settings, "video_file")
         self.require_existing(settings, "audio_file")
         self.make_output_folder(settings["output_file"])
@@ -218,7 +218,7 @@ class MuxAudio(FFmpegCommand):
 class EncodeAudio(FFmpegCommand):
     name = "encode_audio"
 
-    def validate(self, settings: dict) -> dict:
+    def validate(self, settings: CommandSettings) -> CommandSettings:
         bitrate = settings.get("bitrate")
         if isinstance(bitrate, int) and not isinstance(bitrate, bool):
             bitrate = str(bitrate)  # bits per second as a number
@@ -228,7 +228,7 @@ class EncodeAudio(FFmpegCommand):
                 "output_file": self.require_str(settings, "output_file"),
                 "ffmpeg_cmd": self.ffmpeg(settings)}
 
-    def execute(self, settings: dict) -> None:
+    def execute(self, settings: CommandSettings) -> None:
         self.require_existing(settings, "input_file")
         self.make_output_folder(settings["output_file"])
         args = ["-i", settings["input_file"], "-c:a", settings["codec"], "-b:a", settings["bitrate"],

@@ -19,7 +19,7 @@ import uuid
 
 from fworker import statefiles
 from fworker.commands import filecopy
-from fworker.commands.base import Command, register
+from fworker.commands.base import Command, CommandSettings, register
 from fworker.errors import CommandFailed, InvalidSettings
 
 MTIME_FORMAT = "%Y-%m-%d_%H%M%S"
@@ -175,7 +175,7 @@ class FileCommand(Command):
     # How move_aside numbers a name already taken: separator and digits.
     aside_counter: typing.ClassVar[tuple[str, int]] = ("~", 0)
 
-    def require_path(self, settings: dict, key: str, *, file_name: bool = False) -> str:
+    def require_path(self, settings: CommandSettings, key: str, *, file_name: bool = False) -> str:
         path = self.require_str(settings, key)
         check_safe_path(self.name, key, path)
         self.refuse_own_state(key, path)
@@ -190,11 +190,11 @@ class FileCommand(Command):
         if owned is not None:
             raise self._invalid(key, f"{path!r} is or holds this worker's own {owned}; refusing to touch it")
 
-    def refuse_same(self, settings: dict, a: str, b: str) -> None:
+    def refuse_same(self, settings: CommandSettings, a: str, b: str) -> None:
         if os.path.normcase(os.path.abspath(settings[a])) == os.path.normcase(os.path.abspath(settings[b])):
             raise self._invalid(b, f"is the same path as {a!r}: {settings[b]!r}")
 
-    def execute(self, settings: dict) -> None:
+    def execute(self, settings: CommandSettings) -> None:
         for key in self.path_keys:
             self.ctx.blocking(check_safe_path, self.name, key, settings[key])
             self.ctx.blocking(self.refuse_own_state, key, settings[key])
@@ -203,7 +203,7 @@ class FileCommand(Command):
         except OSError as ex:
             raise CommandFailed(f"{self.name} failed: {ex}") from ex
 
-    def run(self, settings: dict) -> None:
+    def run(self, settings: CommandSettings) -> None:
         raise NotImplementedError
 
     def exists(self, path: str) -> bool:
@@ -223,10 +223,10 @@ class MoveOutOfWay(FileCommand):
     name = "move_out_of_way"
     path_keys = ("src",)
 
-    def validate(self, settings: dict) -> dict:
+    def validate(self, settings: CommandSettings) -> CommandSettings:
         return {"src": self.require_path(settings, "src")}
 
-    def run(self, settings: dict) -> None:
+    def run(self, settings: CommandSettings) -> None:
         src = _strip_trailing_seps(settings["src"])
         if not self.exists(src):
             self.ctx.log(f"{src!r} does not exist, nothing to move out of the way")
@@ -240,12 +240,12 @@ class MoveToFinal(FileCommand):
     name = "move_to_final"
     path_keys = ("src", "dest")
 
-    def validate(self, settings: dict) -> dict:
+    def validate(self, settings: CommandSettings) -> CommandSettings:
         checked = {"src": self.require_path(settings, "src"), "dest": self.require_path(settings, "dest")}
         self.refuse_same(checked, "src", "dest")
         return checked
 
-    def run(self, settings: dict) -> None:
+    def run(self, settings: CommandSettings) -> None:
         src, dest = _strip_trailing_seps(settings["src"]), _strip_trailing_seps(settings["dest"])
         if not self.exists(src):
             self.ctx.log(f"{src!r} does not exist, nothing to move to {dest!r}")
@@ -263,13 +263,13 @@ class CopyFile(FileCommand):
     name = "copy_file"
     path_keys = ("src", "dest")
 
-    def validate(self, settings: dict) -> dict:
+    def validate(self, settings: CommandSettings) -> CommandSettings:
         checked = {"src": self.require_path(settings, "src"),
                    "dest": self.require_path(settings, "dest", file_name=True)}
         self.refuse_same(checked, "src", "dest")
         return checked
 
-    def run(self, settings: dict) -> None:
+    def run(self, settings: CommandSettings) -> None:
         src, dest = settings["src"], settings["dest"]
         if not self.ctx.blocking(os.path.exists, src):
             raise CommandFailed(f"{self.name}: source file {src!r} does not exist")
@@ -295,10 +295,10 @@ class _RemoveCommand(FileCommand):
     path_keys = ("path",)
     tree: typing.ClassVar[bool] = False
 
-    def validate(self, settings: dict) -> dict:
+    def validate(self, settings: CommandSettings) -> CommandSettings:
         return {"path": self.require_path(settings, "path")}
 
-    def run(self, settings: dict) -> None:
+    def run(self, settings: CommandSettings) -> None:
         path = settings["path"]
         if not self.exists(path):
             self.ctx.log(f"{path!r} does not exist, nothing to remove")
@@ -353,10 +353,10 @@ class MoveWithCounter(FileCommand):
     name = "move_with_counter"
     path_keys = ("src", "dest")
 
-    def validate(self, settings: dict) -> dict:
+    def validate(self, settings: CommandSettings) -> CommandSettings:
         return {"src": self.require_path(settings, "src"), "dest": self.require_path(settings, "dest", file_name=True)}
 
-    def run(self, settings: dict) -> None:
+    def run(self, settings: CommandSettings) -> None:
         src = _strip_trailing_seps(settings["src"])
         if not self.exists(src):
             raise CommandFailed(f"{self.name}: source {src!r} does not exist, unable to move it")
@@ -373,7 +373,7 @@ class CreatePythonFile(FileCommand):
     name = "create_python_file"
     path_keys = ("filepath",)
 
-    def validate(self, settings: dict) -> dict:
+    def validate(self, settings: CommandSettings) -> CommandSettings:
         filepath = self.require_path(settings, "filepath", file_name=True)
         if not filepath.endswith(".py"):
             raise self._invalid("filepath", f"must end in '.py': {filepath!r}")
@@ -384,7 +384,7 @@ class CreatePythonFile(FileCommand):
             raise self._invalid("contents", f"cannot be written as UTF-8: {ex}") from None
         return {"filepath": filepath, "contents": contents}
 
-    def run(self, settings: dict) -> None:
+    def run(self, settings: CommandSettings) -> None:
         filepath, contents = settings["filepath"], settings["contents"]
         if self.ctx.blocking(os.path.isdir, filepath):
             raise CommandFailed(f"{self.name}: {filepath!r} is a folder, cannot write a Python file there")
