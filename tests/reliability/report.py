@@ -103,7 +103,7 @@ def _column(results: list[relharness.RunResult], args: argparse.Namespace) -> li
         ("updates delivered, in order", total("delivered")),
         ("updates delivered twice (each after a lost response or a restart)", total("duplicates")),
         ("updates lost", total("lost")),
-        ("updates not sent: nothing in them a Flamenco 3 TaskUpdate carries", total("unsendable")),
+        ("updates not sent: nothing in them the protocol carries", total("unsendable")),
         ("task processes left running (orphans)", sum(r.orphans for r in results)),
         ("worker exits other than 0 at the end", sum(1 for r in results if r.worker_exit != 0)),
         ("longest outage survived", f"{max(r.longest_outage for r in results):g} s"),

@@ -12,11 +12,13 @@ known that the previous one arrived: its response was lost (``slow``, ``drop``),
 worker was killed and restarted in between.  Anything else is a loss, a reordering or an
 unexplained duplicate.
 
-Against a Flamenco 3 Manager the queue holds the same (dialect-free) updates, and the edge
-encodes each coalesced run as a TaskUpdate when it sends it: ``check(..., encode_v3)``
-compares that encoding with the request.  An update carrying nothing a TaskUpdate has
-(progress percentages, metrics) is never sent on its own; it is left out of ``produced``
-and counted in ``unsendable``.
+The queue holds the same (dialect-free) updates whichever the Manager, and the edge
+encodes each coalesced run when it sends it: ``check(..., encode)`` compares that
+encoding with the request (``encode_v2``: the update without the task-wide step count, which
+a 2.x Manager does not know; ``encode_v3``: a Flamenco 3 TaskUpdate).  An update carrying
+nothing the Manager's protocol has (a step count alone for 2.x; progress percentages or
+metrics alone for Flamenco 3) is never sent on its own; it is left out of ``produced`` and
+counted in ``unsendable``.
 """
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ class Delivery:
     delivered: int = 0  # produced updates the Manager received (at least once)
     duplicates: int = 0  # produced updates the Manager received a second time
     lost: int = 0
-    unsendable: int = 0  # v3: updates with nothing a TaskUpdate carries (not in produced)
+    unsendable: int = 0  # updates with nothing the protocol carries (not in produced)
     problems: list[str] = dataclasses.field(default_factory=list)
 
 
@@ -60,7 +62,7 @@ Encoder = typing.Callable[[dict], dict]
 
 def check(produced: list[tuple[str, dict]], applied: list[Request], encode: Encoder | None = None) -> Delivery:
     """``encode``: how the worker turns a coalesced update into a request body
-    (``encode_v3``); None: sent as it is (2.x)."""
+    (``encode_v2``, ``encode_v3``); None: sent as it is."""
     # The same request body can stand for runs of different lengths (an update
     # that repeats the newest activity changes nothing), so every reading is
     # followed until the requests rule it out.
@@ -94,6 +96,11 @@ _MAX_READINGS = 1000
 
 def _as_is(payload: dict) -> dict:
     return payload
+
+
+def encode_v2(payload: dict) -> dict:
+    """A coalesced update as a 2.x edge sends it: without ``steps_completed``."""
+    return {key: value for key, value in payload.items() if key != "steps_completed"}
 
 
 def encode_v3(payload: dict) -> dict:

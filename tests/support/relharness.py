@@ -10,7 +10,8 @@ checks everything ``RunResult`` reports.  Used by the tests and by ``report.py``
 ``protocol`` picks the Manager: ``v2`` (the Flamenco 2.x development Manager) or ``v3``
 (the Flamenco 3 one, the worker forced to speak v3): the same tasks in each one's job
 format, the same faults on each one's update path, the delivery check comparing what the
-v3 edge sends (``relcheck.encode_v3``), and every request valid against the v3 schemas.
+v3 edge sends (``relcheck.encode_v3``; ``encode_v2`` for 2.x), and every request valid
+against the v3 schemas.
 """
 from __future__ import annotations
 
@@ -262,7 +263,7 @@ class Run:
         result.faults = collections.Counter(self.proxy.injected)
         outages = [end - start for start, end in self.proxy.outages] + self.down_gaps
         result.longest_outage = round(max(outages, default=0.0), 2)
-        encode = relcheck.encode_v3 if self.protocol == "v3" else None
+        encode = relcheck.encode_v3 if self.protocol == "v3" else relcheck.encode_v2
         result.delivery = relcheck.check(journal(worker.queue_db), self._applied(), encode)
         self._check_manager_records()
         if self.protocol == "v3":
