@@ -345,7 +345,9 @@ class Worker(Conversation):
             return
         self._stopped = True
         self.machine.change(State.SHUTDOWN, self.shutdown_reason or "stopping")
-        if self.choice.chosen:  # else nothing can be sent: no flusher runs
+        # Only a flusher that runs can send what is queued: none before the edge is
+        # chosen, nor when start() failed before it started one (chosen or not).
+        if self.helpers:
             self.wait_for_flush(self.settings.shutdown_flush_timeout)
         for greenlet in self.helpers:
             greenlet.unlink_all()  # their end is expected now, not a reason to shut down

@@ -135,3 +135,31 @@ def test_the_2x_edge_alone_leaves_steps_out():
     assert edge.send_update("t", {"steps_completed": 3}).status == 204
     with pytest.raises(RetryLater):
         edge.send_update("t", {"steps_completed": 3, "log": "a line"})
+
+
+def test_a_start_that_fails_before_the_flusher_runs_does_not_wait_for_it(tmp_path):
+    """manager_protocol forces the edge, chosen at once; start() then fails before the
+    flusher is started (the metrics port is taken).  Updates of an earlier run are
+    queued: shutdown() must not wait shutdown_flush_timeout for a flusher that never
+    ran, and they stay queued."""
+    from fworker.errors import ConfigError
+    from fworker.queue import UpdateQueue
+
+    queue = UpdateQueue(str(tmp_path / "queue.sqlite"))
+    queue.push("0123456789abcdef01234567", {"activity": "from the last run"})
+    queue.close()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        worker = build_worker(tmp_path, "http://127.0.0.1:9/", manager_protocol="v2", metrics_host="127.0.0.1",
+                              metrics_port=str(taken.getsockname()[1]), shutdown_flush_timeout="600")
+        assert worker.choice.chosen
+        # A bound where the timing is the behaviour: 600 s would be the wait; 60 s is the margin.
+        with gevent.Timeout(60, AssertionError("shutdown() waited for a flusher that never ran")), \
+                pytest.raises(ConfigError, match="cannot listen"):
+            worker.run()
+    reopened = UpdateQueue(str(tmp_path / "queue.sqlite"))
+    try:
+        assert len(reopened) == 1
+    finally:
+        reopened.close()
