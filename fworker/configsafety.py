@@ -6,7 +6,8 @@
   Found in another file they are used only while the credentials file has
   none (``config.load`` gives the saved ones precedence), and warned about:
   before, a ``-c`` file's stale pair overrode the saved one and every start
-  registered a new worker.
+  registered a new worker.  The default instance's credentials file, which
+  every instance reads, holds that instance's: not warned about for another.
 - A file others may write can point the worker at another Manager, or make it
   run other task types: warned about whatever it holds.  A file holding a
   secret (``worker_secret``, ``worker_registration_secret``) that others may
@@ -27,20 +28,25 @@ def warnings(settings: config.Settings, credentials_file: str | None = None) -> 
     """One sentence per problem of the files ``settings`` were read from
     (what each gives, as ``config.load`` read it: no file is parsed again)."""
     credentials_file = os.path.abspath(credentials_file or statefiles.credentials_path(settings.instance))
+    # Every instance reads the default one's credentials file (config.default_files);
+    # the credentials in it are that instance's, in their place, never a named one's.
+    theirs = {credentials_file, os.path.abspath(statefiles.credentials_path())}
     found = []
     for path in settings.files:
         try:
             mode = os.stat(path).st_mode
         except OSError:
             continue  # it was read a moment ago; a file changing meanwhile is not this check's business
-        found += _file_warnings(path, settings.file_settings.get(path, frozenset()), mode, credentials_file)
+        found += _file_warnings(path, settings.file_settings.get(path, frozenset()), mode, credentials_file,
+                                misplaced=os.path.abspath(path) not in theirs)
     return found
 
 
-def _file_warnings(path: str, given: typing.AbstractSet[str], mode: int, credentials_file: str) -> list[str]:
+def _file_warnings(path: str, given: typing.AbstractSet[str], mode: int, credentials_file: str, *,
+                   misplaced: bool) -> list[str]:
     found = []
     keys = [name for name in config.CREDENTIALS if name in given]
-    if keys and os.path.abspath(path) != credentials_file:
+    if keys and misplaced:
         found.append(f"{path} holds {' and '.join(keys)}: credentials belong in {credentials_file} only, "
                      "where the worker saves them after registering; the saved ones are used when there are "
                      "any. Remove them from this file")

@@ -83,3 +83,15 @@ def test_a_secret_in_the_instances_own_section_is_warned_about_too(home):
     assert configsafety.warnings(config.load(files=[str(shared)])) == []  # the default instance reads none
     (warning,) = configsafety.warnings(config.load(files=[str(shared)], instance="gpu0"))
     assert f"{shared} holds worker_registration_secret" in warning
+
+
+def test_a_named_instance_does_not_ask_to_remove_the_default_instances_credentials(home):
+    """Every instance reads ~/.flamenco-worker.cfg, where the default instance keeps its
+    credentials (never used by a named one): they are where they belong."""
+    path = credentials.save_credentials(SAVED_ID, SAVED_SECRET)
+    settings = config.load(instance="gpu0")
+    assert settings.files == (path,) and settings.worker_id == ""
+    assert configsafety.warnings(settings) == []
+    os.chmod(path, 0o644)  # readable by others: still worth a warning, whichever instance reads it
+    (warning,) = configsafety.warnings(settings)
+    assert warning.startswith(f"{path} holds worker_secret and may be read by other users")
