@@ -47,3 +47,23 @@ def test_the_figures_add_up_what_the_runs_say():
     assert "| runs that passed every check | 1 | 1 |" in text
     assert "| `huge` | 0 | 3 |" in text and "| `task: nul` | 1 | 2 |" in text
     assert "| worker RSS at the end / at work, median (max) | 1.10 (1.10) | 1.20 (1.30) |" in text
+
+
+def test_right_after_a_restart_the_soak_waits_for_the_restarted_worker(tmp_path):
+    """A step may end with the worker restarted a moment ago (a kill late in the run):
+    the end's /metrics and RSS, and a second worker on the same queue, wait until the
+    restarted one has started.  Read at once they found nothing listening (a problem
+    for a run that did nothing wrong, and a new process's RSS as the end's), and the
+    second worker could take the queue's lock first and make the restarted one exit 6."""
+    run = soakrun.SoakRun(7, tmp_path, [], tasks=1, lines=5, protocol="v2", hostile=[])
+    try:
+        run._kill_and_restart("kill", 0)
+        run.before_stop()
+        assert run.result.problems == []
+        assert run.rss and run.rss[-1] > 30 * 2**20, "the RSS of a worker at work, not of a starting interpreter"
+        run._kill_and_restart("kill", 0)
+        run._double_start()
+        assert run.double_starts == [soakrun.LOCKED_EXIT] and run.result.problems == []
+        assert run.worker.proc.poll() is None, "the restarted worker kept its queue"
+    finally:
+        run.close()

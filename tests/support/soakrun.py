@@ -36,6 +36,7 @@ import psutil
 
 from fworker.devmanager.v3 import jobs as jobs3
 from tests.support import jobs, relharness
+from tests.support.waiting import wait_until
 from tests.support.workers import free_port
 
 TASKS = ("huge-cmdline", "copy-device", "escape", "unannounced", "surrogate", "nul", "newline-name")
@@ -142,6 +143,10 @@ class SoakRun(relharness.Run):
             super().inject_other(step)
 
     def _double_start(self) -> None:
+        # The worker restarted a moment ago may not hold the lock yet: the second one
+        # would take it, and the first exit 6.
+        if self._metrics() is None:
+            return
         second = relharness.JournaledWorker(self.root / "w", self.proxy.url, self.settings).start()
         try:
             code = second.wait(timeout=60)
@@ -153,7 +158,7 @@ class SoakRun(relharness.Run):
                                         f"naming the lock:\n{second.output[-2000:]}")
 
     def before_stop(self) -> None:
-        self._read_hub_blocked()
+        self._read_hub_blocked()  # first: it waits for a worker restarted a moment ago to start
         sample = _rss(self.worker.proc.pid)
         if sample:
             self.rss.append(sample)
@@ -172,13 +177,35 @@ class SoakRun(relharness.Run):
         if sample:
             self.rss.append(sample)
 
-    def _read_hub_blocked(self) -> None:
+    def _metrics(self) -> str | None:
+        """The worker's /metrics text, once it answers: a worker restarted moments ago
+        listens (and holds the queue's lock) only once it has started.  None, and a
+        problem, if it never does."""
         url = f"http://127.0.0.1:{self.settings['metrics_port']}/metrics"
+        read: list[str] = []
+        errors: list[OSError] = []
+
+        def answered() -> bool:
+            try:
+                with urllib.request.urlopen(url, timeout=5) as answer:
+                    read.append(answer.read().decode())
+                return True
+            except OSError as ex:
+                errors[:] = [ex]
+                return self.worker.proc.poll() is not None  # dead: the harness reports that
         try:
-            with urllib.request.urlopen(url, timeout=5) as answer:
-                text = answer.read().decode()
-        except OSError as ex:  # a worker restarted moments ago may not listen yet
-            self.result.problems.append(f"/metrics not readable: {ex}")
+            wait_until(answered, 30, what="the worker's /metrics")
+        except AssertionError as ex:
+            read.clear()
+            errors[:] = [OSError(str(ex))]
+        if not read:
+            self.result.problems.append(f"/metrics not readable: {errors[-1] if errors else 'no answer'}")
+            return None
+        return read[-1]
+
+    def _read_hub_blocked(self) -> None:
+        text = self._metrics()
+        if text is None:
             return
         found = re.search(r"^fworker_hub_blocked_max_seconds (\S+)$", text, re.MULTILINE)
         if found is None:
