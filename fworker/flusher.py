@@ -58,9 +58,10 @@ def coalesce(items: list[QueuedUpdate]) -> list[Batch]:
     return [run.batch() for run in runs]
 
 
-# The Manager keeps only the newest value of each of these.
+# The Manager keeps only the newest value of each of these (``steps_completed``, the
+# task-wide cumulative count, only a Flamenco 3 Manager knows; the newest is the count).
 NEWEST_WINS = frozenset(("activity", "task_progress_percentage", "current_command_idx",
-                         "command_progress_percentage"))
+                         "command_progress_percentage", "steps_completed"))
 FINAL_STATUSES = frozenset(("completed", "failed", "canceled"))
 _KNOWN = NEWEST_WINS | {"log", "metrics", "task_status"}
 

@@ -25,6 +25,12 @@ def shape(batches):
     return [(b.task_id, b.payload, b.ids) for b in batches]
 
 
+def test_the_newest_step_count_wins_so_a_backlog_is_not_split_at_every_command():
+    batches = coalesce(items((T1, {"log": "a", "steps_completed": 1}), (T1, {"log": "b", "steps_completed": 2}),
+                             (T1, {"steps_completed": 3})))
+    assert shape(batches) == [(T1, {"log": "a\nb", "steps_completed": 3}, [1, 2, 3])]
+
+
 def test_logs_join_and_the_newest_value_of_a_field_wins():
     batches = coalesce(items(
         (T1, {"log": "a"}), (T1, {"log": "b"}), (T1, {"activity": "x", "log": "c"}),

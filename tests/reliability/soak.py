@@ -23,6 +23,7 @@ import argparse
 import collections
 import json
 import pathlib
+import shutil
 import statistics
 import subprocess
 import sys
@@ -33,6 +34,7 @@ from tests.support import relharness
 from tests.support.soakrun import FAULT_WEIGHTS, SoakRun
 
 BEGIN, END = "<!-- soak:begin -->", "<!-- soak:end -->"
+_SHARDS_FAILED: list[int] = []  # exit codes of shards that did not finish
 FAULTS, TASKS, LINES, DEADLINE = 12, 2, 120, 120.0
 
 
@@ -45,11 +47,14 @@ def main(argv: list[str] | None = None) -> int:
         results = _in_parallel(args)
     else:
         results = _runs(args)
+    if not results:
+        print("no runs to report", file=sys.stderr)
+        return 1
     text = figures(results)
     print(text)
     if args.write:
         _replace(args.write, text)
-    return 0 if all(r["ok"] for r in results) else 1
+    return 0 if all(r["ok"] for r in results) and not _SHARDS_FAILED else 1
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -63,6 +68,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--jsonl", help="append every run's result to this file, one JSON line each")
     parser.add_argument("--from", dest="from_file", nargs="+", metavar="JSONL",
                         help="report these results; run nothing")
+    parser.add_argument("--keep-failed", metavar="DIR", help="copy the folder of a run that failed a check here "
+                        "(the worker's logs, the Manager's database)")
     parser.add_argument("--write", metavar="FILE", help="replace the soak figures in FILE (docs/RELIABILITY.md)")
     parser.add_argument("--shard", default="0/1", help=argparse.SUPPRESS)  # i/K: the seeds of child i of K
     return parser
@@ -81,6 +88,9 @@ def _runs(args: argparse.Namespace) -> list[dict]:
     with tempfile.TemporaryDirectory(prefix="fworker-soak-") as tmp:
         for seed in seeds:
             results.append(_run(seed, pathlib.Path(tmp) / str(seed), _protocol(args, seed), args.jsonl))
+            if args.keep_failed and not results[-1]["ok"]:
+                shutil.copytree(pathlib.Path(tmp) / str(seed), pathlib.Path(args.keep_failed) / str(seed),
+                                dirs_exist_ok=True)
         if index == 0 and args.long_tasks:
             protocols = relharness.PROTOCOLS if args.protocol == "both" else (args.protocol,)
             for protocol in protocols:
@@ -138,10 +148,13 @@ def _in_parallel(args: argparse.Namespace) -> list[dict]:
             command = [sys.executable, "-m", "tests.reliability.soak", "--runs", str(args.runs),
                        "--first-seed", str(args.first_seed), "--protocol", args.protocol,
                        "--long-tasks", str(args.long_tasks), "--jsonl", str(out),
+                       *(["--keep-failed", args.keep_failed] if args.keep_failed else []),
                        "--shard", f"{index}/{args.parallel}"]
             children.append(subprocess.Popen(command, stdout=subprocess.DEVNULL))
-        for child in children:
-            child.wait()
+        for index, child in enumerate(children):
+            if child.wait() != 0 and not _shard_ran_all(files[index], args, index):
+                print(f"shard {index} exited {child.returncode} before its last run", file=sys.stderr)
+                _SHARDS_FAILED.append(child.returncode)
         results = [json.loads(line) for out in files if out.exists() for line in out.read_text().splitlines()]
         if args.jsonl:
             with open(args.jsonl, "a", encoding="utf-8") as f:
@@ -149,6 +162,16 @@ def _in_parallel(args: argparse.Namespace) -> list[dict]:
             for out in files:
                 out.unlink(missing_ok=True)
     return results
+
+
+def _long_runs(args: argparse.Namespace) -> int:
+    return 0 if not args.long_tasks else 2 if args.protocol == "both" else 1
+
+
+def _shard_ran_all(out: pathlib.Path, args: argparse.Namespace, index: int) -> bool:
+    """A shard exits 1 when a run failed a check: that is reported with the run."""
+    expected = len(range(index, args.runs, args.parallel)) + (_long_runs(args) if index == 0 else 0)
+    return out.exists() and len(out.read_text().splitlines()) >= expected
 
 
 def figures(results: list[dict]) -> str:

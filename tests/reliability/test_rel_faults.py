@@ -5,6 +5,8 @@ import fworker  # noqa: F401  (monkey-patches first)
 # isort: split
 
 
+import types
+
 import gevent
 import pytest
 import requests
@@ -178,6 +180,19 @@ def test_check_v3_compares_the_taskupdate_the_edge_sends():
     unended = [req(0, T1, {"taskStatus": "active", "activity": "a", "log": "1\n2", "steps_completed": 1})]
     assert relcheck.check(produced, unended, relcheck.encode_v3).problems
     assert "soft-failed" not in str(relcheck.encode_v3({"task_status": "soft-failed", "log": "x"}))
+
+
+def test_the_managers_records_may_swap_only_requests_in_flight_together():
+    def sent(body, at, answered):
+        return types.SimpleNamespace(body=body, forwarded_at=at, answered_at=answered)
+
+    a, b = sent({"log": "1"}, 0.0, 5.0), sent({"log": "1\n2"}, 1.0, 2.0)  # a still at the Manager when b went
+    assert relcheck.records_problem([a.body, b.body], [a, b]) == ""
+    assert relcheck.records_problem([b.body, a.body], [a, b]) == ""
+    answered_first = sent({"log": "1"}, 0.0, 0.5)
+    assert "before one forwarded earlier" in relcheck.records_problem([b.body, a.body], [answered_first, b])
+    assert "did not forward" in relcheck.records_problem([{"log": "x"}], [a])
+    assert "did not record" in relcheck.records_problem([a.body], [a, b])
 
 
 def test_check_allows_a_repeat_only_after_a_lost_response_or_a_restart():

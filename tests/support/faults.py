@@ -74,6 +74,8 @@ class Exchange:
     manager_status: int | None = None  # the Manager's answer; None: not forwarded
     client_status: int | None = None  # what the client was answered; None: no answer
     response_lost: bool = False  # the Manager applied it and the client never saw the answer
+    forwarded_at: float | None = None  # when the proxy sent it on to the Manager
+    answered_at: float | None = None  # when the Manager's answer came back
 
 
 @dataclasses.dataclass
@@ -257,8 +259,10 @@ class FaultProxy:
         headers = {name: environ[key] for name, key in _FORWARDED_HEADERS if environ.get(key)}
         query = environ.get("QUERY_STRING")
         url = self.target_url + x.path + (f"?{query}" if query else "")
+        x.forwarded_at = time.monotonic()
         resp = self.session.request(x.method, url, data=raw or None, headers=headers, allow_redirects=False,
                                     timeout=30)
+        x.answered_at = time.monotonic()
         x.manager_status = resp.status_code
         kept = [(k, v) for k, v in resp.headers.items() if k.lower() in _ANSWER_HEADERS]
         return resp.status_code, kept, resp.content

@@ -139,7 +139,7 @@ def _may_repeat(previous: Request, request: Request) -> bool:
 # phase).  Written apart from fworker.flusher on purpose: this is the contract
 # the flusher's coalescing is checked against.
 _NEWEST = {"activity", "task_progress_percentage", "current_command_idx", "command_progress_percentage",
-           "task_status"}
+           "task_status", "steps_completed"}
 _FINAL = {"completed", "failed", "canceled"}
 
 
@@ -177,6 +177,39 @@ def _merge(merged: dict, payload: dict) -> bool:
         else:
             merged[key] = value
     return True
+
+
+class Forwarded(typing.Protocol):
+    """A request the proxy forwarded (``faults.Exchange``)."""
+
+    body: typing.Any
+    forwarded_at: float | None
+    answered_at: float | None
+
+
+def records_problem(recorded: list[typing.Any], forwarded: typing.Sequence[Forwarded]) -> str:
+    """Does the Manager's record of accepted updates hold exactly the requests the proxy
+    forwarded, in the order forwarded?  Two requests in flight at the Manager at the same
+    time (the worker gave up on one and sent the next) may be applied in either order:
+    a later request may be recorded before an earlier one only if the earlier one's
+    answer had not come back when the later one was forwarded.  '' when they match."""
+    pending = list(forwarded)
+    for number, body in enumerate(recorded):
+        index = next((i for i, x in enumerate(pending) if x.body == body), None)
+        if index is None:
+            return f"the Manager recorded update {number} ({_short(body)}), which the proxy did not forward"
+        if any(_answered_before(y, pending[index]) for y in pending[:index]):
+            return (f"the Manager recorded update {number} ({_short(body)}) before one forwarded earlier, "
+                    "whose answer had come back before this one was sent")
+        del pending[index]
+    if pending:
+        return f"{len(pending)} forwarded update(s) the Manager did not record, the first {_short(pending[0].body)}"
+    return ""
+
+
+def _answered_before(earlier: Forwarded, later: Forwarded) -> bool:
+    return (earlier.answered_at is not None and later.forwarded_at is not None
+            and earlier.answered_at <= later.forwarded_at)
 
 
 def _short(value: typing.Any, limit: int = 300) -> str:

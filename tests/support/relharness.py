@@ -288,9 +288,10 @@ class Run:
         """The Manager keeps every update it accepted, duplicates included."""
         rows = sorted((row for task_id in self.task_ids for row in self.manager.store.task_update_rows(task_id)),
                       key=lambda row: row["seq"])
-        forwarded = [x.body for x in self._updates() if x.manager_status == 204]
-        if [row["body"] for row in rows] != forwarded:
-            self.result.problems.append("the Manager's records differ from what the proxy forwarded")
+        forwarded = [x for x in self._updates() if x.manager_status == 204]
+        problem = relcheck.records_problem([row["body"] for row in rows], forwarded)
+        if problem:
+            self.result.problems.append(f"the Manager's records differ from what the proxy forwarded: {problem}")
 
     def _updates(self) -> list:
         """The proxy's exchanges that are task updates of this run's protocol."""
