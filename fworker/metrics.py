@@ -71,6 +71,7 @@ class Stats:
         self.last_manager_contact: float | None = None
         self.manager_silent_seconds: float = 0.0  # since the last answer (or the start, before one)
         self.hub_blocked_max_seconds: float = 0.0  # set by fworker.hubmonitor
+        self.hub_blocked_own_max_seconds: float = 0.0  # the same, without waits for a CPU
         self.started_at: float = time.time()
         # The Manager's generation ("v2" or "v3") and version, once known.
         self.manager_protocol: str = ""
@@ -153,6 +154,12 @@ class StatsCollector(Collector):
         yield GaugeMetricFamily("fworker_hub_blocked_max_seconds",
                                 "The longest time the event loop was blocked (nothing else could run).",
                                 value=snap["hub_blocked_max_seconds"])
+        yield GaugeMetricFamily("fworker_hub_blocked_own_max_seconds",
+                                "The longest part of a block of the event loop that was the worker's own: the time "
+                                "its thread was runnable but waiting for a CPU (the machine ran something else) "
+                                "left out. Where the kernel does not report that wait (Linux schedstat), the same "
+                                "as fworker_hub_blocked_max_seconds.",
+                                value=snap["hub_blocked_own_max_seconds"])
         if snap["last_manager_contact"] is not None:
             # A timestamp rather than an age: alert on time() - this in PromQL.
             yield GaugeMetricFamily("fworker_last_manager_contact_timestamp_seconds",
