@@ -1,8 +1,9 @@
 """The update queue's file size: when an emptied queue is compacted, and how.
 
 A flood of log lines must not leave hundreds of MB behind for good: once the
-queue is empty and its file (with its WAL) is larger than ``RECLAIM_BYTES``,
-VACUUM gives the space back.  The file grows only by what the queue writes, so
+queue is empty and its file (with its WAL) is larger than ``RECLAIM_BYTES``
+(more than what the last VACUUM left: updates the Manager rejected are kept, and
+compacting cannot give their space back), VACUUM gives the space back.  The file grows only by what the queue writes, so
 its size is measured (two stat() calls) only once enough was written since the
 last measurement to take it past that size: an emptying delivery usually costs
 no system call at all.
@@ -36,6 +37,7 @@ class QueueSpace:
         # What the file may have grown by since its size was last measured,
         # and how much growth would take it past RECLAIM_BYTES (measure).
         self._grown = self._room = 0
+        self._left = 0  # bytes the last VACUUM left: compacting again cannot go below them
         self._wal_limit = _wal_cap(conn)
         self.measure()  # a file left large by an earlier run is compacted once empty
 
@@ -48,7 +50,7 @@ class QueueSpace:
         grow before it could be larger than RECLAIM_BYTES.  The WAL may go
         up to its cap with no row text to show for it: that is kept aside."""
         main, wal = (_size(path) for path in (self.path, self.path + "-wal"))
-        self._room = max(0, RECLAIM_BYTES - main - max(wal, self._wal_limit))
+        self._room = max(0, RECLAIM_BYTES + self._left - main - max(wal, self._wal_limit))
         self._grown = 0
         return main + wal
 
@@ -67,14 +69,16 @@ class QueueSpace:
         on a connection of its own, so the hub goes on meanwhile.  A failure is
         logged and leaves the file as it was."""
         before = self.measure()
-        if before <= threshold:
+        if before <= threshold + self._left:
             return False
         try:
             gevent.get_hub().threadpool.apply(_vacuum, (self.path,))
         except (sqlite3.DatabaseError, OSError) as ex:  # what a failed write raises, without SQLAlchemy
             log.warning("could not compact the empty update queue %s (%d bytes): %s", self.path, before, ex)
             return False
-        log.info("compacted the empty update queue %s: %d -> %d bytes", self.path, before, self.measure())
+        self._left = self.measure()
+        self.measure()  # again: the room depends on what was left
+        log.info("compacted the empty update queue %s: %d -> %d bytes", self.path, before, self._left)
         return True
 
 

@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from fworker import queuespace
 from fworker.queue import UpdateQueue
 from tests.support.journal import JournaledQueue
 
@@ -222,6 +223,27 @@ def test_a_file_left_large_by_an_earlier_run_is_compacted_once_its_updates_are_d
 
 
 @pytest.mark.slow  # 50 MB written and compacted
+def test_a_file_that_compacting_cannot_shrink_is_not_compacted_at_every_delivery(tmp_path, monkeypatch):
+    """Rejected updates stay in the file: after one VACUUM that could not bring it
+    under the threshold, the next ones wait until the file grew that much again."""
+    vacuums = []
+    real = queuespace._vacuum
+    monkeypatch.setattr(queuespace, "_vacuum", lambda path: (vacuums.append(path), real(path)))
+    q = UpdateQueue(str(tmp_path / "q.sqlite"))
+    try:
+        for n in range(12):
+            q.push("t", {"log": "rejected " + "r" * 1_000_000})
+            q.reject(q.head(1)[0], f"400 number {n}")
+        assert len(q) == 0 and q.file_size() > queuespace.RECLAIM_BYTES
+        for n in range(20):
+            q.push("t", {"log": f"line {n}"})
+            q.delete([u.id for u in q.head(10)])
+        assert len(vacuums) == 1, "compacted once, not at every delivery that emptied the queue"
+        assert len(q.rejected()) == 12
+    finally:
+        q.close()
+
+
 def test_the_file_shrinks_once_a_flood_is_delivered(tmp_path):
     """Issue 15 case 11f: a log flood left the queue file at its largest for good."""
     q = UpdateQueue(str(tmp_path / "q.sqlite"))
