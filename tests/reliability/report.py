@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     text = figures(results, args)
     print(text)
     if args.write:
-        _replace_figures(args.write, text)
+        replace_between(args.write, text)
     return 0 if all(result.ok for result in results) else 1
 
 
@@ -111,15 +111,15 @@ def _column(results: list[relharness.RunResult], args: argparse.Namespace) -> li
     ]
 
 
-def _replace_figures(path: str, text: str) -> None:
+def replace_between(path: str, text: str, begin: str = BEGIN, end: str = END) -> None:
+    """Replace what lies between the ``begin`` and ``end`` markers of ``path`` with ``text``."""
     with open(path, encoding="utf-8") as f:
         content = f.read()
-    if BEGIN not in content or END not in content:
-        raise SystemExit(f"{path}: no {BEGIN} ... {END} markers to replace")
-    head, rest = content.split(BEGIN, 1)
-    tail = rest.split(END, 1)[1]
+    if begin not in content or end not in content:
+        raise SystemExit(f"{path}: no {begin} ... {end} markers to replace")
+    head, rest = content.split(begin, 1)
     with open(path, "w", encoding="utf-8") as f:
-        f.write(f"{head}{BEGIN}\n{text}\n{END}{tail}")
+        f.write(f"{head}{begin}\n{text}\n{end}{rest.split(end, 1)[1]}")
 
 
 if __name__ == "__main__":

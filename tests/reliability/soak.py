@@ -30,6 +30,7 @@ import sys
 import tempfile
 import time
 
+from tests.reliability.report import replace_between
 from tests.support import relharness
 from tests.support.soakrun import FAULT_WEIGHTS, SoakRun
 
@@ -53,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     text = figures(results)
     print(text)
     if args.write:
-        _replace(args.write, text)
+        replace_between(args.write, text, BEGIN, END)
     return 0 if all(r["ok"] for r in results) and not _SHARDS_FAILED else 1
 
 
@@ -231,16 +232,6 @@ def _kinds(results: list[dict]) -> collections.Counter[str]:
         counts.update(r["faults"])
         counts.update(f"task: {kind}" for kind in r["hostile"])
     return counts
-
-
-def _replace(path: str, text: str) -> None:
-    with open(path, encoding="utf-8") as f:
-        content = f.read()
-    if BEGIN not in content or END not in content:
-        raise SystemExit(f"{path}: no {BEGIN} ... {END} markers to replace")
-    head, rest = content.split(BEGIN, 1)
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(f"{head}{BEGIN}\n{text}\n{END}{rest.split(END, 1)[1]}")
 
 
 if __name__ == "__main__":
