@@ -201,15 +201,17 @@ class ChildProcess:
 
     def _check_cgroup(self) -> None:
         """The child joins its cgroup before exec; if it could not, move it now (what
-        it forked meanwhile is left to the scan and the task's adopted orphans)."""
+        it forked meanwhile is left to the scan and the task's adopted orphans).  A
+        child that has already exited (``true``) is in no cgroup's list: nothing to move."""
         group = self._tree.cgroup
-        if group is None or self._tree.leader is None or group.contains(self._tree.leader.pid):
+        leader = self._tree.leader
+        if group is None or leader is None or group.contains(leader.pid) or not proctree.alive(leader):
             return
         try:
-            cgroups.move(self._tree.leader.pid, group.procs_file)
+            cgroups.move(leader.pid, group.procs_file)
             self._log.warning("%s did not join %s before exec; moved it after", self._name(), group.path)
         except OSError as exc:
-            if proctree.alive(self._tree.leader):
+            if proctree.alive(leader):
                 self._log.warning("%s runs outside its cgroup %s: %s", self._name(), group.path, exc)
 
     def run(self) -> int:

@@ -162,3 +162,23 @@ def test_own_directory_from_proc_files(tmp_path):
     cgroup_file.write_text("0::/elsewhere\n")
     with pytest.raises(cgroups.Unavailable, match="no cgroup2 file system"):
         cgroups.own_directory(str(cgroup_file), str(mountinfo))
+
+
+@pytest.mark.skipif(not CGROUP, reason=containment.mechanism())
+def test_a_child_that_exited_before_its_cgroup_was_checked_is_not_said_to_have_missed_it(monkeypatch, caplog):
+    # /bin/true often exits before the worker checks its cgroup: it is then in no
+    # cgroup's list, having joined its own before exec; no warning, nothing moved.
+    started = proctree.Descendants.started
+
+    def exited_first(self, pid):
+        started(self, pid)
+        wait_until(lambda: self.leader is None or not proctree.alive(self.leader), DEADLINE,
+                   what="the child to exit before its cgroup is checked")
+    monkeypatch.setattr(proctree.Descendants, "started", exited_first)
+    moved = []
+    monkeypatch.setattr(cgroups, "move", lambda pid, procs_file: moved.append(pid))
+    caplog.set_level("WARNING")
+    with scope(True):
+        assert ChildProcess(["/bin/true"], on_lines=lambda lines: None, grace=0.5).run() == 0
+    assert moved == [], "an exited child is not moved into its cgroup"
+    assert "cgroup" not in caplog.text
