@@ -53,11 +53,14 @@ def test_the_longest_block_is_kept_and_short_blocks_are_not_warned_about(caplog)
         with caplog.at_level(logging.WARNING, logger="fworker.hubmonitor"):
             gevent.sleep(0)
             os_sleep(0.3)
-            wait_until(lambda: monitor.blocked_max >= 0.2, 10, "the first block to be noticed")
-            longest, noticed = monitor.blocked_max, monitor.blocks
+            wait_until(lambda: monitor.own_max >= 0.2, 10, "the first block to be noticed")
+            longest, noticed = monitor.own_max, monitor.blocks
             os_sleep(0.1)
             wait_until(lambda: monitor.blocks > noticed, 10, "the second block to be noticed")
-        assert monitor.blocked_max == longest == stats.hub_blocked_max_seconds
+        # The own parts: on a loaded machine the wall-clock length of the shorter
+        # block can pass the longer one's (waiting for a CPU), its own part cannot.
+        assert monitor.own_max == longest == stats.hub_blocked_own_max_seconds
+        assert stats.hub_blocked_max_seconds == monitor.blocked_max >= longest
         assert not [r for r in caplog.records if r.name == "fworker.hubmonitor"]
     finally:
         monitor.stop()
