@@ -89,16 +89,20 @@ def _runs(args: argparse.Namespace) -> list[dict]:
     with tempfile.TemporaryDirectory(prefix="fworker-soak-") as tmp:
         for seed in seeds:
             results.append(_run(seed, pathlib.Path(tmp) / str(seed), _protocol(args, seed), args.jsonl))
-            if args.keep_failed and not results[-1]["ok"]:
-                shutil.copytree(pathlib.Path(tmp) / str(seed), pathlib.Path(args.keep_failed) / str(seed),
-                                dirs_exist_ok=True)
+            _keep_if_failed(results[-1], pathlib.Path(tmp) / str(seed), args.keep_failed)
         if index == 0 and args.long_tasks:
             protocols = relharness.PROTOCOLS if args.protocol == "both" else (args.protocol,)
             for protocol in protocols:
                 results.append(_run(0, pathlib.Path(tmp) / f"long-{protocol}", protocol, args.jsonl,
                                     tasks=args.long_tasks, faults=max(FAULTS, args.long_tasks // 2), kills=0,
                                     deadline=DEADLINE + 5 * args.long_tasks))
+                _keep_if_failed(results[-1], pathlib.Path(tmp) / f"long-{protocol}", args.keep_failed)
     return results
+
+
+def _keep_if_failed(record: dict, root: pathlib.Path, keep: str | None) -> None:
+    if keep and not record["ok"]:
+        shutil.copytree(root, pathlib.Path(keep) / root.name, dirs_exist_ok=True)
 
 
 def _run(seed: int, root: pathlib.Path, protocol: str, jsonl: str | None, *, tasks: int = TASKS,
