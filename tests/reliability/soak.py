@@ -21,6 +21,7 @@ import fworker  # noqa: F401  (monkey-patches before the rest)
 
 import argparse
 import collections
+import dataclasses
 import json
 import pathlib
 import shutil
@@ -116,6 +117,10 @@ def _run(seed: int, root: pathlib.Path, protocol: str, jsonl: str | None, *, tas
         run.close()
     record = _record(run, result, long=tasks != TASKS)
     record["tasks"] = tasks
+    if not record["ok"]:  # what the proxy saw, for whoever looks into it (--keep-failed)
+        with open(root / "exchanges.jsonl", "w", encoding="utf-8") as f:
+            f.writelines(json.dumps({**dataclasses.asdict(x), "body": repr(x.body)[:500]}) + "\n"
+                         for x in run.proxy.exchanges)
     line = json.dumps(record)
     if jsonl:
         with open(jsonl, "a", encoding="utf-8") as f:
