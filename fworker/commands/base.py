@@ -259,9 +259,10 @@ class CommandContext:
             if log_lines:
                 self.log_lines(lines, at)
             return
+        log = self.log_lines if log_lines else None
         for line in lines:
-            if log_lines:
-                self.log_lines([line], at)
+            if log is not None:
+                log([line], at)
             on_line(line)
 
     def _child_options(self, output_timeout: float | None) -> dict[str, typing.Any]:
