@@ -53,18 +53,26 @@ def one_line(text: str, limit: int = MAX_ACTIVITY) -> str:
 
 
 _second_stamp: list[typing.Any] = [None, ""]  # [whole second, its formatted date and time]
+_last_stamp: list[typing.Any] = [None, ""]  # [the last ``at`` given, its stamp]
 
 
 def log_timestamp(at: float | None = None) -> str:
     """ISO-8601 UTC with microseconds, of ``at`` (``time.time()``) or now.  Wall
     clock on purpose: these are read by people upstream.  The date and time are
     formatted once per second: strftime on every line was a third of the
-    worker's CPU on chatty logs."""
+    worker's CPU on chatty logs.  The stamp of the last ``at`` is kept: the lines
+    of one read of a child's output share it, and a parsed command logs them one
+    at a time."""
+    if at is not None and at == _last_stamp[0]:
+        return typing.cast(str, _last_stamp[1])
     now = time.time() if at is None else at
     second = int(now)
     if second != _second_stamp[0]:
         _second_stamp[:] = [second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))]
-    return f"{_second_stamp[1]}.{int((now - second) * 1_000_000):06d}Z"
+    stamp = f"{_second_stamp[1]}.{int((now - second) * 1_000_000):06d}Z"
+    if at is not None:
+        _last_stamp[:] = [at, stamp]
+    return stamp
 
 
 class LocalLog(typing.Protocol):
@@ -127,7 +135,8 @@ class TaskReporter:
         pass it: the lines before it go to the log, then the cap's note; that line
         and the rest are dropped (and counted), and ``LimitExceeded`` is raised."""
         # One encoding of the whole batch; line by line only when it would pass the cap.
-        size = len("\n".join(lines).encode("utf-8", errors="replace")) + 1
+        text = lines[0] if len(lines) == 1 else "\n".join(lines)
+        size = len(text.encode("utf-8", errors="replace")) + 1
         if self.log_bytes + size <= self.log_max_bytes:
             self.log_bytes += size
             return
@@ -153,8 +162,12 @@ class TaskReporter:
         if not self._lines:
             self._lines_since = time.monotonic()
         stamp = log_timestamp(at)
-        self._lines.extend([f"{stamp}: {line}" for line in lines])
-        self._chars += sum(map(len, lines))
+        if len(lines) == 1:  # a parsed command's lines come one at a time
+            self._lines.append(f"{stamp}: {lines[0]}")
+            self._chars += len(lines[0])
+        else:
+            self._lines.extend([f"{stamp}: {line}" for line in lines])
+            self._chars += sum(map(len, lines))
         if (len(self._lines) >= self.log_max_lines or self._chars >= LOG_FLUSH_CHARS
                 or self.log_interval <= 0):
             self.flush_log()

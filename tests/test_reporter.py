@@ -44,6 +44,21 @@ def test_every_line_its_own_update_keeps_the_time_too(tmp_path):
     assert logs(queue) == ["2026-01-02T03:04:05.250000Z: one", "2026-01-02T03:04:05.250000Z: two"]
 
 
+def test_lines_logged_one_at_a_time_are_stamped_and_counted_as_in_a_batch(tmp_path):
+    # A parsed command (Blender) logs a read's lines one by one, sharing one time:
+    # the stamp of that time is kept, and must never stick to another time.
+    queue = UpdateQueue(str(tmp_path / "q.sqlite"))
+    reporter = TaskReporter(TASK, queue, settings())
+    for line, at in [("one", AT), ("two", AT), ("three", AT + 1), ("four", AT), ("five", None)]:
+        reporter.log_lines([line], at)
+    assert reporter.log_bytes == len("one two three four five") + 1
+    reporter.flush_log()
+    stamped = logs(queue)[0].split("\n")
+    assert stamped[:4] == ["2026-01-02T03:04:05.250000Z: one", "2026-01-02T03:04:05.250000Z: two",
+                           "2026-01-02T03:04:06.250000Z: three", "2026-01-02T03:04:05.250000Z: four"]
+    assert iso_seconds(stamped[4].split(": ")[0]) > AT + 1000  # now, not the last time given
+
+
 def test_without_a_time_lines_are_stamped_now(tmp_path):
     queue = UpdateQueue(str(tmp_path / "q.sqlite"))
     reporter = TaskReporter(TASK, queue, settings())

@@ -231,20 +231,8 @@ class CommandContext:
             raise CommandFailed(f"cannot run {os.path.basename(args[0])}: its command line {problem}")
 
         # Lines carry the time they were read: during a backlog they are handled later.
-        # Without a per-line parser a chunk's lines go to the log in one batch: per-line
-        # calls were most of the worker's CPU on chatty output (exec).  With one, each
-        # line is logged before it is parsed, so that the log has every line before the
-        # activity or progress it caused.
         def handle(lines: list[str]) -> None:
-            at = child.read_at
-            if on_line is None:
-                if log_lines:
-                    self.log_lines(lines, at)
-                return
-            for line in lines:
-                if log_lines:
-                    self.log_lines([line], at)
-                on_line(line)
+            self.handle_lines(lines, child.read_at, on_line, log_lines=log_lines)
 
         child = ChildProcess(args, on_lines=handle, cwd=cwd, env=child_environment(env, self.settings),
                              **self._child_options(output_timeout))
@@ -259,6 +247,23 @@ class CommandContext:
         if returncode != 0:
             raise CommandFailed(f"{os.path.basename(args[0])} failed: {describe_exit(returncode)}")
         return returncode
+
+    def handle_lines(self, lines: list[str], at: float | None,
+                     on_line: typing.Callable[[str], None] | None, *, log_lines: bool = True) -> None:
+        """What ``run_process`` does with the lines of one read of a child's output,
+        read at ``at`` (wall clock).  Without a per-line parser they go to the log in
+        one batch: per-line calls were most of the worker's CPU on chatty output
+        (exec).  With one, each line is logged before it is parsed, so that the log
+        has every line before the activity or progress it caused."""
+        if on_line is None:
+            if log_lines:
+                self.log_lines(lines, at)
+            return
+        log = self.log_lines if log_lines else None
+        for line in lines:
+            if log is not None:
+                log([line], at)
+            on_line(line)
 
     def _child_options(self, output_timeout: float | None) -> dict[str, typing.Any]:
         """ChildProcess's options that come from the worker's settings."""

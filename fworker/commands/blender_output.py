@@ -50,15 +50,18 @@ _WARNING = re.compile(r"^Warning:\s*(?:Unable to open\b|Path '.*' not found)")
 _ERROR = re.compile(r"^(?:Error:|ERROR\b)")
 # The last line of a Python traceback: "RuntimeError: ...", "bpy.types.Foo...Error: ..."
 _EXCEPTION = re.compile(r"^[A-Za-z_][\w.]*(?:Error|Exception): \S")
+# What a line must start with for the anchored rules above to match it.
+_SKIPPING = ("skipping existing frame", "Skipping existing frame")
+_ERRORS = ("Error:", "ERROR")
 
 STATS, SAVED, PRODUCED, APPEND, READ_BLEND, WARNING, ERROR, FRAME_TIME, SKIPPED, OTHER = (
     "stats", "saved", "produced", "append", "read_blend", "warning", "error", "frame_time", "skipped", "other")
 
 
-@dataclasses.dataclass(frozen=True)
-class Line:
+class Line(typing.NamedTuple):
     """One parsed line.  ``fraction`` is how much of the current frame is done
-    (None when the line does not say)."""
+    (None when the line does not say).  A named tuple rather than a frozen
+    dataclass: made for every line of output, and half the cost to make."""
 
     kind: str
     message: str
@@ -69,46 +72,61 @@ class Line:
 
 
 def strip_log_prefix(line: str) -> str:
-    return _LOG_PREFIX.sub("", line, count=1).rstrip()
+    # The prefix starts with a time stamp, after spaces at most: most lines
+    # ("Fra:...") are not even tried.
+    first = line[:1]
+    if first.isdigit() or first.isspace():  # a superset of what \d and \s match
+        line = _LOG_PREFIX.sub("", line, count=1)
+    return line.rstrip()
 
 
 def frame_fraction(status: str) -> float | None:
     """How far the current frame is, from the last field of a stats line."""
-    tiles = _TILES_DONE.search(status)
+    # Each search only where its words are in the text: most statuses have none.
+    tiles = _TILES_DONE.search(status) if "Tiles" in status else None
     if tiles and int(tiles.group(2)):
         return int(tiles.group(1)) / int(tiles.group(2))
-    sample = _SAMPLE.search(status) or _EEVEE.search(status)
+    sample = ((_SAMPLE.search(status) if "Sample" in status else None)
+              or (_EEVEE.search(status) if "samples" in status else None))
     in_tile = 0.0
     if sample and int(sample.group(2)):
         in_tile = int(sample.group(1)) / int(sample.group(2))
-    tile = _TILE_CURRENT.search(status)
+    tile = _TILE_CURRENT.search(status) if "Path Tracing Tile" in status else None
     if tile and int(tile.group(2)):
         return (int(tile.group(1)) - 1 + in_tile) / int(tile.group(2))
     return in_tile if sample else None
 
 
 def parse_line(line: str) -> Line:
-    message = strip_log_prefix(line)
-    text = message.strip()
-    if match := _SAVED.search(text):
+    """The rules in their order; each regex only runs on a line holding the text
+    it needs (a substring or a start), so that a line costs a few substring
+    checks and at most the regexes that can match it."""
+    text = strip_log_prefix(line).strip()
+    if "Saved:" in text and (match := _SAVED.search(text)):
         return Line(SAVED, text, path=match.group(1))
-    if match := _PRODUCED.match(text):
+    if text.startswith("fworker: ") and (match := _PRODUCED.match(text)):
         return Line(PRODUCED, text, path=match.group(1))
-    if match := _FRAME.search(text):
+    if "Fra:" in text and (match := _FRAME.search(text)):
         status = text.rsplit("|", 1)[-1].strip() if "|" in text else ""
         return Line(STATS, text, frame=int(match.group(1)), status=status,
                     fraction=frame_fraction(status))
-    if match := _APPEND.match(text):
+    return _parse_anchored(text)
+
+
+def _parse_anchored(text: str) -> Line:
+    """The kinds known by how the line starts (or, for an exception, ends its name)."""
+    if text.startswith("Append frame") and (match := _APPEND.match(text)):
         return Line(APPEND, text, frame=int(match.group(1)))
-    if match := _READ_BLEND.match(text):
+    if text.startswith("Read blend:") and (match := _READ_BLEND.match(text)):
         return Line(READ_BLEND, text, path=match.group(1).strip().strip('"'))  # 4.x+ quotes it
-    if _FRAME_TIME.match(text):
+    if text.startswith("Time:") and _FRAME_TIME.match(text):
         return Line(FRAME_TIME, text)
-    if _SKIPPED.match(text):
+    if text.startswith(_SKIPPING) and _SKIPPED.match(text):
         return Line(SKIPPED, text)
-    if _WARNING.match(text):
+    if text.startswith("Warning:") and _WARNING.match(text):
         return Line(WARNING, text)
-    if _ERROR.match(text) or _EXCEPTION.match(text):
+    if ((text.startswith(_ERRORS) and _ERROR.match(text))
+            or (("Error: " in text or "Exception: " in text) and _EXCEPTION.match(text))):
         return Line(ERROR, text)
     return Line(OTHER, text)
 
