@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import datetime
 import functools
 import json
 import os
@@ -71,6 +72,14 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     except (OSError, AttributeError):
         pass
+
+
+def save_standalone(name: str, **result: typing.Any) -> None:
+    """bench/results/NAME.json for a benchmark run on its own (not by ``python -m bench``):
+    ``result`` with when and where it was measured."""
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    with open(os.path.join(ROOT, "bench", "results", f"{name}.json"), "w", encoding="utf-8") as f:
+        json.dump({"measured_at": stamp, **result, "machine": machine()}, f, indent=1)
 
 
 def free_port() -> int:

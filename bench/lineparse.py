@@ -23,8 +23,6 @@ import fworker  # noqa: F401  (gevent's monkey patching first, as in the worker)
 
 # isort: split
 
-import datetime
-import json
 import logging
 import os
 import shutil
@@ -161,9 +159,7 @@ def main() -> None:
     for row in rows:
         print(f"{row['what']:<9} {row['us_per_line']:>8.2f} {row['ratio']:>7.1f}  "
               f"{row['us_per_line'] - base:>10.2f}  {row['how']}")
-    with open(os.path.join(common.ROOT, "bench", "results", "lineparse.json"), "w", encoding="utf-8") as f:
-        json.dump({"measured_at": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-                   "lines": lines, "bare_us_per_line": base, "rows": rows, "machine": common.machine()}, f, indent=1)
+    common.save_standalone("lineparse", lines=lines, bare_us_per_line=base, rows=rows)
 
 
 if __name__ == "__main__":

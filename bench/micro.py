@@ -14,7 +14,6 @@ import fworker  # noqa: F401  (gevent's monkey patching first, as in the worker)
 
 # isort: split
 
-import datetime
 import json
 import os
 import re
@@ -180,9 +179,7 @@ def main() -> None:
     for row in rows:
         print(f"{row['what']:<62} {row['now']:>8.2f}{row['unit'][:2]:>2} {row['alternative']:>8.2f}{row['unit'][:2]:>2}"
               f"  {row['now'] / row['alternative']:.1f}x")
-    with open(os.path.join(common.ROOT, "bench", "results", "micro.json"), "w", encoding="utf-8") as f:
-        json.dump({"measured_at": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-                   "rows": rows, "machine": common.machine()}, f, indent=1)
+    common.save_standalone("micro", rows=rows)
 
 
 if __name__ == "__main__":

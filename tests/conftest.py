@@ -6,6 +6,7 @@ import fworker  # noqa: F401  (must come first)
 # isort: split
 
 import logging
+import socket
 
 import pytest
 
@@ -115,6 +116,15 @@ def make_worker(manager, tmp_path):
     for worker in built:
         worker.request_shutdown("end of test")
         worker.shutdown()
+
+
+@pytest.fixture
+def udp():
+    """A UDP socket on the loopback, as an SSDP responder uses (discovery tests)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    yield sock
+    sock.close()
 
 
 @pytest.fixture

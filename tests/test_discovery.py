@@ -1,5 +1,4 @@
 """SSDP discovery against a responder on loopback."""
-import socket
 
 import gevent
 import pytest
@@ -12,14 +11,6 @@ def responder(sock, answer):
     data, sender = sock.recvfrom(65536)
     assert b"M-SEARCH" in data and b"ST: urn:flamenco:manager:0" in data and b'MAN: "ssdp:discover"' in data
     sock.sendto(answer, sender)
-
-
-@pytest.fixture
-def udp():
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
-    yield sock
-    sock.close()
 
 
 def test_discovers_the_location_of_the_first_answer(udp):

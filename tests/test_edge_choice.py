@@ -22,14 +22,6 @@ V2_ID, V2_SECRET = "a" * 24, "s" * 64  # 2.x credentials, as an old config file 
 
 
 @pytest.fixture
-def udp():
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
-    yield sock
-    sock.close()
-
-
-@pytest.fixture
 def proxy(make_manager3):
     p = FaultProxy(make_manager3().url).up()
     yield p
