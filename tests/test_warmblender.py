@@ -73,6 +73,14 @@ def fresh(blend, out, frames, *extra):
          "--render-format", "PNG", "--render-frame", frames], timeout=120)
 
 
+def assert_renders_as_fresh(blend, settings, tmp_path, frame):
+    """The next warm task (output w3/) renders ``frame`` pixel for pixel as a fresh Blender."""
+    render(blend, str(tmp_path / "w3" / "f_####"), str(frame), settings)
+    fresh(blend, str(tmp_path / "fresh" / "f_####"), str(frame))
+    name = f"f_{frame:04d}.png"
+    assert pixels(str(tmp_path / "w3" / name)) == pixels(str(tmp_path / "fresh" / name))
+
+
 def warm_pid():
     warm = warmblender.current()
     return warm.pid if warm is not None else None
@@ -150,9 +158,7 @@ def test_what_the_warm_blender_cannot_do_exactly_goes_to_a_fresh_one(blend, sett
     assert (tmp_path / "w2" / "f_0002.jpg").is_file()
     assert warm_pid() == pid
     # The declined request left nothing behind: the next task renders PNG as loaded.
-    render(blend, str(tmp_path / "w3" / "f_####"), "2", settings)
-    fresh(blend, str(tmp_path / "fresh" / "f_####"), "2")
-    assert pixels(str(tmp_path / "w3" / "f_0002.png")) == pixels(str(tmp_path / "fresh" / "f_0002.png"))
+    assert_renders_as_fresh(blend, settings, tmp_path, 2)
 
 
 @pytest.mark.slow
@@ -209,9 +215,7 @@ def test_a_task_aborted_mid_render_is_followed_by_a_clean_one(blend, settings, t
     greenlet.kill(timeout=30)  # as the runner is killed by an abort
     assert _zombie(pid), "an aborted task must stop the warm Blender with it"
     assert warmblender.current() is None
-    render(blend, str(tmp_path / "w3" / "f_####"), "2", settings)
-    fresh(blend, str(tmp_path / "fresh" / "f_####"), "2")
-    assert pixels(str(tmp_path / "w3" / "f_0002.png")) == pixels(str(tmp_path / "fresh" / "f_0002.png"))
+    assert_renders_as_fresh(blend, settings, tmp_path, 2)
 
 
 @pytest.mark.slow
